@@ -1,0 +1,38 @@
+"""Service settings, read from environment variables with documented defaults.
+
+| variable               | default            | meaning                                  |
+|------------------------|--------------------|------------------------------------------|
+| CARCLF_MODEL_DIR       | <repo>/model       | SavedModel directory to serve            |
+| CARCLF_TOP_K           | 3                  | predictions returned when top_k is absent |
+| CARCLF_MAX_UPLOAD_MB   | 10                 | largest request body, in MiB (else 413)   |
+| CARCLF_MAX_PIXELS      | 40000000           | largest width*height accepted             |
+"""
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
+
+# Flask config key -> (environment variable, default, parser)
+SETTINGS = {
+    "MODEL_DIR": ("CARCLF_MODEL_DIR", str(DEFAULT_MODEL_DIR), str),
+    "DEFAULT_TOP_K": ("CARCLF_TOP_K", 3, int),
+    "MAX_UPLOAD_MB": ("CARCLF_MAX_UPLOAD_MB", 10, float),
+    "MAX_PIXELS": ("CARCLF_MAX_PIXELS", 40_000_000, int),
+}
+
+
+def settings_from_env(environ=os.environ):
+    """The Flask config ``dict`` from ``environ`` (defaults where unset).
+
+    Raises:
+        ValueError: a variable that does not parse, named in the message.
+    """
+    config = {}
+    for key, (variable, default, parse) in SETTINGS.items():
+        raw = environ.get(variable)
+        try:
+            config[key] = default if raw is None else parse(raw)
+        except ValueError:
+            raise ValueError(f"{variable}={raw!r} is not a valid {parse.__name__}") from None
+    return config

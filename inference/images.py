@@ -1,0 +1,81 @@
+"""Decoding of image bytes into RGB pixel arrays, with Pillow.
+
+The same function decodes training photos and uploads, so the model sees
+identically decoded pixels in both (EXIF orientation applied, RGB).
+"""
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not a decodable image.
+
+    Attributes:
+        code: stable machine-readable reason: ``empty_file``, ``not_an_image``,
+            ``too_many_pixels`` or ``corrupt_image``.
+    """
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, min_size=None):
+    """Decode encoded image bytes (JPEG, PNG, WebP, BMP, GIF...) to RGB.
+
+    The pixel count is checked from the header, before any pixel is decoded,
+    so decompression bombs are refused cheaply. EXIF orientation is applied;
+    grayscale, palette, CMYK, RGBA (alpha dropped) and 16-bit images become
+    8-bit RGB; animated images give their first frame.
+
+    Args:
+        data: the encoded file, ``bytes``.
+        max_pixels: largest accepted ``width * height``.
+        min_size: optional ``(width, height)``; JPEGs are then decoded at the
+            smallest power-of-two reduction that still covers it (Pillow's
+            draft mode), which is much faster for large photos that will be
+            resized down anyway.
+
+    Returns:
+        ``np.ndarray`` of dtype ``uint8`` and shape ``(height, width, 3)``.
+
+    Raises:
+        ImageDecodeError: empty, not an image, too many pixels, or corrupt.
+    """
+    if not data:
+        raise ImageDecodeError("empty_file", "The uploaded file is empty.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not_an_image", "The file is not an image in a supported format.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageDecodeError("too_many_pixels", f"The image has more than {max_pixels} pixels.") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            "too_many_pixels", f"The image has {width}x{height} pixels; the limit is {max_pixels} pixels."
+        )
+    try:
+        if min_size is not None and image.format == "JPEG":
+            image.draft("RGB", min_size)
+        image = ImageOps.exif_transpose(image)
+        return np.asarray(_to_rgb(image), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageDecodeError("corrupt_image", f"The image could not be decoded: {error}") from None
+
+
+def _to_rgb(image):
+    """Convert any Pillow mode to 8-bit RGB (16-bit modes are scaled, not clipped)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pixels = np.asarray(image, dtype=np.float64)
+        scale = 255.0 / 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 1.0
+        image = Image.fromarray(np.clip(pixels * scale, 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")

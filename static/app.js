@@ -1,0 +1,202 @@
+// Front end for the car model classifier: pick/drop a photo, POST it to
+// /predict, render the probabilities. Plain DOM APIs only: everything coming
+// from the server or from file names goes through textContent, never innerHTML.
+(function () {
+  'use strict';
+
+  const $ = (id) => document.getElementById(id);
+  const main = $('app');
+  const form = $('form');
+  const dropZone = $('drop-zone');
+  const fileInput = $('file-input');
+  const fileName = $('file-name');
+  const preview = $('preview');
+  const tta = $('tta');
+  const topK = $('top-k');
+  const classifyBtn = $('classify');
+  const statusEl = $('status');
+  const errorEl = $('error');
+  const resultsCard = $('results-card');
+  const results = $('results');
+  const meta = $('meta');
+
+  const DEFAULT_TOP_K = parseInt(main.dataset.topK, 10) || 3;
+  const GENERIC_ERROR = 'Something went wrong while classifying the photo. Please try again.';
+
+  let currentFile = null;
+  let previewUrl = null;
+  let inFlight = null; // AbortController of the running request, so a newer photo wins
+
+  // "kia_rio" -> "Kia Rio", "mazda_3" -> "Mazda 3" (same rule as the template).
+  function prettyLabel(label) {
+    return String(label)
+      .split('_')
+      .filter(Boolean)
+      .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+      .join(' ');
+  }
+
+  function setState(state, message) {
+    main.dataset.state = state;
+    main.setAttribute('aria-busy', state === 'busy' ? 'true' : 'false');
+    statusEl.textContent = state === 'busy' ? 'Classifying…' : '';
+    classifyBtn.disabled = state === 'busy' || !currentFile;
+
+    results.dataset.state = state === 'done' ? 'done' : 'idle';
+    if (state === 'error') {
+      errorEl.textContent = message || GENERIC_ERROR;
+      errorEl.dataset.state = 'error';
+      errorEl.hidden = false;
+    } else {
+      errorEl.textContent = '';
+      delete errorEl.dataset.state;
+      errorEl.hidden = true;
+    }
+    if (state !== 'done') {
+      results.replaceChildren();
+      meta.textContent = '';
+      resultsCard.hidden = true;
+    }
+  }
+
+  function readTopK() {
+    const n = parseInt(topK.value, 10);
+    const k = Number.isFinite(n) ? Math.min(10, Math.max(1, n)) : DEFAULT_TOP_K;
+    topK.value = String(k); // show the user what was actually sent
+    return k;
+  }
+
+  function chooseFile(file) {
+    if (!file) return;
+    // Browsers give an empty type for some files; let the server decide then.
+    if (file.type && !file.type.startsWith('image/')) {
+      setState('error', 'Please choose an image file.');
+      return;
+    }
+    currentFile = file;
+    if (previewUrl) URL.revokeObjectURL(previewUrl); // free the previous preview
+    previewUrl = URL.createObjectURL(file);
+    preview.src = previewUrl;
+    preview.hidden = false;
+    dropZone.classList.add('has-image');
+    fileName.textContent = file.name || '';
+    classify();
+  }
+
+  function renderPredictions(data) {
+    const rows = data.predictions.map((p, i) => {
+      const prob = Math.min(1, Math.max(0, Number(p.probability) || 0));
+
+      const row = document.createElement('div');
+      row.className = i === 0 ? 'result top' : 'result';
+
+      const label = document.createElement('span');
+      label.className = 'result-label';
+      label.textContent = prettyLabel(p.label);
+
+      const pct = document.createElement('span');
+      pct.className = 'result-prob';
+      pct.textContent = (prob * 100).toFixed(1) + '%';
+
+      const bar = document.createElement('div');
+      bar.className = 'result-bar';
+      bar.setAttribute('aria-hidden', 'true'); // the percentage text says it already
+      const fill = document.createElement('div');
+      fill.className = 'result-fill';
+      fill.style.width = (prob * 100) + '%';
+      bar.appendChild(fill);
+
+      row.append(label, pct, bar);
+      return row;
+    });
+    results.replaceChildren(...rows);
+
+    const parts = [];
+    if (data.tta_views != null) parts.push(data.tta_views === 1 ? 'no TTA' : data.tta_views + ' TTA views');
+    if (Number.isFinite(Number(data.time_ms))) parts.push(Math.round(Number(data.time_ms)) + ' ms');
+    const version = (data.model && data.model.version) || main.dataset.modelVersion;
+    if (version) parts.push('model ' + version);
+    meta.textContent = parts.join(' · ');
+    resultsCard.hidden = false;
+  }
+
+  // Best human-readable message for a failed response; the body may be HTML
+  // (e.g. a 413 from a reverse proxy), so JSON parsing is optional.
+  function errorMessage(res, body) {
+    if (body && body.error && typeof body.error.message === 'string' && body.error.message) {
+      return body.error.message;
+    }
+    if (res.status === 413) return 'The photo is too large to upload.';
+    return GENERIC_ERROR + ' (HTTP ' + res.status + ')';
+  }
+
+  async function classify() {
+    if (!currentFile) return;
+    if (inFlight) inFlight.abort();
+    const controller = new AbortController();
+    inFlight = controller;
+
+    const body = new FormData();
+    body.append('file', currentFile, currentFile.name || 'upload');
+    body.append('top_k', String(readTopK()));
+    body.append('tta', tta.checked ? '1' : '0');
+
+    setState('busy');
+    try {
+      const res = await fetch('/predict', { method: 'POST', body, signal: controller.signal });
+      let data = null;
+      try {
+        data = await res.json();
+      } catch (_) {
+        data = null; // non-JSON answer
+      }
+      if (controller !== inFlight) return; // a newer request took over
+      if (!res.ok) {
+        setState('error', errorMessage(res, data));
+      } else if (!data || !Array.isArray(data.predictions)) {
+        setState('error', GENERIC_ERROR);
+      } else {
+        setState('done');
+        renderPredictions(data);
+      }
+    } catch (err) {
+      if (err && err.name === 'AbortError') return;
+      if (controller !== inFlight) return;
+      setState('error', 'Could not reach the server. Check your connection and try again.');
+    } finally {
+      if (controller === inFlight) inFlight = null;
+    }
+  }
+
+  fileInput.addEventListener('change', () => {
+    chooseFile(fileInput.files && fileInput.files[0]);
+    fileInput.value = ''; // so picking the same file again still fires "change"
+  });
+
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    classify();
+  });
+
+  // Drag and drop: preventDefault on dragover is what allows dropping at all.
+  ['dragenter', 'dragover'].forEach((type) =>
+    dropZone.addEventListener(type, (e) => {
+      e.preventDefault();
+      dropZone.classList.add('dragging');
+    })
+  );
+  ['dragleave', 'dragend'].forEach((type) =>
+    dropZone.addEventListener(type, (e) => {
+      if (!dropZone.contains(e.relatedTarget)) dropZone.classList.remove('dragging');
+    })
+  );
+  dropZone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    dropZone.classList.remove('dragging');
+    chooseFile(e.dataTransfer && e.dataTransfer.files[0]);
+  });
+  // A photo dropped just outside the zone should not make the browser navigate away.
+  ['dragover', 'drop'].forEach((type) => window.addEventListener(type, (e) => e.preventDefault()));
+
+  setState('idle');
+})();

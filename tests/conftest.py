@@ -1,0 +1,111 @@
+"""Shared fixtures: real photos from ../shared, the shipped model, tiny trained models."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("CARCLF_SHARED", ROOT.parent / "shared"))
+CARS = SHARED / "data" / "cars-ru10"
+SF_TEST = SHARED / "data" / "sf-test-photos"
+MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_224_imagenet_notop.weights.h5"
+SHIPPED_MODEL = ROOT / "model"
+
+
+def require(path):
+    """Skip the calling test, saying why, when a file from ../shared is absent."""
+    if not path.exists():
+        pytest.skip(f"{path} is absent (real data and weights live in ../shared; set CARCLF_SHARED to elsewhere)")
+    return path
+
+
+def shipped_validation_samples():
+    """The validation photos of model/ (held out by group, never trained on),
+    re-created from its training_config.json; skips when ../shared is absent."""
+    from training.config import TrainConfig
+    from training.data import load_samples, split_by_group
+
+    config = TrainConfig.from_dict(json.loads((SHIPPED_MODEL / "training_config.json").read_text()))
+    samples, _ = load_samples(require(CARS))
+    return split_by_group(samples, config.val_fraction, config.seed)[1]
+
+
+@pytest.fixture(scope="session")
+def cars():
+    """The cars-ru10 dataset root."""
+    return require(CARS)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A dozen real photos: 3 classes x 4 photos, ImageFolder layout, one group per photo."""
+    require(CARS)
+    root = tmp_path_factory.mktemp("tiny")
+    for label in ("kia_rio", "lada_kalina", "mazda_3"):
+        (root / label).mkdir()
+        for photo in sorted((CARS / label).glob("*.jpg"))[:4]:
+            shutil.copy(photo, root / label / photo.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shipped_app():
+    """The Flask app serving the shipped model in model/."""
+    from app import create_app
+
+    return create_app({"MODEL_DIR": str(SHIPPED_MODEL)})
+
+
+@pytest.fixture()
+def client(shipped_app):
+    return shipped_app.test_client()
+
+
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def free_port():
+    """A loopback TCP port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def curl(*args):
+    """Run curl; return ``(HTTP status, parsed JSON body)``."""
+    result = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", *args], capture_output=True, text=True, timeout=60)
+    body, status = result.stdout.rsplit("\n", 1)
+    return int(status), json.loads(body)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """`gunicorn wsgi:app` serving model/ on a free loopback port (uploads capped at 1 MiB)."""
+    port = free_port()
+    env = {**os.environ, "BIND": f"127.0.0.1:{port}", "CARCLF_MAX_UPLOAD_MB": "1"}
+    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen([str(GUNICORN), "wsgi:app"], cwd=ROOT, env=env, stdout=handle, stderr=handle)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited: {log.read_text()[-2000:]}")
+        try:
+            if curl(f"{url}/healthz")[0] == 200:
+                break
+        except (ValueError, subprocess.TimeoutExpired):
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("gunicorn did not become healthy within 90 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)

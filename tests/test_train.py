@@ -1,0 +1,103 @@
+"""Tiny real training runs (a few steps on a dozen photos) through the CLI,
+then the exported SavedModel loaded without project code and served by the app."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from inference.classifier import Classifier
+from tests.conftest import MOBILENET_WEIGHTS, require
+from training.config import Stage, TrainConfig
+from training.train import main, parse_args
+
+TINY = ["--batch-size", "4", "--val-fraction", "0.25", "--patience", "1"]
+STAGES = ["--stage", "head:1:1e-3:0", "--stage", "finetune:1:1e-4:0.5"]
+
+
+@pytest.fixture(scope="module")
+def mobilenet_model(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mobilenet")
+    weights = str(require(MOBILENET_WEIGHTS))
+    main(["--data", str(tiny_dataset), "--out", str(out), "--backbone", "MobileNetV2", "--alpha", "0.35",
+          "--weights", weights, "--image-size", "96", *TINY, *STAGES])
+    return out
+
+
+def test_mobilenet_run_writes_savedmodel_config_history_and_metrics(mobilenet_model, tiny_dataset):
+    files = {path.name for path in mobilenet_model.iterdir()}
+    assert {"saved_model.pb", "variables", "training_config.json", "history.json", "metrics.json"} <= files
+    config = TrainConfig.from_dict(json.loads((mobilenet_model / "training_config.json").read_text()))
+    assert config.backbone == "MobileNetV2" and config.alpha == 0.35 and config.image_size == 96
+    assert [stage.name for stage in config.stages] == ["head", "finetune"]
+    history = json.loads((mobilenet_model / "history.json").read_text())
+    assert [len(stage["val_accuracy"]) for stage in history] == [1, 1]
+    metrics = json.loads((mobilenet_model / "metrics.json").read_text())
+    assert metrics["train_images"] + metrics["validation_images"] == 12
+    assert 0 <= metrics["accuracy"] <= 1 and metrics["tta_views"] == ["original", "hflip"]
+
+
+def test_savedmodel_loads_with_tensorflow_alone(mobilenet_model, tmp_path):
+    script = f"""
+import json, sys
+sys.path = [p for p in sys.path if p not in ("", ".")]
+import numpy as np, tensorflow as tf
+model = tf.saved_model.load({str(mobilenet_model)!r})
+facts = model.signatures["metadata"]()
+out = model.signatures["serving_default"](images=tf.zeros([2, 300, 200, 3], tf.uint8))
+print(json.dumps({{"labels": [l.decode() for l in facts["labels"].numpy()],
+                   "size": facts["image_size"].numpy().tolist(),
+                   "shape": out["probabilities"].shape.as_list(),
+                   "sums": out["probabilities"].numpy().sum(axis=1).tolist(),
+                   "logits": out["logits"].shape.as_list()}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert facts["labels"] == ["kia_rio", "lada_kalina", "mazda_3"] and facts["size"] == [96, 96]
+    assert facts["shape"] == [2, 3] and facts["logits"] == [2, 3]
+    assert np.allclose(facts["sums"], 1, atol=1e-5)
+
+
+def test_app_serves_the_freshly_trained_model(mobilenet_model, tiny_dataset):
+    from app import create_app
+
+    client = create_app({"MODEL_DIR": str(mobilenet_model)}).test_client()
+    photo = next((tiny_dataset / "mazda_3").glob("*.jpg"))
+    with open(photo, "rb") as handle:
+        answer = client.post("/predict", data={"file": (handle, photo.name), "top_k": "3"})
+    assert answer.status_code == 200
+    labels = [p["label"] for p in answer.json["predictions"]]
+    assert sorted(labels) == ["kia_rio", "lada_kalina", "mazda_3"]
+
+
+def test_efficientnet_tiny_run_from_random_init(tiny_dataset, tmp_path):
+    main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "EfficientNetB0", "--weights", "none",
+          "--image-size", "64", *TINY, "--stage", "head:1:1e-3:0", "--stage", "all:1:1e-4:1"])
+    classifier = Classifier(tmp_path)
+    assert classifier.labels == ["kia_rio", "lada_kalina", "mazda_3"] and classifier.image_size == (64, 64)
+    assert classifier.metadata["backbone"] == "EfficientNetB0"
+    probabilities = classifier.classify(np.full((80, 120, 3), 128, np.uint8))
+    assert probabilities.shape == (3,) and abs(probabilities.sum() - 1) < 1e-5
+
+
+def test_cli_errors_are_one_line_and_exit_nonzero(tiny_dataset, tmp_path, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "MobileNetV2",
+              "--weights", str(tmp_path / "missing.h5"), *TINY])
+    assert "does not exist" in str(caught.value.code)
+    with pytest.raises(SystemExit):
+        parse_args(["--data", str(tiny_dataset)])
+    assert "--out is required" in capsys.readouterr().err
+
+
+def test_config_file_then_flags_override(tmp_path):
+    saved = TrainConfig(data="d", out="o", backbone="MobileNetV2", stages=[Stage("head", 3, 1e-3, 0.0)])
+    path = tmp_path / "config.json"
+    path.write_text(saved.to_json())
+    config = parse_args(["--config", str(path), "--seed", "7", "--stage", "all:2:1e-4:1"])
+    assert config.backbone == "MobileNetV2" and config.seed == 7 and config.data == "d"
+    assert config.stages == [Stage("all", 2, 1e-4, 1.0)]
+    with pytest.raises(ValueError, match="NAME:EPOCHS"):
+        Stage.parse("head:3")

@@ -1,0 +1,124 @@
+"""Backbones from ``keras.applications``, chosen by name, and their weights.
+
+Each backbone brings its own default input size and ``preprocess_input``
+(EfficientNet's is the identity: its normalisation is inside the network).
+"""
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from keras import applications
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The requested backbone weights cannot be obtained or do not fit."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone.
+
+    Attributes:
+        constructor: the ``keras.applications`` function.
+        input_size: native input side in pixels (square).
+        preprocess_input: maps float32 pixels in ``[0, 255]`` to the range the
+            backbone was trained on.
+    """
+
+    constructor: Callable
+    input_size: int
+    preprocess_input: Callable
+
+
+def _family(module, sizes):
+    return {name: BackboneSpec(getattr(applications, name), size, module.preprocess_input) for name, size in sizes.items()}
+
+
+# Native sizes from the Keras applications documentation (keras.io/api/applications).
+BACKBONES = {
+    **_family(
+        applications.efficientnet,
+        {f"EfficientNetB{i}": size for i, size in enumerate((224, 240, 260, 300, 380, 456, 528, 600))},
+    ),
+    **_family(
+        applications.efficientnet_v2,
+        {
+            "EfficientNetV2B0": 224,
+            "EfficientNetV2B1": 240,
+            "EfficientNetV2B2": 260,
+            "EfficientNetV2B3": 300,
+            "EfficientNetV2S": 384,
+            "EfficientNetV2M": 480,
+            "EfficientNetV2L": 480,
+        },
+    ),
+    **_family(applications.mobilenet_v2, {"MobileNetV2": 224}),
+}
+
+
+def get_spec(name):
+    """The :class:`BackboneSpec` of ``name``.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone '{name}'. Known: {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def build_backbone(name, weights, input_size, alpha=1.0):
+    """Build a headless backbone (``include_top=False``).
+
+    Args:
+        name: a key of :data:`BACKBONES`.
+        weights: ``"imagenet"`` (Keras downloads and caches them in
+            ``~/.keras/models``), ``"none"`` (random init) or a path to a local
+            weights file saved from the same architecture without its top.
+        input_size: square input side in pixels.
+        alpha: MobileNetV2 width multiplier; other backbones must keep 1.0.
+
+    Returns:
+        ``keras.Model`` mapping ``(batch, input_size, input_size, 3)`` float32
+        pixels, already preprocessed, to feature maps.
+
+    Raises:
+        ValueError: unknown backbone, or ``alpha`` given to a non-MobileNet.
+        WeightsUnavailableError: ``imagenet`` cannot be downloaded, the local
+            file is missing, or it does not match the architecture.
+    """
+    spec = get_spec(name)
+    kwargs = {"include_top": False, "input_shape": (input_size, input_size, 3)}
+    if name == "MobileNetV2":
+        kwargs["alpha"] = alpha
+    elif alpha != 1.0:
+        raise ValueError(f"alpha applies to MobileNetV2 only, not to {name}")
+    described = f"{name}" + (f"(alpha={alpha})" if name == "MobileNetV2" else "")
+    if weights == "none":
+        return spec.constructor(weights=None, **kwargs)
+    if weights == "imagenet":
+        try:
+            return spec.constructor(weights="imagenet", **kwargs)
+        except Exception as error:  # Keras raises a bare Exception on URL failures.
+            raise WeightsUnavailableError(
+                f"Cannot download ImageNet weights for {described} ({error}); "
+                "pass --weights PATH to a local weights file instead."
+            ) from None
+    return _with_local_weights(spec, described, Path(weights), kwargs)
+
+
+def _with_local_weights(spec, described, path, kwargs):
+    if not path.is_file():
+        raise WeightsUnavailableError(f"Weights file '{path}' does not exist (give imagenet, none or a file path).")
+    model = spec.constructor(weights=None, **kwargs)
+    try:
+        with warnings.catch_warnings():  # Keras warns once per layer before raising.
+            warnings.simplefilter("ignore")
+            model.load_weights(str(path))
+    except (ValueError, OSError) as error:
+        first_line = str(error).splitlines()[0]
+        raise WeightsUnavailableError(f"Weights file '{path}' does not fit {described}: {first_line}") from None
+    return model
+
