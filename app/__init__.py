@@ -34,7 +34,9 @@ def create_app(overrides=None):
     app.config.from_mapping(settings_from_env())
     app.config.update(overrides or {})
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
-    classifier = Classifier(app.config["MODEL_DIR"])
+    classifier = Classifier(
+        app.config["MODEL_DIR"], app.config["BATCH_SIZE"], app.config["BATCH_WAIT_MS"], app.config["BATCH_THREADS"]
+    )
     classifier.warm_up()
     app.extensions["classifier"] = classifier
     app.register_blueprint(pages.blueprint)

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from inference.images import decode_image
-from inference.tta import DEFAULT_VIEWS, tta_batch
+from inference.batching import Batcher
+from inference.images import decode_image, resize
+from inference.tta import DEFAULT_VIEWS, VIEWS, tta_batch
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -23,6 +24,20 @@ class Classifier:
     signature returns the label names, the input size and a JSON string of
     training facts (see the README's "SavedModel signature").
 
+    The signature is a concrete function (fixed input signature), so no call
+    traces or retraces a graph; TensorFlow's kernels (oneDNN) are still built
+    the first time each batch size is seen, which :meth:`warm_up` pays.
+
+    Args:
+        model_dir: the SavedModel directory.
+        batch_size: dynamic batching (:class:`inference.batching.Batcher`):
+            calls from concurrent threads are run together in forward passes
+            of at most this many rows (images x TTA views); ``0`` runs each
+            call on its own.
+        batch_wait_ms: how long a call may wait for others to join its batch,
+            in milliseconds (with batching).
+        batch_threads: batches run side by side (with batching).
+
     Attributes:
         labels: class names, ``list[str]``, in the order of the outputs.
         image_size: ``(height, width)`` in pixels the model resizes to.
@@ -33,7 +48,7 @@ class Classifier:
         ModelNotFoundError: ``model_dir`` has no ``saved_model.pb``.
     """
 
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, batch_size=0, batch_wait_ms=0.0, batch_threads=1):
         model_dir = Path(model_dir)
         if not (model_dir / "saved_model.pb").is_file():
             raise ModelNotFoundError(
@@ -46,9 +61,11 @@ class Classifier:
         self.labels = [label.decode() for label in facts["labels"].numpy()]
         self.image_size = tuple(int(side) for side in facts["image_size"].numpy())
         self.metadata = json.loads(facts["metadata_json"].numpy().decode())
+        self._largest_batch = max(batch_size, len(VIEWS))  # in rows, for warm_up
+        self._batcher = Batcher(self._forward, batch_size, batch_wait_ms / 1000, batch_threads) if batch_size else None
 
     def predict_probabilities(self, images):
-        """Run the model on a batch.
+        """Run the model on a batch (sharing a forward pass with concurrent calls when batching).
 
         Args:
             images: ``uint8`` array ``(batch, height, width, 3)``, RGB.
@@ -56,6 +73,9 @@ class Classifier:
         Returns:
             ``float32`` array ``(batch, num_classes)`` of probabilities.
         """
+        return self._batcher(images) if self._batcher else self._forward(images)
+
+    def _forward(self, images):
         outputs = self._serve(images=tf.convert_to_tensor(images, dtype=tf.uint8))
         return outputs["probabilities"].numpy()
 
@@ -73,13 +93,21 @@ class Classifier:
         return self.predict_probabilities(tta_batch(image, views)).mean(axis=0)
 
     def decode(self, data, max_pixels):
-        """Decode uploaded bytes for this model (JPEG draft mode at its input size).
+        """Decode uploaded bytes and resize them to the model's input size.
+
+        JPEGs are decoded in draft mode at the smallest reduction covering the
+        input size; resizing before the model (as training does, see
+        :func:`training.data.load_image`) makes every image the same shape, so
+        that concurrent requests can share a batch.
+
+        Returns:
+            ``uint8`` array ``(height, width, 3)`` of :attr:`image_size`, RGB.
 
         Raises:
             inference.images.ImageDecodeError: the bytes are no usable image.
         """
         height, width = self.image_size
-        return decode_image(data, max_pixels=max_pixels, min_size=(width, height))
+        return resize(decode_image(data, max_pixels=max_pixels, min_size=(width, height)), (width, height))
 
     def top_k(self, probabilities, k):
         """The ``k`` most probable labels as ``[{"label", "probability"}]``, best first."""
@@ -87,5 +115,9 @@ class Classifier:
         return [{"label": self.labels[i], "probability": float(probabilities[i])} for i in order]
 
     def warm_up(self):
-        """Run one TTA batch so the first real request pays no start-up cost."""
-        self.classify(np.zeros((*self.image_size, 3), dtype=np.uint8))
+        """Run the model once at every batch size a request can meet, so that
+        none pays the first call's cost (10-50 ms per new size on 2 cores,
+        ``benchmarks/bare_model.py`` column "first ms")."""
+        blank = np.zeros((1, *self.image_size, 3), dtype=np.uint8)
+        for rows in range(1, self._largest_batch + 1):
+            self._forward(np.repeat(blank, rows, axis=0))
