@@ -8,7 +8,8 @@ shipped model, sends real ~100 KB JPEG photos from ../shared with
 ``--concurrency`` closed-loop clients (each on a keep-alive connection,
 ``--requests`` requests per level after a short warm-up), with TTA on and off,
 and prints latency p50/p95/p99, throughput, cold start to ready, peak RSS per
-worker and worker restarts. The same run measures the bare model (see
+worker, worker restarts, and the CPU time the workers spend per request (all
+threads: model, HTTP, decoding). The same run measures the bare model (see
 ``benchmarks/bare_model.py``) so that the ratios hold on a noisy machine:
 
 - ``p50/bare``: p50 latency over the bare forward time of the batch a request
@@ -47,7 +48,7 @@ VARIANTS = {
 TARGETS = "lone p50 <= 1.3x bare | 8 clients >= 0.9x bare throughput | cold start <= 10 s | RSS <= 700 MB"
 
 
-def run_variant(name, bodies, concurrency, requests, env=None):
+def run_variant(name, bodies, concurrency, requests, env=None, tta_modes=(True, False)):
     """Start one variant, load it at each concurrency with TTA on and off.
 
     Returns:
@@ -59,12 +60,14 @@ def run_variant(name, bodies, concurrency, requests, env=None):
         before = {worker.pid for worker in server.workers()}
         runs = {}
         with PeakRss(server.workers()) as rss:
-            for tta in (True, False):
+            for tta in tta_modes:
                 path = "/predict" if tta else "/predict?tta=0"
                 for clients in concurrency:
                     print(f"  {name}: TTA {'on' if tta else 'off'}, {clients} client(s)", file=sys.stderr, flush=True)
                     load(server.host, server.port, path, bodies, clients, 2 * clients)  # warm-up
+                    cpu = cpu_seconds(server.workers())
                     runs[tta, clients] = load(server.host, server.port, path, bodies, clients, requests)
+                    runs[tta, clients]["cpu_per_request_s"] = (cpu_seconds(server.workers()) - cpu) / requests
         after = {worker.pid for worker in server.workers()}
         return {
             "cold_start_s": server.cold_start_s,
@@ -76,13 +79,20 @@ def run_variant(name, bodies, concurrency, requests, env=None):
         }
 
 
+def cpu_seconds(processes):
+    """CPU time (user + system) the processes have used so far, in seconds."""
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
 def bare_seconds(model_dir, concurrency, photos):
     """Bare forward time ``{(tta, images): median seconds}`` for each concurrency."""
-    results = bare_model.measure(model_dir, sorted(set(concurrency)), photos, with_predict=False)
+    signature, image_size = bare_model.load_signature(model_dir)
+    images = bare_model.model_inputs(photos, image_size)
+    results = bare_model.measure({"signature": bare_model.signature_call(signature)}, images, sorted(set(concurrency)))
     return {(r["views"] > 1, r["images"]): r["signature"]["median_s"] for r in results}
 
 
-def report(results, bare, concurrency):
+def report(results, bare):
     """Print the per-run table and the targets."""
     rows = []
     for name, result in results.items():
@@ -92,18 +102,19 @@ def report(results, bare, concurrency):
             forward = bare[tta, clients]
             rows.append([
                 name, "on" if tta else "off", clients, f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}",
-                f"{run['throughput']:.1f}", len(run["failures"]), f"{forward * 1e3:.1f}",
+                f"{run['throughput']:.1f}", len(run["failures"]), f"{run['cpu_per_request_s'] * 1e3:.1f}",
+                f"{forward * 1e3:.1f}",
                 f"{p50 / (forward * 1e3):.2f}", f"{run['throughput'] * forward / clients:.2f}",
             ])
     print(table(["variant", "TTA", "clients", "p50 ms", "p95 ms", "p99 ms", "req/s", "failed",
-                 "bare ms", "p50/bare", "tput/bare"], rows))
+                 "server CPU ms/req", "bare ms", "p50/bare", "tput/bare"], rows))
     print()
     print(table(
         ["variant", "workers", "cold start s (to)", "peak RSS/worker MB", "worker restarts"],
         [[name, r["workers"], f"{r['cold_start_s']:.1f} ({r['ready_path']})", f"{r['peak_rss'] / 2**20:.0f}",
           r["restarts"]] for name, r in results.items()],
     ))
-    if "service" in results and 1 in concurrency and 8 in concurrency:
+    if "service" in results and {(True, 1), (True, 8)} <= results["service"]["runs"].keys():
         service = results["service"]
         lone = np.median(service["runs"][True, 1]["latencies_s"]) / bare[True, 1]
         eight = service["runs"][True, 8]["throughput"] * bare[True, 8] / 8
@@ -119,6 +130,7 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16], help="concurrent clients")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--photos", type=int, default=32, help="distinct real photos (about 100 KB) to cycle through")
+    parser.add_argument("--tta", nargs="+", choices=["on", "off"], default=["on", "off"])
     parser.add_argument("--env", nargs="+", default=[], metavar="NAME=VALUE",
                         help="environment for the servers, e.g. WEB_CONCURRENCY=2 GUNICORN_THREADS=8")
     args = parser.parse_args(argv)
@@ -131,8 +143,11 @@ def main(argv=None):
     env = {"CARCLF_MODEL_DIR": args.model, **dict(item.split("=", 1) for item in args.env)}
     if args.env:
         print("server environment: " + " ".join(args.env))
-    results = {name: run_variant(name, bodies, args.concurrency, args.requests, env) for name in args.variants}
-    report(results, bare, args.concurrency)
+    tta_modes = [mode == "on" for mode in args.tta]
+    results = {
+        name: run_variant(name, bodies, args.concurrency, args.requests, env, tta_modes) for name in args.variants
+    }
+    report(results, bare)
 
 
 if __name__ == "__main__":
