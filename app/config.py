@@ -6,7 +6,7 @@
 | CARCLF_TOP_K           | 3                  | predictions returned when top_k is absent |
 | CARCLF_MAX_UPLOAD_MB   | 10                 | largest request body, in MiB (else 413)   |
 | CARCLF_MAX_PIXELS      | 40000000           | largest width*height accepted             |
-| CARCLF_BATCH_SIZE      | 8                  | largest batched forward pass, in rows (images x TTA views); 0: no batching |
+| CARCLF_BATCH_SIZE      | 0                  | dynamic batching: largest pass, rows (images x views); 0: off |
 | CARCLF_BATCH_WAIT_MS   | 0                  | longest wait for other requests to join a batch |
 | CARCLF_BATCH_THREADS   | 1                  | batches run side by side (gunicorn.conf.py: cores per worker) |
 """
@@ -22,7 +22,7 @@ SETTINGS = {
     "DEFAULT_TOP_K": ("CARCLF_TOP_K", 3, int),
     "MAX_UPLOAD_MB": ("CARCLF_MAX_UPLOAD_MB", 10, float),
     "MAX_PIXELS": ("CARCLF_MAX_PIXELS", 40_000_000, int),
-    "BATCH_SIZE": ("CARCLF_BATCH_SIZE", 8, int),
+    "BATCH_SIZE": ("CARCLF_BATCH_SIZE", 0, int),
     "BATCH_WAIT_MS": ("CARCLF_BATCH_WAIT_MS", 0.0, float),
     "BATCH_THREADS": ("CARCLF_BATCH_THREADS", 1, int),
 }
