@@ -92,11 +92,12 @@ def default_stages():
 
 
 def knob(default, help, choices=None, **flag):
-    """A config field: its default, help text, accepted values and, in ``flag``,
-    argparse options that differ from those its type implies."""
+    """A config field: its default (a callable makes a ``default_factory``, for
+    lists), help text, accepted values and, in ``flag``, argparse options that
+    differ from those its type implies."""
     metadata = {"help": help, "choices": choices, "flag": flag}
-    if isinstance(default, list) or callable(default):
-        return field(default_factory=default if callable(default) else lambda: list(default), metadata=metadata)
+    if callable(default):
+        return field(default_factory=default, metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -108,7 +109,7 @@ class TrainConfig:
     docstring and ``python -m training.train --help``).
 
     Raises:
-        ValueError: a value not among a field's choices, or no data root.
+        ValueError: a value not among a field's choices, a bad stage, or no stage.
     """
 
     data: list[str] = knob(
