@@ -113,3 +113,6 @@ def test_missing_required_and_bad_flags(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--data", "d", "--out", "o", "--optimizer", "rmsprop"])
     assert "invalid choice: 'rmsprop'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--data", "d", "--out", "o", "--stage", "head:1:fast:0"])
+    assert "argument --stage: stage 'head:1:fast:0': could not convert string to float" in capsys.readouterr().err

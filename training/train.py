@@ -58,8 +58,22 @@ def build_parser():
             options["action"] = argparse.BooleanOptionalAction
         elif "type" not in options and not isinstance(default, list):
             options["type"] = type(default)
+        elif not isinstance(options.get("type", int), type):
+            options["type"] = _explained(options["type"])
         parser.add_argument(name, **options)
     return parser
+
+
+def _explained(parse):
+    """``parse`` with its ValueError message shown by argparse (instead of "invalid value")."""
+
+    def checked(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return checked
 
 
 def parse_args(argv=None):
