@@ -22,7 +22,8 @@ class Sample:
         path: absolute path of the image file.
         label: class name.
         group: near-duplicate group id; photos sharing it never straddle the
-            train/validation split. Defaults to the path (every photo alone).
+            train/validation split. Without group data, the file itself (every
+            photo alone); with several roots, prefixed by the root's position.
     """
 
     path: str
@@ -37,9 +38,10 @@ def load_samples(roots, class_names=None):
 
     - Kaggle (sf-dl-car-classification): ``train.csv`` with columns
       ``Id,Category`` (optionally ``group``) and the files at
-      ``train/<Category>/<Id>`` (``<Id>.jpg`` when the Id has no suffix). The label is ``class_names[Category]`` when
-      ``class_names`` is given, else the Category index as a string (``"0"``,
-      ``"1"``...), which keeps the Kaggle numbering for a submission file.
+      ``train/<Category>/<Id>`` (``<Id>.jpg`` when the Id has no suffix).
+      The label is ``class_names[Category]`` when ``class_names`` is given,
+      else the Category index as a string (``"0"``, ``"1"``...), which keeps
+      the Kaggle numbering for a submission file.
     - ``labels.csv`` (``path,label[,group]``, paths relative to the root).
     - ImageFolder: ``<root>/<label>/<file>``, one group per photo.
 
