@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from inference.classifier import Classifier
-from tests.conftest import MOBILENET_WEIGHTS, require
+from tests.conftest import MOBILENET_WEIGHTS, ready_app, require
 from training.config import Stage, TrainConfig
 from training.train import main, parse_args
 
@@ -62,9 +62,7 @@ print(json.dumps({{"labels": [l.decode() for l in facts["labels"].numpy()],
 
 
 def test_app_serves_the_freshly_trained_model(mobilenet_model, tiny_dataset):
-    from app import create_app
-
-    client = create_app({"MODEL_DIR": str(mobilenet_model)}).test_client()
+    client = ready_app({"MODEL_DIR": str(mobilenet_model)}).test_client()
     photo = next((tiny_dataset / "mazda_3").glob("*.jpg"))
     with open(photo, "rb") as handle:
         answer = client.post("/predict", data={"file": (handle, photo.name), "top_k": "3"})
