@@ -21,11 +21,11 @@ BOUNDARY = "carclf-test-boundary"
 
 
 def multipart(*parts):
-    """A multipart/form-data body from ``(field, filename or None, bytes)`` parts."""
+    """A multipart/form-data body from ``(name, filename or None, bytes)`` parts."""
     body = io.BytesIO()
-    for field, filename, data in parts:
+    for name, filename, data in parts:
         body.write(f"--{BOUNDARY}\r\n".encode())
-        disposition = f'form-data; name="{field}"' + (f'; filename="{filename}"' if filename is not None else "")
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
         body.write(f"Content-Disposition: {disposition}\r\n\r\n".encode())
         body.write(data + b"\r\n")
     body.write(f"--{BOUNDARY}--\r\n".encode())

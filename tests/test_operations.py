@@ -2,6 +2,7 @@
 model metadata, the OpenAPI document, Prometheus metrics, request ids and JSON
 logs, security headers, in-memory uploads and the example photos."""
 
+import contextlib
 import io
 import json
 import logging
@@ -117,18 +118,25 @@ def test_metrics_count_requests_latency_in_flight_and_inference(client):
     assert sum(v for (name, _), v in after.items() if name == "carclf_images_classified_total") >= 1
 
 
-def test_request_id_is_returned_and_logged_as_json(client):
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
+@contextlib.contextmanager
+def request_log():
+    """Capture the JSON request log lines written meanwhile, as a ``StringIO``."""
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("carclf.request")
     logger.addHandler(handler)
     try:
-        answer = client.get("/healthz", headers={"X-Request-ID": "trace-42.a"})
+        yield lines
     finally:
         logger.removeHandler(handler)
+
+
+def test_request_id_is_returned_and_logged_as_json(client):
+    with request_log() as lines:
+        answer = client.get("/healthz", headers={"X-Request-ID": "trace-42.a"})
     assert answer.headers["X-Request-ID"] == "trace-42.a"
-    entry = json.loads(stream.getvalue().strip().splitlines()[-1])
+    entry = json.loads(lines.getvalue().strip().splitlines()[-1])
     assert entry["request_id"] == "trace-42.a" and entry["path"] == "/healthz" and entry["status"] == 200
     assert entry["method"] == "GET" and entry["duration_ms"] >= 0 and entry["level"] == "info"
     generated = client.get("/healthz", headers={"X-Request-ID": "<script>alert(1)</script>"}).headers["X-Request-ID"]
@@ -162,3 +170,11 @@ def test_example_photos_come_only_from_the_configured_folder(shipped_app, client
     assert photo.status_code == 200 and photo.mimetype == "image/png"
     for name in ("notes.txt", "..%2Fa.png", "missing.jpg"):
         assert client.get(f"/examples/{name}").status_code == 404
+
+
+def test_client_address_from_a_trusted_proxy_is_logged():
+    flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL), "TRUSTED_PROXIES": 1})
+    with request_log() as lines:
+        flask_app.test_client().get("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert json.loads(lines.getvalue().strip().splitlines()[-1])["remote_addr"] == "203.0.113.7"
+    flask_app.extensions["model"].wait(120)  # let its background load finish
