@@ -8,6 +8,7 @@ import http.client
 import io
 import json
 import random
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -36,19 +37,30 @@ MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
 def send(server, method, path, body=None, headers=None, chunked=False):
-    """One HTTP request with http.client (exact bytes, chunked if asked): ``(status, headers, body bytes)``."""
+    """One HTTP/1.1 request of exact bytes (chunked if asked): ``(status, headers, body bytes)``.
+
+    A raw socket rather than http.client: when the server answers early (413)
+    and closes, the rest of the upload meets a broken pipe, and the answer must
+    still be read.
+    """
     url = urlsplit(server)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-    try:
-        if chunked:
-            chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
-            connection.request(method, path, body=chunks, headers=headers or {}, encode_chunked=True)
-        else:
-            connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {url.netloc}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    payload = body or b""
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+        chunks = [payload[i:i + 65536] for i in range(0, len(payload), 65536)]
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
+    elif body is not None:
+        lines.append(f"Content-Length: {len(payload)}")
+    with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
+        try:
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before the whole body was sent: read the answer
+        response = http.client.HTTPResponse(sock)
+        response.begin()
         return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
 
 
 def encode(image, fmt, **kwargs):
