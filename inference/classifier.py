@@ -98,8 +98,12 @@ class Classifier:
         return logits.mean(axis=0), probabilities.mean(axis=0)
 
     def classify(self, image, views=DEFAULT_VIEWS):
-        """Probabilities of one image averaged over its TTA views: ``float32 (num_classes,)``."""
-        return self.predict_views(image, views)[1]
+        """Probabilities of one image averaged over its TTA views: ``float32 (num_classes,)``.
+
+        Goes through :meth:`predict_probabilities`, which
+        :class:`inference.ensemble.Ensemble` overrides.
+        """
+        return self.predict_probabilities(tta_batch(image, views)).mean(axis=0)
 
     def known_model(self, logits, views=DEFAULT_VIEWS):
         """Whether the top class is trustworthy (:mod:`inference.calibration`).
@@ -137,4 +141,4 @@ class Classifier:
         """Run every TTA setting once so the first real request pays no start-up cost."""
         image = np.zeros((*self.image_size, 3), dtype=np.uint8)
         for views in (DEFAULT_VIEWS, DEFAULT_VIEWS[:1]):
-            self.predict_views(image, views)
+            self.classify(image, views)

@@ -29,6 +29,7 @@ from training.data import load_samples, make_dataset, split_by_group
 from training.evaluate import evaluate_savedmodel
 from training.export import export_savedmodel
 from training.model import build_classifier, set_trainable
+from training.report import LearningRateLogger, write_training_report
 
 SCHEDULES = ("onecycle", "plateau")
 
@@ -130,7 +131,7 @@ def fit_stages(config, model, backbone, train_data, val_data, checkpoint_path):
             validation_data=val_data,
             epochs=stage.epochs,
             shuffle=False,  # the tf.data pipeline shuffles
-            callbacks=stage_callbacks(config, checkpoint_path, best),
+            callbacks=[*stage_callbacks(config, checkpoint_path, best), LearningRateLogger()],
         )
         val_accuracy = history.history["val_accuracy"]
         best = max(val_accuracy + ([best] if best is not None else []))
@@ -179,6 +180,7 @@ def train(config):
     (out / "history.json").write_text(json.dumps(histories, indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     calibrate(out, train_samples, val_samples)
+    write_training_report(out)
     print(f"\nSavedModel written to {out}\n{json.dumps(metrics, indent=2)}")
     return metrics
 
