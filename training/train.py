@@ -4,8 +4,9 @@
 
 Transfer learning then staged fine-tuning (see :class:`training.config.Stage`);
 writes ``saved_model.pb`` + ``variables/``, ``training_config.json``,
-``history.json`` and ``metrics.json`` (validation accuracy with and without
-TTA, measured on the exported SavedModel) to ``--out``.
+``history.json``, ``metrics.json`` (validation accuracy with and without
+TTA, measured on the exported SavedModel) and ``calibration.json`` (the
+known-model threshold, :mod:`training.calibrate`) to ``--out``.
 """
 
 import argparse
@@ -22,6 +23,7 @@ import keras
 
 from training.augment import POLICIES, build_augmentation
 from training.backbones import BACKBONES, WeightsUnavailableError, get_spec
+from training.calibrate import calibrate
 from training.config import Stage, TrainConfig
 from training.data import load_samples, make_dataset, split_by_group
 from training.evaluate import evaluate_savedmodel
@@ -177,6 +179,7 @@ def train(config):
     (out / "training_config.json").write_text(config.to_json() + "\n")
     (out / "history.json").write_text(json.dumps(histories, indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    calibrate(out, train_samples, val_samples)
     write_training_report(out)
     print(f"\nSavedModel written to {out}\n{json.dumps(metrics, indent=2)}")
     return metrics
