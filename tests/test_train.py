@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from inference.classifier import Classifier
-from tests.conftest import MOBILENET_WEIGHTS, TINY_CLASSES, require
+from tests.conftest import MOBILENET_WEIGHTS, TINY_CLASSES, ready_app, require
 from training.config import TrainConfig
 from training.train import main, parse_args
 
@@ -33,7 +33,8 @@ def mobilenet_model(tiny_dataset, tmp_path_factory):
 
 def test_mobilenet_run_writes_savedmodel_config_history_and_metrics(mobilenet_model, tiny_dataset):
     files = {path.name for path in mobilenet_model.iterdir()}
-    assert {"saved_model.pb", "variables", "training_config.json", "history.json", "metrics.json"} <= files
+    assert {"saved_model.pb", "variables", "training_config.json", "history.json", "metrics.json",
+            "calibration.json"} <= files
     config = TrainConfig.from_dict(json.loads((mobilenet_model / "training_config.json").read_text()))
     assert config.backbone == "MobileNetV2" and config.alpha == 0.35 and config.image_size == 96
     assert [stage.name for stage in config.stages] == ["head", "finetune"]
@@ -66,9 +67,7 @@ print(json.dumps({{"labels": [l.decode() for l in facts["labels"].numpy()],
 
 
 def test_app_serves_the_freshly_trained_model(mobilenet_model, tiny_dataset):
-    from app import create_app
-
-    client = create_app({"MODEL_DIR": str(mobilenet_model)}).test_client()
+    client = ready_app({"MODEL_DIR": str(mobilenet_model)}).test_client()
     photo = next((tiny_dataset / "mazda_3").glob("*.jpg"))
     with open(photo, "rb") as handle:
         answer = client.post("/predict", data={"file": (handle, photo.name), "top_k": "3"})

@@ -7,8 +7,9 @@ writes to ``--out``: ``saved_model.pb`` + ``variables/``,
 ``training_config.json``, ``history.json`` (per stage: epochs, learning rate,
 loss and accuracy curves), ``training_log.csv`` (one row per epoch, epochs
 numbered across stages), ``metrics.json`` (validation accuracy with and without
-TTA, measured on the exported SavedModel) and, with ``--tensorboard``,
-``tensorboard/``.
+TTA, measured on the exported SavedModel), ``calibration.json`` (the
+known-model threshold, :mod:`training.calibrate`), ``report/`` (learning
+curves, :mod:`training.report`) and, with ``--tensorboard``, ``tensorboard/``.
 """
 
 import argparse
@@ -25,6 +26,7 @@ import keras
 
 from training.augment import build_augmentation
 from training.backbones import WeightsUnavailableError
+from training.calibrate import calibrate
 from training.config import TrainConfig, read_config_file
 from training.data import class_weights, load_samples, make_dataset, split_by_group
 from training.distribute import is_chief, make_strategy, precision
@@ -32,6 +34,7 @@ from training.evaluate import evaluate_savedmodel
 from training.export import export_savedmodel
 from training.model import build_classifier, set_trainable
 from training.optimization import build_loss, build_optimizer, build_schedule
+from training.report import LearningRateLogger, write_training_report
 
 
 def build_parser():
@@ -95,20 +98,11 @@ def parse_args(argv=None):
     return config
 
 
-class LearningRateLogger(keras.callbacks.Callback):
-    """Adds the optimizer's current learning rate to each epoch's logs (so to
-    ``history.json``, ``training_log.csv`` and TensorBoard); it must come before
-    the callbacks that write the logs."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-
 def stage_callbacks(config, checkpoint_path, best_so_far, logs):
     """The callbacks of one stage.
 
-    Learning-rate logging; the best-validation-accuracy checkpoint (only when
+    Learning-rate logging (first, so that the logs written below have it); the
+    best-validation-accuracy checkpoint (only when
     ``checkpoint_path`` is given; ``best_so_far`` carries the best value over
     from earlier stages); early stopping; a CSV log in ``logs`` appended across
     stages; ReduceLROnPlateau for the ``plateau`` schedule; TensorBoard (in
@@ -282,7 +276,8 @@ def _export(config, model, labels, val_samples, train_samples, histories, strate
 
 
 def train(config):
-    """Load the data roots, split by group, train, export and measure.
+    """Load the data roots, split by group, train, export and measure, then
+    write the known-model calibration and the training report.
 
     Returns:
         the metrics ``dict`` written to ``metrics.json``.
@@ -296,7 +291,11 @@ def train(config):
     train_samples, val_samples = split_by_group(samples, config.val_fraction, config.seed)
     print(f"{len(samples)} images, {len(labels)} classes: {len(train_samples)} train / {len(val_samples)} validation "
           f"(split by group); stages: {' '.join(map(str, config.stages))}")
-    return fit_and_export(config, train_samples, val_samples, labels, strategy)
+    metrics = fit_and_export(config, train_samples, val_samples, labels, strategy)
+    if is_chief(strategy):
+        calibrate(config.out, train_samples, val_samples)
+        print(f"Report: {write_training_report(config.out)}")
+    return metrics
 
 
 def main(argv=None):
