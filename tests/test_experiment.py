@@ -32,7 +32,7 @@ def test_runner_trains_every_variant_on_the_same_folds_and_writes_the_table(tiny
     table.write_text(f"# My notes\n\nBefore.\n\n{BEGIN}\nold table\n{END}\n\nAfter.\n")
     args = ["--data", str(tiny_dataset), "--variants", str(variants), "--out", str(tmp_path / "exp"),
             "--folds", "2", "--table", str(table)]
-    main(args)
+    main([*args, "--views", "scales"])
     results = [json.loads(line) for line in (tmp_path / "exp" / "results.jsonl").read_text().splitlines()]
     assert sorted((r["variant"], r["fold"]) for r in results) == [("head-only", 0), ("head-only", 1),
                                                                  ("staged", 0), ("staged", 1)]
@@ -45,9 +45,18 @@ def test_runner_trains_every_variant_on_the_same_folds_and_writes_the_table(tiny
     assert text.startswith("# My notes\n\nBefore.") and text.rstrip().endswith("After.") and "old table" not in text
     assert "| `head-only` | stages=head:1:0.001:0, schedule=cosine | 2 |" in text
     assert "paired Δ vs `staged`" in text and "--folds 2" in text
+    assert "| `scales` | original, crop_center, zoom_out | 4 |" in text
+    assert all(set(r["tta_sets"]) == {"none", "flip", "scales"} for r in results)
 
-    main(args)  # everything recorded: nothing is trained again
-    assert len((tmp_path / "exp" / "results.jsonl").read_text().splitlines()) == 4
+    trained = (tmp_path / "exp" / "staged" / "fold0" / "saved_model.pb").stat().st_mtime
+    main([*args, "--views", "crops"])  # everything trained: only the new view set is measured
+    again = [json.loads(line) for line in (tmp_path / "exp" / "results.jsonl").read_text().splitlines()]
+    assert len(again) == 4 and all({"none", "flip", "scales", "crops"} <= set(r["tta_sets"]) for r in again)
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in results]
+    assert (tmp_path / "exp" / "staged" / "fold0" / "saved_model.pb").stat().st_mtime == trained
+    with pytest.raises(SystemExit) as caught:
+        main([*args, "--views", "sideways"])
+    assert "unknown TTA view set(s) ['sideways']" in str(caught.value.code)
 
 
 def test_variants_are_checked_before_any_training(tmp_path, capsys):
