@@ -17,6 +17,7 @@ CARS = SHARED / "data" / "cars-ru10"
 SF_TEST = SHARED / "data" / "sf-test-photos"
 MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_224_imagenet_notop.weights.h5"
 SHIPPED_MODEL = ROOT / "model"
+TINY_CLASSES = ("kia_rio", "lada_kalina", "mazda_3")
 
 
 def require(path):
@@ -48,11 +49,32 @@ def tiny_dataset(tmp_path_factory):
     """A dozen real photos: 3 classes x 4 photos, ImageFolder layout, one group per photo."""
     require(CARS)
     root = tmp_path_factory.mktemp("tiny")
-    for label in ("kia_rio", "lada_kalina", "mazda_3"):
+    for label in TINY_CLASSES:
         (root / label).mkdir()
         for photo in sorted((CARS / label).glob("*.jpg"))[:4]:
             shutil.copy(photo, root / label / photo.name)
     return root
+
+
+def make_kaggle_tree(root, categories, per_class, skip=0):
+    """Write a Kaggle-layout dataset (train.csv ``Id,Category`` + train/<Category>/<Id>)
+    of real photos: ``categories`` maps a Category index to a cars-ru10 class;
+    ``skip`` photos of each class are passed over first. Returns ``root``."""
+    rows = ["Id,Category"]
+    for category, label in categories.items():
+        (root / "train" / str(category)).mkdir(parents=True)
+        for photo in sorted((require(CARS) / label).glob("*.jpg"))[skip:skip + per_class]:
+            shutil.copy(photo, root / "train" / str(category) / photo.name)
+            rows.append(f"{photo.name},{category}")
+    (root / "train.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def kaggle_dataset(tmp_path_factory):
+    """9 real photos in the Kaggle layout, Categories 0, 1, 2 = kia_rio, lada_kalina,
+    mazda_3, none of them in ``tiny_dataset``."""
+    return make_kaggle_tree(tmp_path_factory.mktemp("kaggle"), dict(enumerate(TINY_CLASSES)), 3, skip=4)
 
 
 def ready_app(overrides):

@@ -165,7 +165,7 @@ def run(config, folds, out):
     """Out-of-fold probabilities, suspects and their files in ``out``; returns the suspects."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    root = Path(config.data).resolve()
+    root = Path(config.data[0]).resolve()  # the one --data root of this command
     samples, labels = load_samples(root)
     probabilities, fold_of = out_of_fold_probabilities(samples, labels, config, folds, out / "folds")
     rows = [{"path": os.path.relpath(s.path, root), "label": s.label, "fold": int(fold),
