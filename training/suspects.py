@@ -36,12 +36,11 @@ from pathlib import Path
 
 import numpy as np
 from cleanlab.filter import find_label_issues
-from sklearn.model_selection import StratifiedGroupKFold
 
 from inference.ensemble import Ensemble
 from inference.tta import VIEW_SETS
 from training.backbones import WeightsUnavailableError
-from training.data import load_samples
+from training.data import group_folds, load_samples
 from training.evaluate import view_probabilities
 from training.report import plot_gallery
 from training.train import parse_args, train
@@ -49,7 +48,7 @@ from training.train import parse_args, train
 
 def assign_folds(samples, folds, seed):
     """The fold of every sample: whole near-duplicate groups per fold,
-    stratified by label (scikit-learn ``StratifiedGroupKFold``, shuffled).
+    stratified by label (:func:`training.data.group_folds`).
 
     Returns:
         ``int`` array ``(len(samples),)`` of fold indices in ``[0, folds)``.
@@ -59,14 +58,10 @@ def assign_folds(samples, folds, seed):
     """
     if folds < 2:
         raise ValueError(f"--folds must be at least 2, got {folds}")
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    position = {sample: index for index, sample in enumerate(samples)}
     fold_of = np.zeros(len(samples), dtype=int)
-    try:
-        for fold, (_, held_out) in enumerate(splitter.split(
-                np.zeros(len(samples)), [s.label for s in samples], [s.group for s in samples])):
-            fold_of[held_out] = fold
-    except ValueError as error:
-        raise ValueError(f"cannot make {folds} folds of the groups: {error}") from None
+    for fold, (_, held_out) in enumerate(group_folds(samples, folds, seed)):
+        fold_of[[position[sample] for sample in held_out]] = fold
     return fold_of
 
 
