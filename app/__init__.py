@@ -49,5 +49,6 @@ def create_app(overrides=None):
     monitoring.register(app)
     security.register(app)
     errors.register(app)
-    app.extensions["model"] = ModelLoader(app.config["MODEL_DIR"]).start()
+    batching = {key.lower(): app.config[key] for key in ("BATCH_SIZE", "BATCH_WAIT_MS", "BATCH_THREADS")}
+    app.extensions["model"] = ModelLoader(app.config["MODEL_DIR"], **batching).start()
     return app

@@ -27,8 +27,9 @@ class ModelLoader:
         state: ``"loading"``, ``"ready"`` or ``"failed"``.
     """
 
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, **options):
         self.model_dir = model_dir
+        self._options = options  # Classifier keyword arguments (dynamic batching)
         self.state = LOADING
         self._classifier = None
         self._error = None
@@ -42,7 +43,7 @@ class ModelLoader:
     def _load(self):
         started = time.perf_counter()
         try:
-            classifier = Classifier(self.model_dir)
+            classifier = Classifier(self.model_dir, **self._options)
             classifier.warm_up()
         except Exception as error:  # any failure must reach /readyz, not vanish with the thread
             self._error, self.state = error, FAILED

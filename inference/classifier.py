@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from inference.batching import Batcher
 from inference.calibration import Calibration
-from inference.images import decode_image
-from inference.tta import DEFAULT_VIEWS, tta_batch
+from inference.images import decode_image, resize
+from inference.tta import DEFAULT_VIEWS, VIEWS, tta_batch
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -37,6 +38,20 @@ class Classifier:
     signature returns the label names, the input size and a JSON string of
     training facts (see the README's "SavedModel signature").
 
+    The signature is a concrete function (fixed input signature), so no call
+    traces or retraces a graph; TensorFlow's kernels (oneDNN) are still built
+    the first time each batch size is seen, which :meth:`warm_up` pays.
+
+    Args:
+        model_dir: the SavedModel directory.
+        batch_size: dynamic batching (:class:`inference.batching.Batcher`):
+            calls from concurrent threads are run together in forward passes
+            of at most this many rows (images x TTA views); ``0`` runs each
+            call on its own.
+        batch_wait_ms: how long a call may wait for others to join its batch,
+            in milliseconds (with batching).
+        batch_threads: batches run side by side (with batching).
+
     Attributes:
         labels: class names, ``list[str]``, in the order of the outputs.
         image_size: ``(height, width)`` in pixels the model resizes to.
@@ -51,7 +66,7 @@ class Classifier:
         ValueError: ``calibration.json`` is malformed or names other labels.
     """
 
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, batch_size=0, batch_wait_ms=0.0, batch_threads=1):
         model_dir = Path(model_dir)
         require_savedmodel(model_dir)
         self._module = tf.saved_model.load(str(model_dir))
@@ -65,9 +80,11 @@ class Classifier:
         self.calibration = Calibration.load(model_dir)
         if self.calibration is not None and self.calibration.labels != self.labels:
             raise ValueError(f"{model_dir}/calibration.json was fitted for other labels; rerun training.calibrate")
+        self._largest_batch = max(batch_size, len(VIEWS))  # in rows, for warm_up
+        self._batcher = Batcher(self._forward, batch_size, batch_wait_ms / 1000, batch_threads) if batch_size else None
 
     def predict(self, images):
-        """Run the model on a batch.
+        """Run the model on a batch (sharing a forward pass with concurrent calls when batching).
 
         Args:
             images: ``uint8`` array ``(batch, height, width, 3)``, RGB.
@@ -75,8 +92,15 @@ class Classifier:
         Returns:
             ``(logits, probabilities)``, two ``float32`` arrays ``(batch, num_classes)``.
         """
+        stacked = self._batcher(images) if self._batcher else self._forward(images)
+        return stacked[:, 0], stacked[:, 1]
+
+    def _forward(self, images):
+        """One forward pass: ``float32 (batch, 2, num_classes)``, logits then
+        probabilities per row, so a :class:`inference.batching.Batcher` can
+        split the rows of one array among its callers."""
         outputs = self._serve(images=tf.convert_to_tensor(images, dtype=tf.uint8))
-        return outputs["logits"].numpy(), outputs["probabilities"].numpy()
+        return np.stack([outputs["logits"].numpy(), outputs["probabilities"].numpy()], axis=1)
 
     def predict_probabilities(self, images):
         """Probabilities of a batch: ``float32 (batch, num_classes)`` (see :meth:`predict`)."""
@@ -124,13 +148,21 @@ class Classifier:
         return distance <= test.threshold, distance
 
     def decode(self, data, max_pixels):
-        """Decode uploaded bytes for this model (JPEG draft mode at its input size).
+        """Decode uploaded bytes and resize them to the model's input size.
+
+        JPEGs are decoded in draft mode at the smallest reduction covering the
+        input size; resizing before the model (as training does, see
+        :func:`training.data.load_image`) makes every image the same shape, so
+        that concurrent requests can share a batch.
+
+        Returns:
+            ``uint8`` array ``(height, width, 3)`` of :attr:`image_size`, RGB.
 
         Raises:
             inference.images.ImageDecodeError: the bytes are no usable image.
         """
         height, width = self.image_size
-        return decode_image(data, max_pixels=max_pixels, min_size=(width, height))
+        return resize(decode_image(data, max_pixels=max_pixels, min_size=(width, height)), (width, height))
 
     def top_k(self, probabilities, k):
         """The ``k`` most probable labels as ``[{"label", "probability"}]``, best first."""
@@ -138,7 +170,9 @@ class Classifier:
         return [{"label": self.labels[i], "probability": float(probabilities[i])} for i in order]
 
     def warm_up(self):
-        """Run every TTA setting once so the first real request pays no start-up cost."""
-        image = np.zeros((*self.image_size, 3), dtype=np.uint8)
-        for views in (DEFAULT_VIEWS, DEFAULT_VIEWS[:1]):
-            self.classify(image, views)
+        """Run the model once at every batch size a request can meet, so that
+        none pays the first call's cost (10-50 ms per new size on 2 cores,
+        ``benchmarks/bare_model.py`` column "first ms")."""
+        blank = np.zeros((1, *self.image_size, 3), dtype=np.uint8)
+        for rows in range(1, self._largest_batch + 1):
+            self._forward(np.repeat(blank, rows, axis=0))

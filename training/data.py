@@ -9,7 +9,7 @@ import tensorflow as tf
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
 
-from inference.images import decode_image
+from inference.images import decode_image, resize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 
@@ -209,15 +209,14 @@ def class_weights(samples, labels, mode):
 
 
 def load_image(path, image_size):
-    """Decode a file exactly as the service decodes an upload, then resize.
+    """Decode and resize a file exactly as the service does an upload
+    (:meth:`inference.classifier.Classifier.decode`).
 
     Returns:
-        ``uint8`` array ``(image_size, image_size, 3)``, resized with
-        ``tf.image.resize(antialias=True)``, the op the SavedModel uses.
+        ``uint8`` array ``(image_size, image_size, 3)``.
     """
-    pixels = decode_image(Path(path).read_bytes(), min_size=(image_size, image_size))
-    resized = tf.image.resize(pixels, (image_size, image_size), antialias=True)
-    return tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8).numpy()
+    size = (image_size, image_size)
+    return resize(decode_image(Path(path).read_bytes(), min_size=size), size)
 
 
 def make_dataset(samples, labels, image_size, batch_size, augment=None, shuffle_seed=None):

@@ -1,0 +1,211 @@
+"""The bare model: forward time per image of the shipped SavedModel, no service.
+
+    python -m benchmarks.bare_model [--model model] [--batch-sizes 1 2 4 8 16 32]
+
+For each batch size (in images) and with/without the TTA views, feeds real
+photos already resized to the model's input size (what the service feeds it)
+and prints the first call's time (one-time per-shape cost, what warm-up must
+pay) and the median of the following calls, per batch and per image:
+
+- ``signature``: the SavedModel's ``serving_default`` concrete function, the
+  way :class:`inference.classifier.Classifier` calls it;
+- ``predict``: the naive baseline, one Keras ``Model.predict`` call per batch on
+  the same SavedModel wrapped in ``keras.layers.TFSMLayer`` (what a Keras
+  upload demo does per request; each call builds a tf.data pipeline).
+
+TensorFlow uses its default thread pools (all cores) unless
+``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS`` are set. The
+service's own setting on 2 cores (two batch threads, one core each) is
+measured by::
+
+    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=2 python -m benchmarks.bare_model --callers 2
+
+(times per batch are then wall time over calls: what sets the throughput).
+"""
+
+import argparse
+import os
+import sys
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks.harness import ROOT, machine_summary, photo_summary, real_photos, table  # noqa: E402
+from inference.images import decode_image, resize  # noqa: E402
+from inference.tta import DEFAULT_VIEWS, tta_batch  # noqa: E402
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+
+
+def load_signature(model_dir):
+    """``(serving_default concrete function, (height, width))`` of a SavedModel."""
+    module = tf.saved_model.load(str(model_dir))
+    image_size = tuple(int(side) for side in module.signatures["metadata"]()["image_size"].numpy())
+    return module.signatures["serving_default"], image_size
+
+
+def model_inputs(photos, image_size):
+    """Decode JPEG ``photos`` and resize them to ``image_size`` ``(height, width)``, as the service does.
+
+    Returns:
+        ``uint8`` array ``(len(photos), height, width, 3)``.
+    """
+    size = image_size[::-1]
+    return np.stack([resize(decode_image(data, min_size=size), size) for data in photos])
+
+
+def preprocessing_times(photos, image_size):
+    """Median time per photo of each step the service runs before the model.
+
+    Returns:
+        ``dict`` step name -> seconds.
+    """
+    size = image_size[::-1]
+    steps = {
+        "decode (Pillow, JPEG draft mode)": lambda data: decode_image(data, min_size=size),
+        "resize to the input size (Pillow)": lambda pixels: resize(pixels, size),
+        "TTA views (original + flip)": lambda pixels: tta_batch(pixels, DEFAULT_VIEWS),
+    }
+    times = {name: [] for name in steps}
+    for data in photos * 2:  # the first pass warms caches up
+        value = data
+        for name, step in steps.items():
+            started = time.perf_counter()
+            value = step(value)
+            times[name].append(time.perf_counter() - started)
+    return {name: float(np.median(values[len(photos):])) for name, values in times.items()}
+
+
+def view_batch(images, count, views):
+    """The first ``count`` images (cycling) with their TTA ``views``, as one batch."""
+    picked = [images[i % len(images)] for i in range(count)]
+    return np.concatenate([tta_batch(image, views) for image in picked])
+
+
+def time_calls(call, batch, min_seconds=0.5, min_calls=5, callers=1):
+    """Time ``call(batch)``: the first call, then the following ones.
+
+    Args:
+        callers: threads calling side by side; with more than one, each makes
+            calls until ``min_seconds`` have passed.
+
+    Returns:
+        ``(first call seconds, seconds per call)``: the median call with one
+        caller; with several, the wall time over the number of calls (what
+        sets the throughput).
+    """
+    started = time.perf_counter()
+    call(batch)
+    first = time.perf_counter() - started
+    call(batch)  # a second warm-up call: some kernels settle only then
+    if callers > 1:
+        counts = [0] * callers
+        deadline = time.perf_counter() + min_seconds
+
+        def caller(index):
+            while time.perf_counter() < deadline or counts[index] < min_calls:
+                call(batch)
+                counts[index] += 1
+
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return first, (time.perf_counter() - started) / sum(counts)
+    times = []
+    while len(times) < min_calls or sum(times) < min_seconds:
+        started = time.perf_counter()
+        call(batch)
+        times.append(time.perf_counter() - started)
+    return first, float(np.median(times))
+
+
+def signature_call(signature):
+    """``batch -> probabilities`` through the concrete function, as the service calls it."""
+    return lambda batch: signature(images=tf.convert_to_tensor(batch, dtype=tf.uint8))["probabilities"].numpy()
+
+
+def keras_predict_call(model_dir):
+    """``batch -> probabilities`` through ``keras.Model.predict`` (the naive baseline)."""
+    import keras
+
+    inputs = keras.Input((None, None, 3), dtype="uint8")
+    outputs = keras.layers.TFSMLayer(str(model_dir), call_endpoint="serving_default")(inputs)
+    model = keras.Model(inputs, outputs["probabilities"])
+    return lambda batch: model.predict(batch, verbose=0)
+
+
+def measure(callers, images, batch_sizes, min_seconds=0.5, threads=1):
+    """Forward times of the bare model.
+
+    Args:
+        callers: ``{name: batch -> probabilities}``, e.g. :func:`signature_call`.
+        images: model inputs from :func:`model_inputs`.
+        batch_sizes: images per batch.
+        threads: calls side by side (see :func:`time_calls`).
+
+    Returns:
+        ``list`` of ``dict`` with ``images``, ``views`` (per image), ``rows``
+        (batch dimension), and per caller name ``first_s`` and ``median_s``.
+    """
+    results = []
+    for views in (DEFAULT_VIEWS[:1], DEFAULT_VIEWS):
+        for count in batch_sizes:
+            batch = view_batch(images, count, views)
+            row = {"images": count, "views": len(views), "rows": len(batch)}
+            for name, call in callers.items():
+                print(f"  {name}: {count} image(s) x {len(views)} view(s)", file=sys.stderr, flush=True)
+                first, median = time_calls(call, batch, min_seconds, callers=threads)
+                row[name] = {"first_s": first, "median_s": median}
+            results.append(row)
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bare_model", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(ROOT / "model"), help="SavedModel directory (default: model/)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=BATCH_SIZES, help="images per batch")
+    parser.add_argument("--photos", type=int, default=32, help="distinct real photos (about 100 KB) to cycle through")
+    parser.add_argument("--min-seconds", type=float, default=0.5, help="timing per configuration, after warm-up")
+    parser.add_argument("--no-predict", action="store_true", help="skip the Keras model.predict baseline")
+    parser.add_argument("--callers", type=int, default=1,
+                        help="threads calling the model side by side, as the service's batch threads do")
+    args = parser.parse_args(argv)
+    photos = real_photos(args.photos)
+    print(machine_summary())
+    print(photo_summary(photos) + ", resized to the model's input size")
+    print(f"TensorFlow threads: intra-op {os.environ.get('TF_NUM_INTRAOP_THREADS', 'default (all cores)')}, "
+          f"inter-op {os.environ.get('TF_NUM_INTEROP_THREADS', 'default (all cores)')}; "
+          f"{args.callers} caller(s) side by side")
+    signature, image_size = load_signature(args.model)
+    callers = {"signature": signature_call(signature)}
+    if not args.no_predict:
+        callers["predict"] = keras_predict_call(args.model)
+    results = measure(callers, model_inputs(photos, image_size), args.batch_sizes, args.min_seconds, args.callers)
+    headers = ["TTA", "images", "rows", "first ms", "ms/batch", "ms/image", "images/s"]
+    if not args.no_predict:
+        headers += ["predict first ms", "predict ms/batch", "predict images/s"]
+    rows = []
+    for r in results:
+        s = r["signature"]
+        row = ["on" if r["views"] > 1 else "off", r["images"], r["rows"], f"{s['first_s'] * 1e3:.0f}",
+               f"{s['median_s'] * 1e3:.1f}", f"{s['median_s'] * 1e3 / r['images']:.2f}",
+               f"{r['images'] / s['median_s']:.0f}"]
+        if "predict" in r:
+            p = r["predict"]
+            row += [f"{p['first_s'] * 1e3:.0f}", f"{p['median_s'] * 1e3:.1f}", f"{r['images'] / p['median_s']:.0f}"]
+        rows.append(row)
+    print(table(headers, rows))
+    print()
+    steps = preprocessing_times(photos, image_size)
+    print(table(["per request, before the model", "ms"], [[name, f"{t * 1e3:.2f}"] for name, t in steps.items()]))
+
+
+if __name__ == "__main__":
+    main()

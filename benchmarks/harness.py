@@ -1,0 +1,274 @@
+"""What the benchmark scripts share: real photos, the machine, gunicorn on
+loopback, a bounded load generator and plain-text tables."""
+
+import http.client
+import io
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import psutil
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("CARCLF_SHARED", ROOT.parent / "shared"))
+CARS = SHARED / "data" / "cars-ru10"
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def require_photos():
+    """The cars-ru10 dataset root; exits with one line when ../shared is absent."""
+    if not CARS.is_dir():
+        sys.exit(f"error: {CARS} is absent (real photos live in ../shared; set CARCLF_SHARED to elsewhere)")
+    return CARS
+
+
+def real_photos(count, target_bytes=100_000):
+    """The ``count`` JPEGs of cars-ru10 whose file size is closest to ``target_bytes``.
+
+    Returns:
+        ``list[bytes]`` of encoded JPEG files, in a fixed order.
+    """
+    paths = sorted(require_photos().glob("*/*.jpg"), key=lambda p: (abs(p.stat().st_size - target_bytes), p.name))
+    return [path.read_bytes() for path in paths[:count]]
+
+
+def photo_summary(photos):
+    """One line: how many photos, their median size in KB and pixels."""
+    sizes = [Image.open(io.BytesIO(data)).size for data in photos]
+    kb = statistics.median(len(data) for data in photos) / 1000
+    width, height = np.median(np.array(sizes), axis=0).astype(int)
+    return f"{len(photos)} real JPEGs from {CARS.name}, median {kb:.0f} KB, {width}x{height} px"
+
+
+def machine_summary():
+    """Date (UTC), CPU model, core count, Python, and the load average before the run."""
+    model = platform.processor() or "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
+        model = names[0] if names else model
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC | {model} | {os.cpu_count()} cores | "
+        f"Python {platform.python_version()} | load average before: {load}"
+    )
+
+
+def table(headers, rows):
+    """Format ``rows`` (lists of cells; floats printed as given) as an aligned text table."""
+    cells = [list(map(str, headers))] + [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def multipart(data, filename="car.jpg", field="file"):
+    """A ``multipart/form-data`` body with one file field (RFC 7578).
+
+    Returns:
+        ``(body bytes, content-type header value)``.
+    """
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+class Server:
+    """gunicorn on a free loopback port (``127.0.0.1`` only), as a context manager.
+
+    Args:
+        app: WSGI target, e.g. ``wsgi:app``.
+        env: extra environment variables (``WEB_CONCURRENCY``, ``CARCLF_*``...).
+        ready_timeout: seconds to wait for readiness before giving up.
+
+    Attributes:
+        url_host, port: where it listens.
+        cold_start_s: seconds from launching gunicorn to the first 200 from
+            ``/readyz`` (or ``/healthz`` where the app has no ``/readyz``).
+        ready_path: which of the two answered.
+
+    Raises:
+        RuntimeError: gunicorn exited or was not ready in time (its log tail in the message).
+    """
+
+    def __init__(self, app="wsgi:app", env=None, ready_timeout=120):
+        self.app, self.env, self.ready_timeout = app, env or {}, ready_timeout
+        self.host, self.port = "127.0.0.1", free_port()
+
+    def __enter__(self):
+        env = {**os.environ, "BIND": f"{self.host}:{self.port}", "TF_CPP_MIN_LOG_LEVEL": "2", **self.env}
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"carclf-bench-{self.port}.log"
+        self._log = open(self.log_path, "w")
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [str(GUNICORN), self.app, "--access-logfile", "/dev/null"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=self._log,
+        )
+        try:
+            self.ready_path = self._wait_ready(started)
+        except BaseException:
+            self.__exit__()
+            raise
+        self.cold_start_s = time.perf_counter() - started
+        return self
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+    def _wait_ready(self, started):
+        paths = ["/readyz", "/healthz"]
+        while time.perf_counter() - started < self.ready_timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log_tail()}")
+            for path in list(paths):
+                status = self.get(path)
+                if status == 200:
+                    return path
+                if status == 404:
+                    paths.remove(path)  # this app has no such endpoint
+            time.sleep(0.05)
+        raise RuntimeError(f"gunicorn not ready within {self.ready_timeout} s: {self.log_tail()}")
+
+    def get(self, path, timeout=1.0):
+        """HTTP status of ``GET path``, or ``None`` when nothing answers in time."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            connection.request("GET", path)
+            return connection.getresponse().status
+        except OSError:
+            return None
+        finally:
+            connection.close()
+
+    def workers(self):
+        """``psutil.Process`` of each live gunicorn worker."""
+        return psutil.Process(self.process.pid).children()
+
+    def log_tail(self, chars=2000):
+        """The end of gunicorn's log (stdout and stderr)."""
+        self._log.flush()
+        return self.log_path.read_text()[-chars:]
+
+
+def free_port():
+    """A loopback TCP port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PeakRss:
+    """The peak resident memory (RSS) of processes, as a context manager.
+
+    A background thread samples each process every ``interval`` seconds with
+    psutil and, on Linux, also reads the kernel's high-water mark (``VmHWM`` in
+    ``/proc/PID/status``), which catches peaks between samples. ``peak`` maps
+    each PID to its largest RSS in bytes.
+    """
+
+    def __init__(self, processes, interval=0.1):
+        self.processes, self.interval, self.peak = processes, interval, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        while True:
+            for process in self.processes:
+                try:
+                    rss = max(process.memory_info().rss, _high_water_mark(process.pid))
+                except (psutil.Error, OSError):
+                    continue
+                self.peak[process.pid] = max(self.peak.get(process.pid, 0), rss)
+            if self._stop.wait(self.interval):
+                return
+
+
+def load(host, port, path, bodies, concurrency, requests, timeout=60):
+    """Send ``requests`` POSTs from ``concurrency`` client threads, each on its
+    own keep-alive connection, cycling through ``bodies``.
+
+    Args:
+        bodies: ``list`` of ``(body bytes, content type)`` from :func:`multipart`.
+
+    Returns:
+        ``dict``: ``latencies_s`` (``np.ndarray`` of successful requests, in
+        seconds), ``failures`` (``list`` of ``(status or exception text)``),
+        ``elapsed_s`` (wall time of the whole run), ``throughput`` (successful
+        requests per second).
+    """
+    lock = threading.Lock()
+    next_index = iter(range(requests))
+    latencies, failures = [], []
+
+    def client():
+        connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        while True:
+            with lock:
+                index = next(next_index, None)
+            if index is None:
+                break
+            body, content_type = bodies[index % len(bodies)]
+            started = time.perf_counter()
+            try:
+                connection.request("POST", path, body, {"Content-Type": content_type})
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException) as error:
+                status = f"{type(error).__name__}: {error}"
+                connection.close()
+                connection = http.client.HTTPConnection(host, port, timeout=timeout)
+            elapsed = time.perf_counter() - started
+            with lock:
+                (latencies.append(elapsed) if status == 200 else failures.append(status))
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {
+        "latencies_s": np.array(latencies),
+        "failures": failures,
+        "elapsed_s": elapsed,
+        "throughput": len(latencies) / elapsed,
+    }
+
+
+def _high_water_mark(pid):
+    """Peak RSS in bytes from ``/proc/PID/status`` (Linux), else 0."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return 0
+    line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024

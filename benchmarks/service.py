@@ -1,0 +1,154 @@
+"""The service under load, against the bare model, measured in one run.
+
+    python -m benchmarks.service [--requests 300] [--concurrency 1 4 8 16]
+                                 [--variants service unbatched naive]
+
+Starts gunicorn on 127.0.0.1 (a free port) with ``gunicorn.conf.py`` and the
+shipped model, sends real ~100 KB JPEG photos from ../shared with
+``--concurrency`` closed-loop clients (each on a keep-alive connection,
+``--requests`` requests per level after a short warm-up), with TTA on and off,
+and prints latency p50/p95/p99, throughput, cold start to ready, peak RSS per
+worker, worker restarts, and the CPU time the workers spend per request (all
+threads: model, HTTP, decoding). The same run measures the bare model (see
+``benchmarks/bare_model.py``) so that the ratios hold on a noisy machine:
+
+- ``p50/bare``: p50 latency over the bare forward time of the batch a request
+  joins at best (``clients`` images with their views, in one call);
+- ``tput/bare``: requests/s over the bare batched throughput at that batch
+  (``clients`` images / its forward time).
+
+Variants: ``service`` (the real app as configured), ``unbatched`` (the real
+app with ``CARCLF_BATCH_SIZE=0``: one forward pass per request) and ``naive``
+(``benchmarks/naive_app.py``: one Keras ``model.predict`` per request).
+"""
+
+import argparse
+import sys
+
+import numpy as np
+
+from benchmarks import bare_model
+from benchmarks.harness import (
+    ROOT,
+    PeakRss,
+    Server,
+    load,
+    machine_summary,
+    multipart,
+    photo_summary,
+    real_photos,
+    table,
+)
+
+VARIANTS = {
+    "service": ("wsgi:app", {}),
+    "unbatched": ("wsgi:app", {"CARCLF_BATCH_SIZE": "0"}),
+    "naive": ("benchmarks.naive_app:app", {}),
+}
+TARGETS = "lone p50 <= 1.3x bare | 8 clients >= 0.9x bare throughput | cold start <= 10 s | RSS <= 700 MB"
+
+
+def run_variant(name, bodies, concurrency, requests, env=None, tta_modes=(True, False)):
+    """Start one variant, load it at each concurrency with TTA on and off.
+
+    Returns:
+        ``dict``: ``cold_start_s``, ``ready_path``, ``workers``, ``restarts``,
+        ``peak_rss`` (bytes, largest over workers) and ``runs``: ``{(tta, clients): load() result}``.
+    """
+    app, variant_env = VARIANTS[name]
+    with Server(app, {**variant_env, **(env or {})}) as server:
+        before = {worker.pid for worker in server.workers()}
+        runs = {}
+        with PeakRss(server.workers()) as rss:
+            for tta in tta_modes:
+                path = "/predict" if tta else "/predict?tta=0"
+                for clients in concurrency:
+                    print(f"  {name}: TTA {'on' if tta else 'off'}, {clients} client(s)", file=sys.stderr, flush=True)
+                    load(server.host, server.port, path, bodies, clients, 2 * clients)  # warm-up
+                    cpu = cpu_seconds(server.workers())
+                    runs[tta, clients] = load(server.host, server.port, path, bodies, clients, requests)
+                    runs[tta, clients]["cpu_per_request_s"] = (cpu_seconds(server.workers()) - cpu) / requests
+        after = {worker.pid for worker in server.workers()}
+        return {
+            "cold_start_s": server.cold_start_s,
+            "ready_path": server.ready_path,
+            "workers": len(before),
+            "restarts": len(after - before),
+            "peak_rss": max(rss.peak.values()),
+            "runs": runs,
+        }
+
+
+def cpu_seconds(processes):
+    """CPU time (user + system) the processes have used so far, in seconds."""
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
+def bare_seconds(model_dir, concurrency, photos):
+    """Bare forward time ``{(tta, images): median seconds}`` for each concurrency."""
+    signature, image_size = bare_model.load_signature(model_dir)
+    images = bare_model.model_inputs(photos, image_size)
+    results = bare_model.measure({"signature": bare_model.signature_call(signature)}, images, sorted(set(concurrency)))
+    return {(r["views"] > 1, r["images"]): r["signature"]["median_s"] for r in results}
+
+
+def report(results, bare):
+    """Print the per-run table and the targets."""
+    rows = []
+    for name, result in results.items():
+        for (tta, clients), run in result["runs"].items():
+            latencies = run["latencies_s"] * 1e3
+            p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if len(latencies) else (np.nan,) * 3
+            forward = bare[tta, clients]
+            rows.append([
+                name, "on" if tta else "off", clients, f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}",
+                f"{run['throughput']:.1f}", len(run["failures"]), f"{run['cpu_per_request_s'] * 1e3:.1f}",
+                f"{forward * 1e3:.1f}",
+                f"{p50 / (forward * 1e3):.2f}", f"{run['throughput'] * forward / clients:.2f}",
+            ])
+    print(table(["variant", "TTA", "clients", "p50 ms", "p95 ms", "p99 ms", "req/s", "failed",
+                 "server CPU ms/req", "bare ms", "p50/bare", "tput/bare"], rows))
+    print()
+    print(table(
+        ["variant", "workers", "cold start s (to)", "peak RSS/worker MB", "worker restarts"],
+        [[name, r["workers"], f"{r['cold_start_s']:.1f} ({r['ready_path']})", f"{r['peak_rss'] / 2**20:.0f}",
+          r["restarts"]] for name, r in results.items()],
+    ))
+    if "service" in results and {(True, 1), (True, 8)} <= results["service"]["runs"].keys():
+        service = results["service"]
+        lone = np.median(service["runs"][True, 1]["latencies_s"]) / bare[True, 1]
+        eight = service["runs"][True, 8]["throughput"] * bare[True, 8] / 8
+        print(f"\nTargets (TTA on): {TARGETS}")
+        print(f"service: lone p50 {lone:.2f}x bare | 8 clients {eight:.2f}x bare throughput | "
+              f"cold start {service['cold_start_s']:.1f} s | RSS {service['peak_rss'] / 2**20:.0f} MB")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.service", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(ROOT / "model"), help="SavedModel directory (default: model/)")
+    parser.add_argument("--requests", type=int, default=300, help="requests per concurrency level, after warm-up")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16], help="concurrent clients")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--photos", type=int, default=32, help="distinct real photos (about 100 KB) to cycle through")
+    parser.add_argument("--tta", nargs="+", choices=["on", "off"], default=["on", "off"])
+    parser.add_argument("--env", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="environment for the servers, e.g. WEB_CONCURRENCY=2 GUNICORN_THREADS=8")
+    args = parser.parse_args(argv)
+    photos = real_photos(args.photos)
+    bodies = [multipart(data) for data in photos]
+    print(machine_summary())
+    print(photo_summary(photos))
+    print("bare model ...", file=sys.stderr, flush=True)
+    bare = bare_seconds(args.model, args.concurrency, photos)
+    env = {"CARCLF_MODEL_DIR": args.model, **dict(item.split("=", 1) for item in args.env)}
+    if args.env:
+        print("server environment: " + " ".join(args.env))
+    tta_modes = [mode == "on" for mode in args.tta]
+    results = {
+        name: run_variant(name, bodies, args.concurrency, args.requests, env, tta_modes) for name in args.variants
+    }
+    report(results, bare)
+
+
+if __name__ == "__main__":
+    main()
