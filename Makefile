@@ -1,11 +1,12 @@
 # make serve  -- set up .venv (first time) and serve the shipped model on http://127.0.0.1:8000
 # make test   -- set up .venv (first time) and run the test suite
 # make train ARGS="--data DIR --out DIR ..."  -- python -m training.train
+# make bench  -- every benchmark in benchmarks/ (about 10 minutes on 2 cores; needs ../shared)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test train
+.PHONY: serve test train bench
 
 $(VENV)/.installed: requirements-serve.txt requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,3 +22,10 @@ test: $(VENV)/.installed
 
 train: $(VENV)/.installed
 	$(BIN)/python -m training.train $(ARGS)
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.bare_model
+	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=2 $(BIN)/python -m benchmarks.bare_model --callers 1 2 --no-predict
+	$(BIN)/python -m benchmarks.service
+	$(BIN)/python -m benchmarks.load_test
+	$(BIN)/python -m benchmarks.training_throughput

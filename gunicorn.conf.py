@@ -33,7 +33,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 accesslog = "-"
 
 # Read when each worker imports TensorFlow and builds the app: environment
-# variables, unlike tf.config.threading calls, need no code in the app.
+# variables, unlike tf.config.threading calls, need no code in the app. The
+# cores are those this process may run on; under a CPU quota (docker --cpus)
+# set CARCLF_BATCH_THREADS and TF_NUM_INTEROP_THREADS to the quota instead.
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 _cores_per_worker = str(max(1, _cores // workers))
 os.environ.setdefault("CARCLF_BATCH_THREADS", _cores_per_worker)

@@ -10,7 +10,7 @@
 | CARCLF_EXAMPLES_DIR     | (unset)      | folder of example photos offered on the page        |
 | CARCLF_TRUSTED_PROXIES  | 0            | reverse proxies in front whose X-Forwarded-* to trust |
 | CARCLF_LOG_LEVEL        | INFO         | level of the JSON logs on stderr                    |
-| CARCLF_BATCH_SIZE | 8 | largest batched forward pass, in rows (images x TTA views); 0: no batching |
+| CARCLF_BATCH_SIZE | 0 | dynamic batching: largest forward pass, in rows (images x TTA views); 0: off |
 | CARCLF_BATCH_WAIT_MS | 0 | longest wait for other requests to join a batch |
 | CARCLF_BATCH_THREADS | 1 | batches run side by side (gunicorn.conf.py: cores per worker) |
 
@@ -32,7 +32,7 @@ SETTINGS = {
     "EXAMPLES_DIR": ("CARCLF_EXAMPLES_DIR", "", str),
     "TRUSTED_PROXIES": ("CARCLF_TRUSTED_PROXIES", 0, int),
     "LOG_LEVEL": ("CARCLF_LOG_LEVEL", "INFO", str),
-    "BATCH_SIZE": ("CARCLF_BATCH_SIZE", 8, int),
+    "BATCH_SIZE": ("CARCLF_BATCH_SIZE", 0, int),
     "BATCH_WAIT_MS": ("CARCLF_BATCH_WAIT_MS", 0.0, float),
     "BATCH_THREADS": ("CARCLF_BATCH_THREADS", 1, int),
 }

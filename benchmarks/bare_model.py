@@ -8,7 +8,9 @@ and prints the first call's time (one-time per-shape cost, what warm-up must
 pay) and the median of the following calls, per batch and per image:
 
 - ``signature``: the SavedModel's ``serving_default`` concrete function, the
-  way :class:`inference.classifier.Classifier` calls it;
+  way :class:`inference.classifier.Classifier` calls it, by ``--callers``
+  threads side by side (times per batch are then wall time over calls: what
+  sets the throughput);
 - ``predict``: the naive baseline, one Keras ``Model.predict`` call per batch on
   the same SavedModel wrapped in ``keras.layers.TFSMLayer`` (what a Keras
   upload demo does per request; each call builds a tf.data pipeline).
@@ -18,12 +20,11 @@ TensorFlow uses its default thread pools (all cores) unless
 service's own setting on 2 cores (two batch threads, one core each) is
 measured by::
 
-    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=2 python -m benchmarks.bare_model --callers 2
-
-(times per batch are then wall time over calls: what sets the throughput).
+    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=2 python -m benchmarks.bare_model --callers 1 2
 """
 
 import argparse
+import json
 import os
 import sys
 import threading
@@ -141,30 +142,42 @@ def keras_predict_call(model_dir):
     return lambda batch: model.predict(batch, verbose=0)
 
 
-def measure(callers, images, batch_sizes, min_seconds=0.5, threads=1):
+def measure(signature, images, batch_sizes, min_seconds=0.5, callers=(1,), predict=None):
     """Forward times of the bare model.
 
     Args:
-        callers: ``{name: batch -> probabilities}``, e.g. :func:`signature_call`.
+        signature: ``batch -> probabilities`` from :func:`signature_call`.
         images: model inputs from :func:`model_inputs`.
         batch_sizes: images per batch.
-        threads: calls side by side (see :func:`time_calls`).
+        callers: numbers of threads calling ``signature`` side by side (see
+            :func:`time_calls`), each measured.
+        predict: optional ``batch -> probabilities`` from
+            :func:`keras_predict_call`, measured with one caller.
 
     Returns:
         ``list`` of ``dict`` with ``images``, ``views`` (per image), ``rows``
-        (batch dimension), and per caller name ``first_s`` and ``median_s``.
+        (batch dimension), ``callers``, ``signature`` and, with one caller and
+        ``predict``, ``predict``: ``{"first_s", "median_s"}`` (seconds per call).
     """
     results = []
     for views in (DEFAULT_VIEWS[:1], DEFAULT_VIEWS):
         for count in batch_sizes:
             batch = view_batch(images, count, views)
-            row = {"images": count, "views": len(views), "rows": len(batch)}
-            for name, call in callers.items():
-                print(f"  {name}: {count} image(s) x {len(views)} view(s)", file=sys.stderr, flush=True)
-                first, median = time_calls(call, batch, min_seconds, callers=threads)
-                row[name] = {"first_s": first, "median_s": median}
-            results.append(row)
+            for threads in callers:
+                print(f"  {count} image(s) x {len(views)} view(s), {threads} caller(s)", file=sys.stderr, flush=True)
+                row = {"images": count, "views": len(views), "rows": len(batch), "callers": threads}
+                for name, call in (("signature", signature), ("predict", predict)):
+                    if call is not None and (name == "signature" or threads == 1):
+                        first, median = time_calls(call, batch, min_seconds, callers=threads)
+                        row[name] = {"first_s": first, "median_s": median}
+                results.append(row)
     return results
+
+
+def threads_summary():
+    """TensorFlow's thread settings of this process, from the environment."""
+    return (f"TensorFlow threads: intra-op {os.environ.get('TF_NUM_INTRAOP_THREADS', 'default (all cores)')}, "
+            f"inter-op {os.environ.get('TF_NUM_INTEROP_THREADS', 'default (all cores)')}")
 
 
 def main(argv=None):
@@ -174,32 +187,36 @@ def main(argv=None):
     parser.add_argument("--photos", type=int, default=32, help="distinct real photos (about 100 KB) to cycle through")
     parser.add_argument("--min-seconds", type=float, default=0.5, help="timing per configuration, after warm-up")
     parser.add_argument("--no-predict", action="store_true", help="skip the Keras model.predict baseline")
-    parser.add_argument("--callers", type=int, default=1,
+    parser.add_argument("--callers", type=int, nargs="+", default=[1],
                         help="threads calling the model side by side, as the service's batch threads do")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON only (for benchmarks/service.py)")
     args = parser.parse_args(argv)
     photos = real_photos(args.photos)
-    print(machine_summary())
-    print(photo_summary(photos) + ", resized to the model's input size")
-    print(f"TensorFlow threads: intra-op {os.environ.get('TF_NUM_INTRAOP_THREADS', 'default (all cores)')}, "
-          f"inter-op {os.environ.get('TF_NUM_INTEROP_THREADS', 'default (all cores)')}; "
-          f"{args.callers} caller(s) side by side")
+    machine = machine_summary()
     signature, image_size = load_signature(args.model)
-    callers = {"signature": signature_call(signature)}
-    if not args.no_predict:
-        callers["predict"] = keras_predict_call(args.model)
-    results = measure(callers, model_inputs(photos, image_size), args.batch_sizes, args.min_seconds, args.callers)
-    headers = ["TTA", "images", "rows", "first ms", "ms/batch", "ms/image", "images/s"]
-    if not args.no_predict:
+    predict = None if args.no_predict else keras_predict_call(args.model)
+    results = measure(signature_call(signature), model_inputs(photos, image_size), args.batch_sizes,
+                      args.min_seconds, args.callers, predict)
+    if args.json:
+        print(json.dumps(results))
+        return
+    print(machine)
+    print(photo_summary(photos) + ", resized to the model's input size")
+    print(threads_summary())
+    headers = ["TTA", "images", "rows", "callers", "first ms", "ms/batch", "ms/image", "images/s"]
+    if predict is not None:
         headers += ["predict first ms", "predict ms/batch", "predict images/s"]
     rows = []
     for r in results:
-        s = r["signature"]
-        row = ["on" if r["views"] > 1 else "off", r["images"], r["rows"], f"{s['first_s'] * 1e3:.0f}",
-               f"{s['median_s'] * 1e3:.1f}", f"{s['median_s'] * 1e3 / r['images']:.2f}",
-               f"{r['images'] / s['median_s']:.0f}"]
-        if "predict" in r:
-            p = r["predict"]
-            row += [f"{p['first_s'] * 1e3:.0f}", f"{p['median_s'] * 1e3:.1f}", f"{r['images'] / p['median_s']:.0f}"]
+        row = ["on" if r["views"] > 1 else "off", r["images"], r["rows"], r["callers"]]
+        for name in ("signature", "predict"):
+            if name in r:
+                t = r[name]
+                row += [f"{t['first_s'] * 1e3:.0f}", f"{t['median_s'] * 1e3:.1f}"]
+                row += [f"{t['median_s'] * 1e3 / r['images']:.2f}"] if name == "signature" else []
+                row += [f"{r['images'] / t['median_s']:.0f}"]
+            elif name == "predict" and predict is not None:
+                row += [""] * 3
         rows.append(row)
     print(table(headers, rows))
     print()
