@@ -30,9 +30,9 @@ def test_model_loads_in_the_background_while_healthz_answers(monkeypatch):
     release = threading.Event()
 
     class HeldClassifier(app.model.Classifier):
-        def __init__(self, model_dir):
+        def __init__(self, model_dir, **options):
             release.wait(60)  # hold the real load until the assertions on the loading state are done
-            super().__init__(model_dir)
+            super().__init__(model_dir, **options)
 
     monkeypatch.setattr(app.model, "Classifier", HeldClassifier)
     flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL)})
