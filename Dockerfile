@@ -6,11 +6,14 @@
 #   docker buildx imagetools inspect python:3.11.14-slim-bookworm  ->  FROM python:3.11.14-slim-bookworm@sha256:...
 FROM python:3.11.14-slim-bookworm
 
+# MALLOC_ARENA_MAX: two glibc malloc arenas instead of one per thread, about
+# 35 MB less resident memory per worker (README "Performance").
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
+    MALLOC_ARENA_MAX=2 \
     PORT=8000 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/carclf-metrics
 

@@ -1,23 +1,26 @@
 """gunicorn settings, each overridable by an environment variable.
 
 gunicorn reads this file from the working directory. Chosen from measurements
-on 2 cores (``benchmarks/service.py``; README "Performance"):
+on 2 cores (``benchmarks/service.py``; figures in README "Performance"):
 
-- one worker (``WEB_CONCURRENCY``): each worker loads TensorFlow and the
-  model (about 0.8-0.9 GB resident), and one worker's dynamic batching
-  already keeps both cores busy;
-- per worker, its share of the cores runs batched forward passes side by
-  side (``CARCLF_BATCH_THREADS``, one per core, TF Serving's advice for CPU),
-  each pass on one core (``TF_NUM_INTRAOP_THREADS=1``): a forward pass of a
-  few images uses two cores poorly (e.g. 16 rows: 41 ms on two cores, 55 ms
-  on one), and a free core takes the HTTP and decoding work meanwhile.
-  ``TF_NUM_INTEROP_THREADS`` matches the batch threads: with one inter-op
-  thread, concurrent passes run one after the other;
-- threads (``GUNICORN_THREADS``): requests in flight per worker, 8: enough for
-  two batches of 4 TTA requests while the next ones are decoded;
+- one worker (``WEB_CONCURRENCY``): each worker holds TensorFlow and the
+  model (about 0.7 GB resident), and one worker already keeps both cores busy;
+- per worker, its share of the cores runs forward passes side by side, each
+  pass on one core (``TF_NUM_INTRAOP_THREADS=1``, ``TF_NUM_INTEROP_THREADS``
+  = cores per worker): one core per pass costs 3.4-4 ms per image at any batch
+  size, while two cores per pass save little on the few images a request
+  brings and take the core that decodes the next requests (8 concurrent TTA
+  clients: 180 requests/s; 120 with default TensorFlow threads and 4 gunicorn
+  threads);
+- threads (``GUNICORN_THREADS``): requests in flight per worker, 8;
+- dynamic batching stays off (``CARCLF_BATCH_SIZE=0``): with one core per pass
+  a batch saves under 15% of the model's time per image, which the batching
+  hand-offs cancel (172 against 180 requests/s), and it costs memory. It pays
+  where a batched pass is much cheaper per image (several cores per pass, an
+  accelerator); ``CARCLF_BATCH_THREADS`` then defaults to cores per worker;
 - no ``preload_app``: each worker loads TensorFlow and the model after the
-  fork, since TensorFlow's thread pools and the batch threads do not survive
-  a fork;
+  fork, since TensorFlow's thread pools and batch threads do not survive a
+  fork;
 - ``timeout``: start-up (importing TensorFlow, loading and warming up the
   model) takes seconds on a busy machine; requests never block the worker's
   main thread, so this only catches a hung worker. No ``max_requests``:

@@ -189,7 +189,7 @@ def main(argv=None):
     parser.add_argument("--no-predict", action="store_true", help="skip the Keras model.predict baseline")
     parser.add_argument("--callers", type=int, nargs="+", default=[1],
                         help="threads calling the model side by side, as the service's batch threads do")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON only (for benchmarks/service.py)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON only (for service.py)")
     args = parser.parse_args(argv)
     photos = real_photos(args.photos)
     machine = machine_summary()

@@ -9,6 +9,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -96,7 +97,7 @@ class Server:
         ready_timeout: seconds to wait for readiness before giving up.
 
     Attributes:
-        url_host, port: where it listens.
+        host, port: where it listens.
         cold_start_s: seconds from launching gunicorn to the first 200 from
             ``/readyz`` (or ``/healthz`` where the app has no ``/readyz``).
         ready_path: which of the two answered.
@@ -111,12 +112,11 @@ class Server:
 
     def __enter__(self):
         env = {**os.environ, "BIND": f"{self.host}:{self.port}", "TF_CPP_MIN_LOG_LEVEL": "2", **self.env}
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"carclf-bench-{self.port}.log"
-        self._log = open(self.log_path, "w")
+        handle, self.log_path = tempfile.mkstemp(prefix="carclf-bench-", suffix=".log")
+        self._log = os.fdopen(handle, "w")
         started = time.perf_counter()
         self.process = subprocess.Popen(
-            [str(GUNICORN), self.app, "--access-logfile", "/dev/null"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=self._log,
+            [str(GUNICORN), self.app], cwd=ROOT, env=env, stdout=self._log, stderr=self._log
         )
         try:
             self.ready_path = self._wait_ready(started)
@@ -133,6 +133,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log.close()
+        os.unlink(self.log_path)
 
     def _wait_ready(self, started):
         paths = ["/readyz", "/healthz"]
@@ -164,9 +165,9 @@ class Server:
         return psutil.Process(self.process.pid).children()
 
     def log_tail(self, chars=2000):
-        """The end of gunicorn's log (stdout and stderr)."""
-        self._log.flush()
-        return self.log_path.read_text()[-chars:]
+        """The last ``chars`` characters of gunicorn's log (stdout and stderr; all with ``None``)."""
+        text = Path(self.log_path).read_text()
+        return text if chars is None else text[-chars:]
 
 
 def free_port():

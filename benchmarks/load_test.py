@@ -35,7 +35,7 @@ def main(argv=None):
             run = load(server.host, server.port, "/predict", [multipart(p) for p in photos],
                        args.concurrency, args.requests)
         after = {worker.pid for worker in server.workers()}
-        log = server.log_tail(100_000)
+        log = server.log_tail(None)
     latencies = run["latencies_s"] * 1e3
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if len(latencies) else (np.nan,) * 3
     print(table(
