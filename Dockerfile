@@ -1,7 +1,10 @@
 # The car-model classifier service: gunicorn + Flask + the SavedModel in model/.
 #   docker build -t car-classifier .
 #   docker run -p 8000:8000 car-classifier
-FROM python:3.11-slim-bookworm
+# Configuration is by environment variables only (README, "Configuration").
+# The base is pinned to an exact Python and Debian release; to pin its digest too:
+#   docker buildx imagetools inspect python:3.11.14-slim-bookworm  ->  FROM python:3.11.14-slim-bookworm@sha256:...
+FROM python:3.11.14-slim-bookworm
 
 # MALLOC_ARENA_MAX: two glibc malloc arenas instead of one per thread, about
 # 35 MB less resident memory per worker (README "Performance").
@@ -11,12 +14,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     MALLOC_ARENA_MAX=2 \
-    PORT=8000
+    PORT=8000 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/carclf-metrics
 
 WORKDIR /srv
+# Wheels only (no compiler in the slim image, none needed), no pip cache left behind.
 COPY requirements-serve.txt .
-RUN python -m pip install -r requirements-serve.txt \
-    && useradd --create-home --uid 10001 app
+RUN python -m pip install --only-binary=:all: -r requirements-serve.txt \
+    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 
 COPY app/ app/
 COPY inference/ inference/
@@ -25,8 +30,9 @@ COPY static/ static/
 COPY model/ model/
 COPY wsgi.py gunicorn.conf.py ./
 
-USER app
+USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/healthz', timeout=4)"
-CMD ["gunicorn", "wsgi:app"]
+# Prometheus' multiprocess mode needs an empty folder at every start (app/monitoring.py).
+CMD ["sh", "-c", "rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec gunicorn wsgi:app"]

@@ -1,45 +1,54 @@
-"""The Flask web service: upload page and JSON prediction API.
+"""The Flask web service: upload page, JSON prediction API, health, metrics.
 
 ``create_app()`` is the application factory; ``wsgi.py`` calls it once per
-gunicorn worker, so each worker loads and warms up the model once, outside
-the request path.
+gunicorn worker, which then loads and warms up the model in a background
+thread (:mod:`app.model`) while already answering ``/healthz``.
 """
 
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, errors, pages
+from app import api, errors, monitoring, pages, security
 from app.config import settings_from_env
-from inference.classifier import Classifier
+from app.model import ModelLoader
+from app.uploads import InMemoryRequest
+from inference.classifier import require_savedmodel
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(overrides=None):
-    """Build the app: config from the environment, model loaded and warmed up.
+    """Build the app from the environment and start loading the model.
 
     Args:
         overrides: optional ``dict`` of config keys (see :mod:`app.config`)
             applied over the environment, e.g. ``{"MODEL_DIR": "..."}`` in tests.
 
     Returns:
-        a ready ``flask.Flask`` app; the classifier is ``app.extensions["classifier"]``.
+        a ``flask.Flask`` app; its :class:`app.model.ModelLoader` is
+        ``app.extensions["model"]`` (``.wait()`` blocks until it is ready).
 
     Raises:
         ValueError: a malformed environment variable.
-        inference.classifier.ModelNotFoundError: no SavedModel at ``MODEL_DIR``.
+        inference.classifier.ModelNotFoundError: no SavedModel at ``MODEL_DIR``
+            (checked at once, so a wrong path fails the start, not later).
     """
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.request_class = InMemoryRequest
     app.config.from_mapping(settings_from_env())
     app.config.update(overrides or {})
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
-    classifier = Classifier(
-        app.config["MODEL_DIR"], app.config["BATCH_SIZE"], app.config["BATCH_WAIT_MS"], app.config["BATCH_THREADS"]
-    )
-    classifier.warm_up()
-    app.extensions["classifier"] = classifier
+    if app.config["TRUSTED_PROXIES"]:
+        proxies = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+    require_savedmodel(app.config["MODEL_DIR"])
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
+    monitoring.register(app)
+    security.register(app)
     errors.register(app)
+    batching = {key.lower(): app.config[key] for key in ("BATCH_SIZE", "BATCH_WAIT_MS", "BATCH_THREADS")}
+    app.extensions["model"] = ModelLoader(app.config["MODEL_DIR"], **batching).start()
     return app

@@ -1,80 +1,127 @@
-"""The JSON API: ``POST /predict`` and ``GET /healthz``."""
+"""The JSON API: ``/predict``, model metadata, health and readiness (see ``app/openapi.json``)."""
 
+import os
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, send_file
 
+from app import monitoring
 from app.errors import ApiError
+from app.uploads import bool_param, int_param, read_uploads
 from inference.images import ImageDecodeError
 from inference.tta import DEFAULT_VIEWS
 
 blueprint = Blueprint("api", __name__)
 
-_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+OPENAPI = os.path.join(os.path.dirname(__file__), "openapi.json")
+
+
+def loader():
+    """The app's :class:`app.model.ModelLoader`."""
+    return current_app.extensions["model"]
 
 
 @blueprint.post("/predict")
 def predict():
-    """Classify the photo in the multipart field ``file``.
+    """Classify the images of the request (see ``app/openapi.json`` and the README).
 
-    Optional fields (form or query string): ``top_k`` (1..number of classes,
-    default ``CARCLF_TOP_K``) and ``tta`` (``1``/``0``, default on: original +
-    horizontal flip, probabilities averaged).
+    One multipart ``file`` answers ``{"predictions", "known_model", "distance",
+    "tta_views", "model", "time_ms"}``; several files or a JSON body answer
+    ``{"results": [{"predictions", "known_model", "distance"}, ...],
+    "tta_views", "model", "time_ms"}``, one result per image in order.
+    Options ``top_k`` and ``tta`` come from the query string, the form or the JSON body.
 
     Returns:
-        200 ``{"predictions": [{"label", "probability"}], "tta_views",
-        "model": {"name", "version"}, "time_ms"}``, predictions sorted by
-        probability; 4xx ``{"error": {"code", "message"}}`` on bad input.
+        200 JSON; 4xx ``{"error": {"code", "message"}}`` on bad input (the
+        message names the file); 503 while the model loads.
     """
     started = time.perf_counter()
-    classifier = current_app.extensions["classifier"]
-    if request.mimetype != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type", "Send the photo as multipart/form-data in the field 'file'.")
-    top_k = _int_param("top_k", current_app.config["DEFAULT_TOP_K"], 1, len(classifier.labels))
-    views = DEFAULT_VIEWS if _bool_param("tta", True) else DEFAULT_VIEWS[:1]
-    upload = request.files.get("file")
-    if upload is None:
-        raise ApiError(400, "missing_file", "No file: send the photo in the multipart field 'file'.")
+    classifier = loader().get()
+    uploads, as_list = read_uploads(current_app.config["MAX_FILES"])
+    top_k = int_param("top_k", current_app.config["DEFAULT_TOP_K"], 1, len(classifier.labels))
+    views = DEFAULT_VIEWS if bool_param("tta", True) else DEFAULT_VIEWS[:1]
+    results = [_classify_upload(classifier, upload, views, top_k) for upload in uploads]
+    g.log_fields = {"images": len(results), "top": [r["predictions"][0]["label"] for r in results],
+                    "known_model": [r["known_model"] for r in results]}
+    common = {
+        "tta_views": len(views),
+        "model": {"name": classifier.metadata.get("name"), "version": classifier.metadata.get("version")},
+        "time_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    return jsonify({"results": results, **common} if as_list else {**results[0], **common})
+
+
+def _classify_upload(classifier, upload, views, top_k):
+    """Decode one upload and answer for it: ``{"predictions", "known_model", "distance"}``.
+
+    Raises:
+        app.errors.ApiError: 400 with the decoding error's code, naming the file.
+    """
     try:
-        image = classifier.decode(upload.read(), current_app.config["MAX_PIXELS"])
+        image = classifier.decode(upload.data, current_app.config["MAX_PIXELS"])
     except ImageDecodeError as error:
-        raise ApiError(400, error.code, str(error)) from None
-    probabilities = classifier.classify(image, views)
+        raise ApiError(400, error.code, f"{upload.name}: {error}") from None
+    logits, probabilities = run_model(classifier, image, views)
+    known, distance = classifier.known_model(logits, views)
+    monitoring.count_image(known)
+    return {"predictions": classifier.top_k(probabilities, top_k), "known_model": known, "distance": distance}
+
+
+def run_model(classifier, image, views):
+    """The one call from ``/predict`` into the model (timed for ``/metrics``).
+
+    Args:
+        classifier: the :class:`inference.classifier.Classifier`.
+        image: ``uint8 (height, width, 3)`` RGB.
+        views: TTA view names, run as one batch.
+
+    Returns:
+        ``(logits, probabilities)``, ``float32 (num_classes,)`` each, averaged over ``views``.
+    """
+    with monitoring.INFERENCE_SECONDS.time():
+        return classifier.predict_views(image, views)
+
+
+@blueprint.get("/v1/models/<name>")
+def model_metadata(name):
+    """What the served model is: labels, input size, version, training metrics, known-model thresholds.
+
+    Returns:
+        200 JSON; 404 ``model_not_found`` for another name; 503 while loading.
+    """
+    classifier = loader().get()
+    if name != classifier.metadata.get("name"):
+        raise ApiError(404, "model_not_found", f"No model named {name!r}; this server serves "
+                                               f"{classifier.metadata.get('name')!r}.")
+    height, width = classifier.image_size
     return jsonify(
-        predictions=classifier.top_k(probabilities, top_k),
-        tta_views=len(views),
-        model={"name": classifier.metadata.get("name"), "version": classifier.metadata.get("version")},
-        time_ms=round((time.perf_counter() - started) * 1000, 1),
+        **classifier.metadata,
+        labels=classifier.labels,
+        input_size={"height": height, "width": width},
+        default_tta_views=list(DEFAULT_VIEWS),
+        training_metrics={key: value for key, value in classifier.metrics.items() if key != "errors_tta"},
+        known_model_test=classifier.calibration.summary() if classifier.calibration else None,
     )
 
 
 @blueprint.get("/healthz")
 def healthz():
-    """Liveness: 200 once the process has loaded and warmed up its model."""
-    return jsonify(status="ok")
+    """Liveness: 200 while the model is ``loading`` or ``ready``; 503 once it ``failed``.
+
+    The body names this worker's ``pid``, so a client can tell that a worker was not restarted.
+    """
+    state = loader().state
+    return jsonify(status=state, pid=os.getpid()), 503 if state == "failed" else 200
 
 
-def _param(name):
-    return request.form.get(name, request.args.get(name))
+@blueprint.get("/readyz")
+def readyz():
+    """Readiness: 200 once the model is loaded and warmed up; 503 ``model_loading`` before."""
+    loader().get()
+    return jsonify(status="ready")
 
 
-def _int_param(name, default, low, high):
-    raw = _param(name)
-    if raw is None or raw == "":
-        return min(default, high)
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ApiError(400, "invalid_parameter", f"'{name}' must be an integer from {low} to {high}, got {raw!r}.")
-    return value
-
-
-def _bool_param(name, default):
-    raw = _param(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() not in _BOOLEANS:
-        raise ApiError(400, "invalid_parameter", f"'{name}' must be 1 or 0 (true/false), got {raw!r}.")
-    return _BOOLEANS[raw.lower()]
+@blueprint.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 description of this API (``app/openapi.json``)."""
+    return send_file(OPENAPI, mimetype="application/json")

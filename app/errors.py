@@ -1,20 +1,35 @@
-"""JSON errors: every failure answers ``{"error": {"code", "message"}}``."""
+"""JSON errors: every failure answers ``{"error": {"code", "message"}}``.
 
-from flask import jsonify
+The codes are stable (clients branch on them) and listed in
+``app/openapi.json`` (``ErrorCode``) and the README.
+"""
+
+import logging
+
+from flask import current_app, jsonify
 from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("carclf.error")
 
 
 class ApiError(Exception):
-    """A client error with an HTTP status, a stable ``code`` and a message."""
+    """A client error (or 503) with an HTTP status, a stable ``code`` and a message.
 
-    def __init__(self, status, code, message):
+    Attributes:
+        status: HTTP status, ``int``.
+        code: stable machine-readable reason, e.g. ``not_an_image``.
+        message: one human-readable sentence.
+        headers: extra response headers, e.g. ``{"Retry-After": "5"}``.
+    """
+
+    def __init__(self, status, code, message, headers=None):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
-def error_response(status, code, message):
-    """A JSON error response ``(body, status)``."""
-    return jsonify(error={"code": code, "message": message}), status
+def error_response(status, code, message, headers=None):
+    """A JSON error response ``(body, status, headers)``."""
+    return jsonify(error={"code": code, "message": message}), status, headers or {}
 
 
 def register(app):
@@ -22,14 +37,20 @@ def register(app):
 
     @app.errorhandler(ApiError)
     def _api_error(error):
-        return error_response(error.status, error.code, error.message)
+        return error_response(error.status, error.code, error.message, error.headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(error):
         code = error.name.lower().replace(" ", "_")
-        return error_response(error.code, code, error.description)
+        message = error.description
+        if error.code == 413:  # the body, or one text field (Flask's MAX_FORM_MEMORY_SIZE), is over its limit
+            limit = current_app.config["MAX_UPLOAD_MB"]
+            message = f"The request is too large: at most {limit:g} MiB in all, and 500 kB per text field."
+        # Keep headers such as Allow (405), not Werkzeug's HTML content type.
+        headers = {key: value for key, value in error.get_headers() if key.lower() != "content-type"}
+        return error_response(error.code, code, message, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(error):
-        app.logger.exception("Unhandled error")
+        log.exception("unhandled error")
         return error_response(500, "internal_error", "The server failed to handle this request.")

@@ -146,6 +146,8 @@ class Server:
                     return path
                 if status == 404:
                     paths.remove(path)  # this app has no such endpoint
+                elif status is not None:
+                    break  # it has one and is not ready yet: no fallback to /healthz
             time.sleep(0.05)
         raise RuntimeError(f"gunicorn not ready within {self.ready_timeout} s: {self.log_tail()}")
 

@@ -12,6 +12,24 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
+# The only Pillow decoders an upload can reach (JPEG includes the multi-picture
+# JPEGs of phone cameras, which Pillow then names MPO). Everything else (TIFF,
+# EPS via Ghostscript, PSD, ICO...) is refused before any decoder runs: less
+# attack surface on a public service. No HEIC: with pillow-heif, a one-byte
+# change to a 64x48 file's header made libheif decode 64x16777280 pixels, so
+# the pixel limit cannot be checked before decoding (README.md, "Limits").
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+FORMAT_NAMES = "JPEG, PNG, WebP, BMP or GIF"
+
+# decode_image() enforces its own, lower pixel limit from the header; Pillow's
+# warning between its two ceilings would only be noise (set once, at import,
+# since warning filters are process-wide and not thread-safe to toggle).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+# What Pillow raises on malformed files (OSError covers "truncated" and
+# "cannot identify"; the others come from plugins parsing bad headers).
+_DECODER_ERRORS = (OSError, ValueError, SyntaxError)
+
 
 class ImageDecodeError(ValueError):
     """The bytes are not a decodable image.
@@ -27,7 +45,7 @@ class ImageDecodeError(ValueError):
 
 
 def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, min_size=None):
-    """Decode encoded image bytes (JPEG, PNG, WebP, BMP, GIF...) to RGB.
+    """Decode encoded image bytes (one of :data:`FORMATS`) to RGB.
 
     The pixel count is checked from the header, before any pixel is decoded,
     so decompression bombs are refused cheaply. EXIF orientation is applied;
@@ -37,38 +55,46 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, min_size=None):
     Args:
         data: the encoded file, ``bytes``.
         max_pixels: largest accepted ``width * height``.
-        min_size: optional ``(width, height)``; JPEGs are then decoded at the
-            smallest power-of-two reduction that still covers it (Pillow's
-            draft mode), which is much faster for large photos that will be
-            resized down anyway.
+        min_size: optional ``(width, height)`` the caller will resize to.
+            JPEGs are then decoded at the smallest power-of-two reduction that
+            still covers it (Pillow's draft mode, in the DCT), which is much
+            faster for large photos; any image still at least twice as large
+            is then shrunk by the largest integer factor that still covers it
+            (Pillow's ``reduce``, box filter), so a 40-megapixel PNG does not
+            reach the model at full size.
 
     Returns:
         ``np.ndarray`` of dtype ``uint8`` and shape ``(height, width, 3)``.
 
     Raises:
-        ImageDecodeError: empty, not an image, too many pixels, or corrupt.
+        ImageDecodeError: empty, not an image in an allowed format, too many
+            pixels, or corrupt.
     """
     if not data:
-        raise ImageDecodeError("empty_file", "The uploaded file is empty.")
+        raise ImageDecodeError("empty_file", "The file is empty.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
-        raise ImageDecodeError("not_an_image", "The file is not an image in a supported format.") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageDecodeError("not_an_image", f"The file is not a {FORMAT_NAMES} image.") from None
+    except Image.DecompressionBombError:  # Pillow's own ceiling, twice Image.MAX_IMAGE_PIXELS
         raise ImageDecodeError("too_many_pixels", f"The image has more than {max_pixels} pixels.") from None
+    except _DECODER_ERRORS as error:
+        raise ImageDecodeError("corrupt_image", f"The image header could not be read: {error}") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageDecodeError(
             "too_many_pixels", f"The image has {width}x{height} pixels; the limit is {max_pixels} pixels."
         )
     try:
-        if min_size is not None and image.format == "JPEG":
+        if min_size is not None and image.format in ("JPEG", "MPO"):
             image.draft("RGB", min_size)
-        image = ImageOps.exif_transpose(image)
-        return np.asarray(_to_rgb(image), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as error:
+        image = _to_rgb(ImageOps.exif_transpose(image))
+        if min_size is not None:
+            factor = min(image.width // min_size[0], image.height // min_size[1])
+            if factor >= 2:
+                image = image.reduce(factor)
+        return np.asarray(image, dtype=np.uint8)
+    except _DECODER_ERRORS as error:
         raise ImageDecodeError("corrupt_image", f"The image could not be decoded: {error}") from None
 
 

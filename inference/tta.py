@@ -1,19 +1,102 @@
 """Test-time augmentation (TTA): fixed, deterministic views of one image.
 
 The classifier runs all views of an image as one batch and averages their
-probabilities (the usual Kaggle recipe; e.g. Simonyan & Zisserman 2015,
-"Very Deep Convolutional Networks", sec. 3.2, average over flipped views).
+probabilities (the usual Kaggle recipe; Simonyan & Zisserman 2015, "Very Deep
+Convolutional Networks", sec. 3.2, average over flipped views; Krizhevsky et
+al. 2012, "ImageNet Classification with Deep CNNs", sec. 4.1, the centre and
+four corner crops).
+
+Every view maps an image ``(height, width, 3)`` to an array of the same shape
+and dtype, so that all views of one image stack into a single batch: crops are
+resized back to the image's size and the zoomed-out view is padded back to it.
 """
 
 import numpy as np
+import tensorflow as tf
 
-# Each view maps an image (H, W, 3) to an array of the same shape, so that all
-# views of one image stack into a single batch.
+CROP_FRACTION = 0.9  # side of the crop views, as a share of the image's side
+ZOOM_OUT_FRACTION = 0.9  # side of the shrunken image inside the zoom-out view
+
+
+def _resize(image, height, width):
+    """``image`` resized to ``(height, width)`` (bilinear, antialiased, as the
+    SavedModel resizes), rounded back to ``image``'s dtype."""
+    resized = tf.image.resize(image, (height, width), antialias=True).numpy()
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        resized = np.clip(np.round(resized), info.min, info.max)
+    return resized.astype(image.dtype)
+
+
+def _crop(vertical, horizontal):
+    """A view: the ``CROP_FRACTION`` crop anchored at ``vertical`` (top,
+    center, bottom) and ``horizontal`` (left, center, right), resized back."""
+    anchors = {"top": 0.0, "left": 0.0, "center": 0.5, "bottom": 1.0, "right": 1.0}
+
+    def view(image):
+        height, width = image.shape[:2]
+        crop_h, crop_w = max(1, round(height * CROP_FRACTION)), max(1, round(width * CROP_FRACTION))
+        top = round((height - crop_h) * anchors[vertical])
+        left = round((width - crop_w) * anchors[horizontal])
+        return _resize(image[top : top + crop_h, left : left + crop_w], height, width)
+
+    return view
+
+
+def _zoom_out(image):
+    """The image shrunk to ``ZOOM_OUT_FRACTION`` of its sides, centred, its
+    border pixels repeated outwards (as the training augmentation pads)."""
+    height, width = image.shape[:2]
+    inner_h, inner_w = max(1, round(height * ZOOM_OUT_FRACTION)), max(1, round(width * ZOOM_OUT_FRACTION))
+    top, left = (height - inner_h) // 2, (width - inner_w) // 2
+    padding = ((top, height - inner_h - top), (left, width - inner_w - left), (0, 0))
+    return np.pad(_resize(image, inner_h, inner_w), padding, mode="edge")
+
+
 VIEWS = {
     "original": lambda image: image,
     "hflip": lambda image: image[:, ::-1],
+    "crop_center": _crop("center", "center"),
+    "crop_top_left": _crop("top", "left"),
+    "crop_top_right": _crop("top", "right"),
+    "crop_bottom_left": _crop("bottom", "left"),
+    "crop_bottom_right": _crop("bottom", "right"),
+    "zoom_out": _zoom_out,
 }
-DEFAULT_VIEWS = ("original", "hflip")
+CORNERS = ("crop_top_left", "crop_top_right", "crop_bottom_left", "crop_bottom_right")
+
+# Named sets of views, for the command line (``--tta-views NAME``).
+VIEW_SETS = {
+    "none": ("original",),
+    "flip": ("original", "hflip"),
+    "crops": ("original", "crop_center", *CORNERS),
+    "scales": ("original", "crop_center", "zoom_out"),
+    "all": tuple(VIEWS),
+}
+DEFAULT_VIEWS = VIEW_SETS["flip"]
+
+
+def parse_views(text):
+    """Views named by ``text``: a key of :data:`VIEW_SETS` or view names
+    joined by commas (e.g. ``original,hflip,zoom_out``).
+
+    Returns:
+        ``tuple[str]`` of view names.
+
+    Raises:
+        ValueError: an unknown set or view name (the message lists the known ones).
+    """
+    views = VIEW_SETS.get(text) or tuple(name.strip() for name in text.split(","))
+    problem = _unknown_views(views)
+    if problem:
+        raise ValueError(f"{problem}; known sets: {', '.join(VIEW_SETS)}")
+    return views
+
+
+def _unknown_views(views):
+    """A message naming the views that are not in :data:`VIEWS`, or ``None``."""
+    unknown = [name for name in views if name not in VIEWS]
+    return f"Unknown TTA view(s) {unknown}; known views: {', '.join(VIEWS)}" if unknown else None
 
 
 def tta_batch(image, views=DEFAULT_VIEWS):
@@ -30,7 +113,7 @@ def tta_batch(image, views=DEFAULT_VIEWS):
     Raises:
         KeyError: a view name that is not in :data:`VIEWS`.
     """
-    unknown = [name for name in views if name not in VIEWS]
-    if unknown:
-        raise KeyError(f"Unknown TTA view(s) {unknown}; known: {sorted(VIEWS)}")
+    problem = _unknown_views(views)
+    if problem:
+        raise KeyError(problem)
     return np.stack([VIEWS[name](image) for name in views])

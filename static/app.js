@@ -17,10 +17,13 @@
   const statusEl = $('status');
   const errorEl = $('error');
   const resultsCard = $('results-card');
+  const unknownNote = $('unknown');
   const results = $('results');
   const meta = $('meta');
+  const examples = $('examples'); // absent when no example photos are configured
 
   const DEFAULT_TOP_K = parseInt(main.dataset.topK, 10) || 3;
+  const MAX_UPLOAD_BYTES = (parseFloat(main.dataset.maxUploadMb) || 10) * 1024 * 1024;
   const GENERIC_ERROR = 'Something went wrong while classifying the photo. Please try again.';
 
   let currentFile = null;
@@ -55,6 +58,8 @@
     if (state !== 'done') {
       results.replaceChildren();
       meta.textContent = '';
+      unknownNote.hidden = true;
+      delete resultsCard.dataset.known;
       resultsCard.hidden = true;
     }
   }
@@ -73,6 +78,10 @@
       setState('error', 'Please choose an image file.');
       return;
     }
+    if (file.size > MAX_UPLOAD_BYTES) { // spare a long upload that the server would refuse (413)
+      setState('error', 'The photo is larger than ' + main.dataset.maxUploadMb + ' MB.');
+      return;
+    }
     currentFile = file;
     if (previewUrl) URL.revokeObjectURL(previewUrl); // free the previous preview
     previewUrl = URL.createObjectURL(file);
@@ -84,6 +93,9 @@
   }
 
   function renderPredictions(data) {
+    // known_model: true, false, or null when the model has no calibration.
+    resultsCard.dataset.known = String(data.known_model);
+    unknownNote.hidden = data.known_model !== false;
     const rows = data.predictions.map((p, i) => {
       const prob = Math.min(1, Math.max(0, Number(p.probability) || 0));
 
@@ -166,6 +178,25 @@
     } finally {
       if (controller === inFlight) inFlight = null;
     }
+  }
+
+  // Example photos: fetch the image and classify it like a chosen file.
+  async function chooseExample(button) {
+    try {
+      const res = await fetch(button.dataset.src);
+      if (!res.ok) throw new Error('HTTP ' + res.status);
+      const blob = await res.blob();
+      chooseFile(new File([blob], button.dataset.name, { type: blob.type }));
+    } catch (_) {
+      setState('error', 'Could not load the example photo.');
+    }
+  }
+
+  if (examples) {
+    examples.addEventListener('click', (e) => {
+      const button = e.target.closest('button.example');
+      if (button) chooseExample(button);
+    });
   }
 
   fileInput.addEventListener('change', () => {

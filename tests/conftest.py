@@ -17,6 +17,7 @@ CARS = SHARED / "data" / "cars-ru10"
 SF_TEST = SHARED / "data" / "sf-test-photos"
 MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_224_imagenet_notop.weights.h5"
 SHIPPED_MODEL = ROOT / "model"
+TINY_CLASSES = ("kia_rio", "lada_kalina", "mazda_3")
 
 
 def require(path):
@@ -48,24 +49,64 @@ def tiny_dataset(tmp_path_factory):
     """A dozen real photos: 3 classes x 4 photos, ImageFolder layout, one group per photo."""
     require(CARS)
     root = tmp_path_factory.mktemp("tiny")
-    for label in ("kia_rio", "lada_kalina", "mazda_3"):
+    for label in TINY_CLASSES:
         (root / label).mkdir()
         for photo in sorted((CARS / label).glob("*.jpg"))[:4]:
             shutil.copy(photo, root / label / photo.name)
     return root
 
 
+def make_kaggle_tree(root, categories, per_class, skip=0):
+    """Write a Kaggle-layout dataset (train.csv ``Id,Category`` + train/<Category>/<Id>)
+    of real photos: ``categories`` maps a Category index to a cars-ru10 class;
+    ``skip`` photos of each class are passed over first. Returns ``root``."""
+    rows = ["Id,Category"]
+    for category, label in categories.items():
+        (root / "train" / str(category)).mkdir(parents=True)
+        for photo in sorted((require(CARS) / label).glob("*.jpg"))[skip:skip + per_class]:
+            shutil.copy(photo, root / "train" / str(category) / photo.name)
+            rows.append(f"{photo.name},{category}")
+    (root / "train.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def kaggle_dataset(tmp_path_factory):
+    """9 real photos in the Kaggle layout, Categories 0, 1, 2 = kia_rio, lada_kalina,
+    mazda_3, none of them in ``tiny_dataset``."""
+    return make_kaggle_tree(tmp_path_factory.mktemp("kaggle"), dict(enumerate(TINY_CLASSES)), 3, skip=4)
+
+
+def ready_app(overrides):
+    """``create_app(overrides)`` once its model has loaded in the background."""
+    from app import create_app
+
+    app = create_app(overrides)
+    assert app.extensions["model"].wait(timeout=120) == "ready"
+    return app
+
+
 @pytest.fixture(scope="session")
 def shipped_app():
     """The Flask app serving the shipped model in model/."""
-    from app import create_app
-
-    return create_app({"MODEL_DIR": str(SHIPPED_MODEL)})
+    return ready_app({"MODEL_DIR": str(SHIPPED_MODEL)})
 
 
 @pytest.fixture()
 def client(shipped_app):
     return shipped_app.test_client()
+
+
+OPENAPI = json.loads((ROOT / "app" / "openapi.json").read_text())
+
+
+def assert_matches_schema(body, name):
+    """Validate a JSON body against ``#/components/schemas/<name>`` of app/openapi.json
+    (OpenAPI 3.1 schemas are JSON Schema 2020-12)."""
+    from jsonschema import Draft202012Validator
+
+    schema = {"$ref": f"#/components/schemas/{name}", "components": OPENAPI["components"]}
+    Draft202012Validator(schema).validate(body)
 
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -86,26 +127,48 @@ def curl(*args):
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """`gunicorn wsgi:app` serving model/ on a free loopback port (uploads capped at 1 MiB)."""
+def examples_dir(tmp_path_factory):
+    """Example photos for the page (CARCLF_EXAMPLES_DIR), copied from ../shared into a
+    temporary folder: one held-out photo of a known model and one whole-scene photo
+    of another car model. Empty when ../shared is absent."""
+    folder = tmp_path_factory.mktemp("examples")
+    if CARS.exists() and SF_TEST.exists():
+        known = next(s for s in shipped_validation_samples() if s.label == "kia_rio")
+        shutil.copy(known.path, folder / "a_kia_rio.jpg")
+        shutil.copy(SF_TEST / "3201.jpg", folder / "b_other_model.jpg")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def server_log(tmp_path_factory):
+    """Where the `server` fixture's gunicorn writes its output (JSON request logs included)."""
+    return tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+
+
+@pytest.fixture(scope="session")
+def server(server_log, examples_dir, tmp_path_factory):
+    """`gunicorn wsgi:app` serving model/ on a free loopback port (uploads capped at 1 MiB,
+    Prometheus multiprocess mode on, example photos from `examples_dir`), once ready."""
     port = free_port()
-    env = {**os.environ, "BIND": f"127.0.0.1:{port}", "CARCLF_MAX_UPLOAD_MB": "1"}
-    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    with open(log, "w") as handle:
+    env = {**os.environ, "BIND": f"127.0.0.1:{port}", "CARCLF_MAX_UPLOAD_MB": "1",
+           "CARCLF_EXAMPLES_DIR": str(examples_dir),
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prometheus"))}
+    with open(server_log, "w") as handle:
         process = subprocess.Popen([str(GUNICORN), "wsgi:app"], cwd=ROOT, env=env, stdout=handle, stderr=handle)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"gunicorn exited: {log.read_text()[-2000:]}")
+            pytest.fail(f"gunicorn exited: {server_log.read_text()[-2000:]}")
         try:
-            if curl(f"{url}/healthz")[0] == 200:
+            if curl(f"{url}/readyz")[0] == 200:
                 break
         except (ValueError, subprocess.TimeoutExpired):
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     else:
         process.kill()
-        pytest.fail("gunicorn did not become healthy within 90 s")
+        pytest.fail("gunicorn did not become ready within 90 s")
     yield url
     process.terminate()
     process.wait(timeout=30)

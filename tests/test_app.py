@@ -1,13 +1,15 @@
-"""The Flask service with the shipped model, on real photos: the JSON contract,
-TTA, parameters, and bad input answered with 4xx JSON errors."""
+"""/predict with the shipped model, on real photos: the JSON contract (checked
+against app/openapi.json), several files, base64 JSON, options, the known-model
+answer, and bad input answered with 4xx JSON errors."""
 
+import base64
 import io
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.conftest import SF_TEST, SHIPPED_MODEL, require, shipped_validation_samples
+from tests.conftest import SF_TEST, assert_matches_schema, require, shipped_validation_samples
 
 
 @pytest.fixture(scope="module")
@@ -30,24 +32,27 @@ def post_bytes(client, data, name="car.jpg"):
 
 def test_shipped_model_classifies_held_out_real_photos(client, validation_photos):
     assert len(validation_photos) == 10
-    correct = 0
+    correct = known = 0
     for sample in validation_photos:
         answer = post_photo(client, Path(sample.path))
         assert answer.status_code == 200
         correct += answer.json["predictions"][0]["label"] == sample.label
-    assert correct >= 9
+        known += answer.json["known_model"] is True
+    assert correct >= 9 and known >= 9
 
 
 def test_json_contract(client, validation_photos):
     answer = post_photo(client, Path(validation_photos[0].path))
     body = answer.json
     assert answer.content_type == "application/json"
-    assert set(body) == {"predictions", "tta_views", "model", "time_ms"}
+    assert set(body) == {"predictions", "known_model", "distance", "tta_views", "model", "time_ms"}
+    assert_matches_schema(body, "PredictResponse")
     predictions = body["predictions"]
     assert len(predictions) == 3 and all(set(p) == {"label", "probability"} for p in predictions)
     probabilities = [p["probability"] for p in predictions]
     assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
     assert body["tta_views"] == 2 and body["model"]["version"] and body["time_ms"] > 0
+    assert body["known_model"] is True and body["distance"] >= 0
 
 
 def test_top_k_and_tta_switch(client, validation_photos):
@@ -57,21 +62,46 @@ def test_top_k_and_tta_switch(client, validation_photos):
     assert abs(sum(p["probability"] for p in everything["predictions"]) - 1) < 1e-4
     plain = post_photo(client, path, tta="0", top_k="1").json
     assert plain["tta_views"] == 1 and len(plain["predictions"]) == 1
-    assert plain["predictions"][0]["probability"] != pytest.approx(everything["predictions"][0]["probability"], abs=1e-7)
+    top = everything["predictions"][0]["probability"]
+    assert plain["predictions"][0]["probability"] != pytest.approx(top, abs=1e-7)
 
 
-def test_unknown_car_models_get_an_answer(client):
-    photo = next(require(SF_TEST).glob("*.jpg"))
-    answer = post_photo(client, photo)
-    assert answer.status_code == 200 and len(answer.json["predictions"]) == 3
+def test_several_files_answer_one_result_each_in_order(client, validation_photos):
+    photos = [Path(sample.path) for sample in validation_photos[:3]]
+    files = [(open(path, "rb"), path.name) for path in photos]
+    try:
+        answer = client.post("/predict", data={"file": files, "top_k": "2"})
+    finally:
+        for handle, _ in files:
+            handle.close()
+    assert answer.status_code == 200
+    assert_matches_schema(answer.json, "BatchPredictResponse")
+    results = answer.json["results"]
+    assert [r["predictions"][0]["label"] for r in results] == [s.label for s in validation_photos[:3]]
+    alone = post_photo(client, photos[2], top_k="2").json
+    assert results[2]["predictions"] == alone["predictions"] and results[2]["distance"] == alone["distance"]
 
 
-def test_page_lists_the_models_and_loads_its_assets(client):
-    page = client.get("/")
-    assert page.status_code == 200 and b"Car model classifier" in page.data
-    assert b"Kia Rio" in page.data and b"Lada Kalina" in page.data
-    for asset in ("/static/app.js", "/static/style.css"):
-        assert client.get(asset).status_code == 200
+def test_json_base64_instances_match_multipart(client, validation_photos):
+    path = Path(validation_photos[4].path)
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    wrapped = base64.encodebytes(path.read_bytes()).decode()  # 76-column lines, as `base64 car.jpg` writes
+    urlsafe = base64.urlsafe_b64encode(path.read_bytes()).decode()
+    answer = client.post("/predict", json={"instances": [{"b64": encoded}, {"b64": wrapped}, {"b64": urlsafe}],
+                                           "top_k": 4, "tta": False})
+    assert answer.status_code == 200
+    assert_matches_schema(answer.json, "BatchPredictResponse")
+    multipart = post_photo(client, path, top_k="4", tta="0").json
+    assert answer.json["tta_views"] == 1
+    assert all(result["predictions"] == multipart["predictions"] for result in answer.json["results"])
+
+
+def test_photos_of_other_car_models_are_mostly_not_known(client):
+    photos = sorted(require(SF_TEST).glob("*.jpg"))
+    answers = [post_photo(client, photo).json for photo in photos]
+    assert all(len(a["predictions"]) == 3 for a in answers)  # the guesses are still given
+    unknown = sum(a["known_model"] is False for a in answers)
+    assert unknown >= 2 * len(photos) // 3, f"only {unknown}/{len(photos)} photos of other models turned away"
 
 
 def png(mode="RGB", size=(50, 40)):
@@ -89,10 +119,17 @@ def png(mode="RGB", size=(50, 40)):
         (png()[:60], "corrupt_image"),
     ],
 )
-def test_bad_uploads_are_400_json(client, data, code):
-    answer = post_bytes(client, data)
+def test_bad_uploads_are_400_json_naming_the_file(client, data, code):
+    answer = post_bytes(client, data, "holiday.jpg")
     assert answer.status_code == 400 and answer.json["error"]["code"] == code
-    assert answer.json["error"]["message"]
+    assert answer.json["error"]["message"].startswith("holiday.jpg: ")
+    assert_matches_schema(answer.json, "Error")
+
+
+def test_one_bad_file_among_several_fails_the_request_and_names_it(client):
+    answer = client.post("/predict", data={"file": [(io.BytesIO(png()), "good.png"), (io.BytesIO(b"text"), "bad.jpg")]})
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "not_an_image"
+    assert "bad.jpg" in answer.json["error"]["message"]
 
 
 def test_odd_but_valid_images_are_classified(client):
@@ -103,12 +140,19 @@ def test_odd_but_valid_images_are_classified(client):
 def test_request_errors_are_json(client):
     cases = [
         (client.post("/predict", data={"other": "x"}, content_type="multipart/form-data"), 400, "missing_file"),
-        (client.post("/predict", json={"instances": []}), 415, "unsupported_media_type"),
+        (client.post("/predict", data="file=x", content_type="application/x-www-form-urlencoded"), 415,
+         "unsupported_media_type"),
+        (client.post("/predict", json={"instances": []}), 400, "invalid_json"),
+        (client.post("/predict", json={"instances": [{"b64": "@@@"}]}), 400, "invalid_base64"),
+        (client.post("/predict", json={"instances": [{"b64": base64.b64encode(png()).decode()}] * 9}), 400,
+         "too_many_files"),
         (client.get("/predict"), 405, "method_not_allowed"),
         (client.get("/nowhere"), 404, "not_found"),
     ]
     for answer, status, code in cases:
         assert (answer.status_code, answer.json["error"]["code"]) == (status, code)
+        assert_matches_schema(answer.json, "Error")
+    assert "POST" in client.get("/predict").headers["Allow"]
 
 
 @pytest.mark.parametrize("field, value", [("top_k", "0"), ("top_k", "11"), ("top_k", "three"), ("tta", "maybe")])
@@ -118,13 +162,7 @@ def test_bad_parameters_are_400(client, field, value):
     assert field in answer.json["error"]["message"]
 
 
-def test_too_large_upload_is_413_json():
-    from app import create_app
-
-    small = create_app({"MODEL_DIR": str(SHIPPED_MODEL), "MAX_UPLOAD_MB": 0.01}).test_client()
-    answer = post_bytes(small, b"\xff" * 20_000)
+def test_too_large_upload_is_413_json(shipped_app, client, monkeypatch):
+    monkeypatch.setitem(shipped_app.config, "MAX_CONTENT_LENGTH", 10_000)
+    answer = post_bytes(client, b"\xff" * 20_000)
     assert answer.status_code == 413 and answer.json["error"]["code"] == "request_entity_too_large"
-
-
-def test_healthz(client):
-    assert client.get("/healthz").json == {"status": "ok"}

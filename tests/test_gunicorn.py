@@ -1,24 +1,218 @@
-"""The service as deployed: `gunicorn wsgi:app` on a loopback port, driven with curl."""
+"""The service as deployed: `gunicorn wsgi:app` on a loopback port. A real photo
+is classified; a battery of bad uploads gets only 4xx JSON errors with stable
+codes while the same worker stays alive; metrics (multiprocess mode) and JSON
+request logs work there too."""
 
-from tests.conftest import CARS, curl, require
+import base64
+import http.client
+import io
+import json
+import random
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pytest
+from PIL import Image
+
+from tests.conftest import CARS, OPENAPI, curl, require
+
+BOUNDARY = "carclf-test-boundary"
 
 
-def test_curl_predict_on_a_real_photo(server):
-    photo = sorted(require(CARS / "toyota_camry").glob("*.jpg"))[0]
-    status, body = curl("-F", f"file=@{photo}", f"{server}/predict")
-    assert status == 200 and len(body["predictions"]) == 3 and body["tta_views"] == 2
+def multipart(*parts):
+    """A multipart/form-data body from ``(name, filename or None, bytes)`` parts."""
+    body = io.BytesIO()
+    for name, filename, data in parts:
+        body.write(f"--{BOUNDARY}\r\n".encode())
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        body.write(f"Content-Disposition: {disposition}\r\n\r\n".encode())
+        body.write(data + b"\r\n")
+    body.write(f"--{BOUNDARY}--\r\n".encode())
+    return body.getvalue()
 
 
-def test_oversized_upload_is_413_json_under_gunicorn(server, tmp_path):
-    big = tmp_path / "big.jpg"
-    big.write_bytes(b"\xff" * 2_000_000)
-    status, body = curl("-F", f"file=@{big}", f"{server}/predict")
-    assert status == 413 and body["error"]["code"] == "request_entity_too_large"
-    assert curl(f"{server}/healthz")[0] == 200  # the worker survived
+MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
-def test_not_an_image_is_400_json_under_gunicorn(server, tmp_path):
-    fake = tmp_path / "car.jpg"
-    fake.write_text("not a photo")
-    status, body = curl("-F", f"file=@{fake}", f"{server}/predict")
-    assert status == 400 and body["error"]["code"] == "not_an_image"
+def send(server, method, path, body=None, headers=None, chunked=False):
+    """One HTTP/1.1 request of exact bytes (chunked if asked): ``(status, headers, body bytes)``.
+
+    A raw socket rather than http.client: when the server answers early (413)
+    and closes, the rest of the upload meets a broken pipe, and the answer must
+    still be read.
+    """
+    url = urlsplit(server)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {url.netloc}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    payload = body or b""
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+        chunks = [payload[i:i + 65536] for i in range(0, len(payload), 65536)]
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
+    elif body is not None:
+        lines.append(f"Content-Length: {len(payload)}")
+    with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
+        try:
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before the whole body was sent: read the answer
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, dict(response.getheaders()), response.read()
+
+
+def encode(image, fmt, **kwargs):
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def gif_claiming(width, height):
+    """A tiny GIF whose header claims ``width x height`` pixels."""
+    data = bytearray(encode(Image.new("P", (1, 1)), "GIF"))
+    data[6:10] = width.to_bytes(2, "little") + height.to_bytes(2, "little")
+    return bytes(data)
+
+
+NOISY_PNG = encode(Image.effect_noise((64, 64), 40).convert("RGB"), "PNG")
+
+
+def damaged_png():
+    data = bytearray(NOISY_PNG)
+    data[len(data) // 2: len(data) // 2 + 64] = b"\0" * 64  # zeroes in the middle of the compressed pixels
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return sorted(require(CARS / "toyota_camry").glob("*.jpg"))[0].read_bytes()
+
+
+def one_file(data, name="car.jpg"):
+    return multipart(("file", name, data))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One kind of bad request: the body is built from a real photo when the test runs."""
+
+    body: Callable[[bytes], bytes | None]
+    status: int
+    code: str
+    method: str = "POST"
+    path: str = "/predict"
+    headers: dict = field(default_factory=lambda: MULTIPART)
+    chunked: bool = False
+
+
+TEXT = b"just some text, renamed car.jpg\n" * 4
+NOISE = random.Random(0).randbytes(3000)
+JSON = {"Content-Type": "application/json"}
+TINY_PNG = encode(Image.new("RGB", (8, 8)), "PNG")
+
+
+def b64_instances(data):
+    return json.dumps({"instances": [{"b64": base64.b64encode(data).decode()}]}).encode()
+
+
+BATTERY = {
+    "empty file": Case(lambda p: one_file(b""), 400, "empty_file"),
+    "text renamed .jpg": Case(lambda p: one_file(TEXT), 400, "not_an_image"),
+    "PDF renamed .jpg": Case(lambda p: one_file(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"), 400,
+                             "not_an_image"),
+    "HTML renamed .png": Case(lambda p: one_file(b"<html><script>alert(1)</script></html>", "x.png"), 400,
+                              "not_an_image"),
+    "SVG renamed .jpg": Case(lambda p: one_file(b'<svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>'),
+                             400, "not_an_image"),
+    "random bytes": Case(lambda p: one_file(NOISE), 400, "not_an_image"),
+    "ZIP renamed .jpg": Case(lambda p: one_file(b"PK\x03\x04" + NOISE[:200]), 400, "not_an_image"),
+    "PostScript (EPS)": Case(lambda p: one_file(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"),
+                             400, "not_an_image"),
+    "TIFF (not allowed)": Case(lambda p: one_file(encode(Image.new("RGB", (20, 20)), "TIFF"), "a.tiff"), 400,
+                               "not_an_image"),
+    "truncated JPEG": Case(lambda p: one_file(p[: len(p) // 3]), 400, "corrupt_image"),
+    "JPEG header only": Case(lambda p: one_file(p[:300]), 400, "corrupt_image"),
+    "truncated PNG": Case(lambda p: one_file(NOISY_PNG[: len(NOISY_PNG) // 2], "a.png"), 400, "corrupt_image"),
+    "damaged PNG pixels": Case(lambda p: one_file(damaged_png(), "a.png"), 400, "corrupt_image"),
+    "PNG decompression bomb": Case(lambda p: one_file(encode(Image.new("1", (12000, 12000)), "PNG"), "bomb.png"),
+                                   400, "too_many_pixels"),
+    "GIF header bomb": Case(lambda p: one_file(gif_claiming(65535, 65535), "bomb.gif"), 400, "too_many_pixels"),
+    "body over the limit": Case(lambda p: one_file(b"\xff" * 2_000_000), 413, "request_entity_too_large"),
+    "chunked body over the limit": Case(lambda p: one_file(b"\xff" * 2_000_000), 413, "request_entity_too_large",
+                                        chunked=True),
+    "missing file field": Case(lambda p: multipart(("photo", "car.jpg", p)), 400, "missing_file"),
+    "file sent as a text field": Case(lambda p: multipart(("file", None, b"car.jpg")), 400, "missing_file"),
+    "multipart without parts": Case(lambda p: f"--{BOUNDARY}--\r\n".encode(), 400, "missing_file"),
+    "multipart without boundary": Case(lambda p: b"garbage", 400, "missing_file",
+                                       headers={"Content-Type": "multipart/form-data"}),
+    "too many files": Case(lambda p: multipart(*[("file", f"{i}.png", TINY_PNG) for i in range(9)]), 400,
+                           "too_many_files"),
+    "text/plain body": Case(lambda p: p, 415, "unsupported_media_type", headers={"Content-Type": "text/plain"}),
+    "form-urlencoded body": Case(lambda p: b"file=car.jpg", 415, "unsupported_media_type",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"}),
+    "raw JPEG body": Case(lambda p: p, 415, "unsupported_media_type", headers={"Content-Type": "image/jpeg"}),
+    "malformed JSON": Case(lambda p: b'{"instances": [', 400, "invalid_json", headers=JSON),
+    "JSON without instances": Case(lambda p: b'{"inputs": []}', 400, "invalid_json", headers=JSON),
+    "JSON bad base64": Case(lambda p: b'{"instances": [{"b64": "not*base64"}]}', 400, "invalid_base64", headers=JSON),
+    "JSON base64 of text": Case(lambda p: b64_instances(TEXT), 400, "not_an_image", headers=JSON),
+    "top_k out of range": Case(one_file, 400, "invalid_parameter", path="/predict?top_k=99"),
+    "tta not a boolean": Case(one_file, 400, "invalid_parameter", path="/predict?tta=maybe"),
+    "script in the file name": Case(lambda p: one_file(TEXT, '"><img src=x onerror=alert(1)>.jpg'), 400,
+                                    "not_an_image"),
+    "path in the file name": Case(lambda p: one_file(TEXT, "../../../../etc/passwd"), 400, "not_an_image"),
+    "GET /predict": Case(lambda p: None, 405, "method_not_allowed", method="GET", headers={}),
+    "PUT /predict": Case(one_file, 405, "method_not_allowed", method="PUT"),
+    "DELETE /predict": Case(lambda p: None, 405, "method_not_allowed", method="DELETE", headers={}),
+    "unknown path": Case(one_file, 404, "not_found", path="/predict/../../admin"),
+}
+
+
+def health(server):
+    status, body = curl(f"{server}/healthz")
+    assert status == 200 and body["status"] == "ready"
+    return body["pid"]
+
+
+@pytest.fixture(scope="module")
+def worker_pid(server):
+    """The pid of the (single) worker before the battery; it must still answer after it."""
+    return health(server)
+
+
+@pytest.mark.parametrize("kind", list(BATTERY))
+def test_bad_upload_gets_a_4xx_json_error_and_the_worker_lives(server, photo, worker_pid, kind):
+    case = BATTERY[kind]
+    status, headers, answer = send(server, case.method, case.path, case.body(photo), case.headers, case.chunked)
+    assert (status, headers["Content-Type"]) == (case.status, "application/json"), answer[:300]
+    error = json.loads(answer)["error"]
+    assert error["code"] == case.code and error["message"]
+    assert health(server) == worker_pid  # same worker: nothing crashed or was restarted
+
+
+def test_the_battery_is_broad_and_its_codes_are_documented():
+    assert len(BATTERY) >= 20
+    assert {case.code for case in BATTERY.values()} <= set(OPENAPI["components"]["schemas"]["ErrorCode"]["enum"])
+
+
+def test_curl_predict_on_a_real_photo_after_the_battery(server, photo, worker_pid, tmp_path):
+    path = tmp_path / "camry.jpg"
+    path.write_bytes(photo)
+    status, body = curl("-F", f"file=@{path}", "-F", "file=@" + str(path), f"{server}/predict")
+    assert status == 200 and len(body["results"]) == 2 and body["tta_views"] == 2
+    assert body["results"][0]["predictions"][0]["label"] == "toyota_camry" and body["results"][0]["known_model"]
+    assert health(server) == worker_pid
+
+
+def test_metrics_and_json_request_logs_under_gunicorn(server, server_log, photo):
+    status, headers, _ = send(server, "POST", "/predict", one_file(photo),
+                              {**MULTIPART, "X-Request-ID": "gunicorn-log-check"})
+    assert status == 200 and headers["X-Request-ID"] == "gunicorn-log-check"
+    _, _, metrics = send(server, "GET", "/metrics")
+    assert 'carclf_http_requests_total{endpoint="/predict",method="POST",status="200"}' in metrics.decode()
+    assert "carclf_model_inference_seconds_count" in metrics.decode()
+    entries = [json.loads(line) for line in server_log.read_text().splitlines() if line.startswith('{"time"')]
+    mine = [e for e in entries if e.get("request_id") == "gunicorn-log-check"]
+    assert len(mine) == 1 and mine[0]["status"] == 200 and mine[0]["path"] == "/predict"
+    assert mine[0]["top"] == ["toyota_camry"]

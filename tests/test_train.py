@@ -9,26 +9,32 @@ import numpy as np
 import pytest
 
 from inference.classifier import Classifier
-from tests.conftest import MOBILENET_WEIGHTS, require
-from training.config import Stage, TrainConfig
+from tests.conftest import MOBILENET_WEIGHTS, TINY_CLASSES, ready_app, require
+from training.config import TrainConfig
 from training.train import main, parse_args
 
 TINY = ["--batch-size", "4", "--val-fraction", "0.25", "--patience", "1"]
 STAGES = ["--stage", "head:1:1e-3:0", "--stage", "finetune:1:1e-4:0.5"]
 
 
+def mobilenet(out, *roots):
+    """Flags of a tiny MobileNetV2 run on ``roots`` into ``out``."""
+    data = [flag for root in roots for flag in ("--data", str(root))]
+    return [*data, "--out", str(out), "--backbone", "MobileNetV2", "--alpha", "0.35",
+            "--weights", str(require(MOBILENET_WEIGHTS)), *TINY]
+
+
 @pytest.fixture(scope="module")
 def mobilenet_model(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("mobilenet")
-    weights = str(require(MOBILENET_WEIGHTS))
-    main(["--data", str(tiny_dataset), "--out", str(out), "--backbone", "MobileNetV2", "--alpha", "0.35",
-          "--weights", weights, "--image-size", "96", *TINY, *STAGES])
+    main([*mobilenet(out, tiny_dataset), "--image-size", "96", *STAGES])
     return out
 
 
 def test_mobilenet_run_writes_savedmodel_config_history_and_metrics(mobilenet_model, tiny_dataset):
     files = {path.name for path in mobilenet_model.iterdir()}
-    assert {"saved_model.pb", "variables", "training_config.json", "history.json", "metrics.json"} <= files
+    assert {"saved_model.pb", "variables", "training_config.json", "history.json", "metrics.json",
+            "calibration.json"} <= files
     config = TrainConfig.from_dict(json.loads((mobilenet_model / "training_config.json").read_text()))
     assert config.backbone == "MobileNetV2" and config.alpha == 0.35 and config.image_size == 96
     assert [stage.name for stage in config.stages] == ["head", "finetune"]
@@ -61,9 +67,7 @@ print(json.dumps({{"labels": [l.decode() for l in facts["labels"].numpy()],
 
 
 def test_app_serves_the_freshly_trained_model(mobilenet_model, tiny_dataset):
-    from app import create_app
-
-    client = create_app({"MODEL_DIR": str(mobilenet_model)}).test_client()
+    client = ready_app({"MODEL_DIR": str(mobilenet_model)}).test_client()
     photo = next((tiny_dataset / "mazda_3").glob("*.jpg"))
     with open(photo, "rb") as handle:
         answer = client.post("/predict", data={"file": (handle, photo.name), "top_k": "3"})
@@ -92,12 +96,34 @@ def test_cli_errors_are_one_line_and_exit_nonzero(tiny_dataset, tmp_path, capsys
     assert "--out is required" in capsys.readouterr().err
 
 
-def test_config_file_then_flags_override(tmp_path):
-    saved = TrainConfig(data="d", out="o", backbone="MobileNetV2", stages=[Stage("head", 3, 1e-3, 0.0)])
-    path = tmp_path / "config.json"
-    path.write_text(saved.to_json())
-    config = parse_args(["--config", str(path), "--seed", "7", "--stage", "all:2:1e-4:1"])
-    assert config.backbone == "MobileNetV2" and config.seed == 7 and config.data == "d"
-    assert config.stages == [Stage("all", 2, 1e-4, 1.0)]
-    with pytest.raises(ValueError, match="NAME:EPOCHS"):
-        Stage.parse("head:3")
+def test_progressive_resizing_over_two_roots_with_training_knobs(tiny_dataset, kaggle_dataset, tmp_path):
+    main([*mobilenet(tmp_path, tiny_dataset, kaggle_dataset), "--class-names", ",".join(TINY_CLASSES),
+          "--stage", "head:1:1e-3:0::64", "--stage", "large:2:1e-4:0.5:3:96", "--optimizer", "adamw",
+          "--schedule", "cyclic", "--loss", "focal", "--class-weight", "balanced", "--augment", "strong",
+          "--tensorboard"])
+    classifier = Classifier(tmp_path)
+    assert classifier.image_size == (96, 96) and classifier.labels == list(TINY_CLASSES)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [(s["stage"]["image_size"], s["stage"]["batch_size"]) for s in history] == [(64, 4), (96, 3)]
+    assert [s["first_epoch"] for s in history] == [0, 1]
+    assert all(rate > 0 for stage in history for rate in stage["learning_rate"])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["train_images"] + metrics["validation_images"] == 21  # 12 ImageFolder + 9 Kaggle photos
+    log = (tmp_path / "training_log.csv").read_text().splitlines()
+    assert log[0].split(",")[:3] == ["epoch", "accuracy", "learning_rate"]
+    assert [row.split(",")[0] for row in log[1:]] == [str(e) for e in range(sum(len(s["loss"]) for s in history))]
+    assert list((tmp_path / "tensorboard" / "train").glob("events.out.tfevents.*"))
+    config = TrainConfig.from_dict(json.loads((tmp_path / "training_config.json").read_text()))
+    assert config.data == [str(tiny_dataset), str(kaggle_dataset)] and config.schedule == "cyclic"
+
+
+def test_mirrored_strategy_and_mixed_precision_run_on_cpu(tiny_dataset, tmp_path):
+    import keras
+
+    main([*mobilenet(tmp_path, tiny_dataset), "--image-size", "64", "--stage", "head:1:1e-2:0",
+          "--strategy", "mirrored", "--mixed-precision", "on", "--optimizer", "sgd", "--schedule", "exponential"])
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
+    classifier = Classifier(tmp_path)
+    probabilities = classifier.classify(np.full((70, 90, 3), 100, np.uint8))
+    assert probabilities.dtype == np.float32 and abs(probabilities.sum() - 1) < 1e-5
+    assert classifier.image_size == (64, 64)

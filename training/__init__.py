@@ -1,4 +1,6 @@
-"""Training toolkit: data, backbones, model, training loop, export, evaluation.
+"""Training toolkit: config, data, augmentation, backbones, model, optimization,
+devices, training loop, export, evaluation and experiments.
 
-Entry points: ``python -m training.train`` and ``python -m training.evaluate``.
+Entry points: ``python -m training.train``, ``python -m training.evaluate`` and
+``python -m training.experiment``.
 """

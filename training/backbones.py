@@ -77,7 +77,8 @@ def build_backbone(name, weights, input_size, alpha=1.0):
         weights: ``"imagenet"`` (Keras downloads and caches them in
             ``~/.keras/models``), ``"none"`` (random init) or a path to a local
             weights file saved from the same architecture without its top.
-        input_size: square input side in pixels.
+        input_size: square input side in pixels, or ``None`` for any size
+            (the weights do not depend on it).
         alpha: MobileNetV2 width multiplier; other backbones must keep 1.0.
 
     Returns:

@@ -1,13 +1,26 @@
 """The training configuration: every knob with its default, in one place.
 
-A :class:`TrainConfig` is built from command-line flags and/or a JSON file
-(``--config``), and saved as ``training_config.json`` next to every exported
-model so that a run can be repeated.
+A :class:`TrainConfig` is built from command-line flags and/or a config file
+(``--config``, JSON or YAML, possibly partial: flags override it), and saved
+as ``training_config.json`` next to every exported model so that a run can be
+repeated. Each field's ``metadata["help"]`` is its documentation and its
+``--help`` text (``python -m training.train`` builds its flags from these
+fields); ``metadata["choices"]`` lists the accepted values.
 """
 
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from training.augment import POLICIES
+from training.backbones import BACKBONES, get_spec
+from training.distribute import PRECISIONS, STRATEGIES
+from training.optimization import LOSSES, OPTIMIZERS, SCHEDULES
+
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 @dataclass
@@ -20,27 +33,57 @@ class Stage:
         learning_rate: peak learning rate of the stage's schedule.
         unfreeze: fraction in ``[0, 1]`` of the backbone's layers, counted from
             the top, that are trained; ``0`` trains the head alone.
+        batch_size: images per step in this stage; ``None``: the config's.
+        image_size: input side in pixels in this stage; ``None``: the
+            config's. A larger size in a later stage is progressive resizing;
+            the exported model uses the last stage's size.
+
+    Raises:
+        ValueError: a value out of range.
     """
 
     name: str
     epochs: int
     learning_rate: float
     unfreeze: float
+    batch_size: int | None = None
+    image_size: int | None = None
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.learning_rate <= 0 or not 0 <= self.unfreeze <= 1:
+            raise ValueError(f"stage '{self}': epochs >= 1, learning rate > 0 and 0 <= unfreeze <= 1 are needed")
+        if any(value is not None and value < 1 for value in (self.batch_size, self.image_size)):
+            raise ValueError(f"stage '{self}': batch size and image size must be positive")
+
+    def __str__(self):
+        text = f"{self.name}:{self.epochs}:{self.learning_rate:g}:{self.unfreeze:g}"
+        if self.image_size is not None:
+            return f"{text}:{self.batch_size or ''}:{self.image_size}"
+        return text if self.batch_size is None else f"{text}:{self.batch_size}"
 
     @classmethod
     def parse(cls, text):
-        """Parse ``NAME:EPOCHS:LEARNING_RATE:UNFREEZE``, e.g. ``finetune:12:1e-4:0.3``.
+        """Parse ``NAME:EPOCHS:LR:UNFREEZE[:BATCH[:SIZE]]``, e.g. ``finetune:12:1e-4:0.3``
+        or ``large:4:1e-4:1::288`` (an empty field keeps the config's value).
 
         Raises:
-            ValueError: wrong number of fields or values out of range.
+            ValueError: wrong number of fields, not numbers, or values out of range.
         """
         parts = text.split(":")
-        if len(parts) != 4:
-            raise ValueError(f"stage '{text}' is not NAME:EPOCHS:LEARNING_RATE:UNFREEZE")
-        stage = cls(parts[0], int(parts[1]), float(parts[2]), float(parts[3]))
-        if stage.epochs < 1 or stage.learning_rate <= 0 or not 0 <= stage.unfreeze <= 1:
-            raise ValueError(f"stage '{text}': epochs >= 1, learning rate > 0, 0 <= unfreeze <= 1")
-        return stage
+        if not 4 <= len(parts) <= 6:
+            raise ValueError(f"stage '{text}' is not NAME:EPOCHS:LR:UNFREEZE[:BATCH[:SIZE]]")
+        try:
+            numbers = int(parts[1]), float(parts[2]), float(parts[3]), *(int(p) if p else None for p in parts[4:])
+        except ValueError as error:
+            raise ValueError(f"stage '{text}': {error}") from None
+        return cls(parts[0], *numbers)
+
+    @classmethod
+    def coerce(cls, value):
+        """A :class:`Stage` from a Stage, a ``NAME:EPOCHS:...`` string or a dict of its fields."""
+        if isinstance(value, cls):
+            return value
+        return cls.parse(value) if isinstance(value, str) else cls(**value)
 
 
 def default_stages():
@@ -48,63 +91,151 @@ def default_stages():
     return [Stage("head", 8, 1e-3, 0.0), Stage("finetune", 12, 1e-4, 0.3)]
 
 
+def knob(default, help, choices=None, **flag):
+    """A config field: its default (a callable makes a ``default_factory``, for
+    lists), help text, accepted values and, in ``flag``, argparse options that
+    differ from those its type implies."""
+    metadata = {"help": help, "choices": choices, "flag": flag}
+    if callable(default):
+        return field(default_factory=default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
     """Every knob of ``python -m training.train``, with its default.
 
-    Attributes:
-        data: dataset root: ImageFolder (``<label>/<file>``), optionally with
-            ``labels.csv`` (``path,label,group``).
-        out: directory the SavedModel, config and metrics are written to.
-        backbone: a name from :data:`training.backbones.BACKBONES`.
-        alpha: MobileNetV2 width multiplier (ignored by other backbones).
-        weights: ``imagenet`` (downloaded by Keras), ``none`` (random init) or
-            a path to a local ``.weights.h5``/``.h5`` file of the backbone.
-        image_size: input side in pixels; ``None`` uses the backbone's own.
-        batch_size: images per training step.
-        val_fraction: share of groups held out for validation.
-        seed: seeds the split, weights init, shuffling and augmentation.
-        dropout: dropout rate before the dense head.
-        label_smoothing: of the categorical cross-entropy (Szegedy et al.
-            2016, "Rethinking the Inception Architecture", sec. 7).
-        augment: albumentations policy for training images: ``light`` or
-            ``none`` (see :mod:`training.augment`).
-        schedule: learning-rate policy within each stage: ``onecycle`` or
-            ``plateau`` (ReduceLROnPlateau on validation loss).
-        patience: epochs without validation-accuracy gain before a stage stops.
-        train_bn: also train BatchNormalization layers when unfreezing.
-        stages: the fine-tuning stages, run in order.
+    Each field is documented by its ``help`` metadata (see the module
+    docstring and ``python -m training.train --help``).
+
+    Raises:
+        ValueError: a value not among a field's choices, a bad stage, or no stage.
     """
 
-    data: str
-    out: str
-    backbone: str = "EfficientNetB0"
-    alpha: float = 1.0
-    weights: str = "imagenet"
-    image_size: int | None = None
-    batch_size: int = 32
-    val_fraction: float = 0.2
-    seed: int = 42
-    dropout: float = 0.3
-    label_smoothing: float = 0.1
-    augment: str = "light"
-    schedule: str = "onecycle"
-    patience: int = 4
-    train_bn: bool = False
-    stages: list[Stage] = field(default_factory=default_stages)
+    data: list[str] = knob(
+        list,
+        "dataset root, repeatable (several roots are merged): ImageFolder <label>/<file> with optional labels.csv "
+        "(path,label,group), or the Kaggle layout train.csv (Id,Category) + train/<Category>/<Id>",
+        action="append",
+    )
+    out: str = knob("", "output directory for the SavedModel, config, history, log and metrics")
+    class_names: list[str] | None = knob(
+        None,
+        "names of the Kaggle Category indices 0, 1, ... in order (comma-separated); without it Kaggle-layout "
+        "labels are the indices as strings",
+        type=lambda text: text.split(","),
+        metavar="NAME,NAME,...",
+    )
+    backbone: str = knob("EfficientNetB0", "keras.applications backbone: EfficientNetB0..B7, EfficientNetV2B0..B3, "
+                         "EfficientNetV2S/M/L or MobileNetV2", choices=tuple(BACKBONES), metavar="NAME")
+    alpha: float = knob(1.0, "MobileNetV2 width multiplier (other backbones: 1.0)")
+    weights: str = knob("imagenet", "imagenet (Keras downloads them), none (random init) or PATH to a weights file")
+    image_size: int | None = knob(None, "input side in pixels for stages without their own; default: the backbone's",
+                                  type=int)
+    batch_size: int = knob(32, "images per step (global, over all replicas) for stages without their own")
+    val_fraction: float = knob(0.2, "share of near-duplicate groups held out for validation")
+    seed: int = knob(42, "seeds the split, weights init, shuffling and augmentation")
+    dropout: float = knob(0.3, "dropout rate before the dense head")
+    optimizer: str = knob("adam", "optimizer (training/optimization.py)", choices=tuple(OPTIMIZERS))
+    weight_decay: float = knob(0.004, "AdamW decoupled weight decay (Loshchilov & Hutter 2019)")
+    momentum: float = knob(0.9, "SGD momentum")
+    loss: str = knob("crossentropy", "categorical cross-entropy or focal loss (Lin et al. 2017)", choices=LOSSES)
+    label_smoothing: float = knob(0.1, "label smoothing of either loss (Szegedy et al. 2016, sec. 7)")
+    focal_gamma: float = knob(2.0, "focusing parameter gamma of the focal loss")
+    schedule: str = knob("onecycle", "learning-rate policy within each stage (training/optimization.py)",
+                         choices=SCHEDULES)
+    warmup_fraction: float = knob(0.1, "cosine: share of the stage's steps spent warming up linearly")
+    decay_rate: float = knob(0.8, "exponential: learning-rate factor per epoch")
+    cycle_epochs: float = knob(4.0, "cyclic: epochs per triangular cycle (lr/10 -> lr -> lr/10)")
+    patience: int = knob(4, "epochs without validation-accuracy gain before a stage stops early")
+    train_bn: bool = knob(False, "also train BatchNormalization layers when unfreezing")
+    class_weight: str = knob("none", "balanced: weight classes by n_samples / (n_classes * class count)",
+                             choices=("none", "balanced"))
+    augment: str = knob("light", "albumentations policy for training images (training/augment.py)", choices=POLICIES)
+    mixed_precision: str = knob("auto", "mixed_float16 compute: auto (when a GPU is present), on, off",
+                                choices=PRECISIONS)
+    strategy: str = knob("default", "tf.distribute strategy: default (one device), mirrored (all local GPUs), "
+                         "multiworker (several machines, TF_CONFIG)", choices=STRATEGIES)
+    tensorboard: bool = knob(False, "also write TensorBoard logs to OUT/tensorboard")
+    stages: list[Stage] = knob(
+        default_stages,
+        "a fine-tuning stage, repeatable, run in order",
+        flag_name="--stage",
+        dest="stages",
+        action="append",
+        type=Stage.parse,
+        metavar="NAME:EPOCHS:LR:UNFREEZE[:BATCH[:SIZE]]",
+    )
+
+    def __post_init__(self):
+        if isinstance(self.data, (str, Path)):  # training_config.json of the first release
+            self.data = [str(self.data)]
+        self.stages = [Stage.coerce(stage) for stage in self.stages]
+        if not self.stages:
+            raise ValueError("at least one stage is needed")
+        for item in dataclasses.fields(self):
+            choices = item.metadata.get("choices")
+            if choices and getattr(self, item.name) not in choices:
+                raise ValueError(f"{item.name} '{getattr(self, item.name)}' is not one of: {', '.join(choices)}")
+
+    def stage_image_size(self, stage):
+        """Input side in pixels of ``stage``: its own, else the config's, else the backbone's native size."""
+        return stage.image_size or self.image_size or get_spec(self.backbone).input_size
+
+    def stage_batch_size(self, stage):
+        """Images per step of ``stage``: its own, else the config's."""
+        return stage.batch_size or self.batch_size
+
+    def to_dict(self):
+        """Plain ``dict`` of JSON/YAML types."""
+        return dataclasses.asdict(self)
 
     def to_json(self):
         """The config as indented JSON text."""
-        return json.dumps(dataclasses.asdict(self), indent=2)
+        return json.dumps(self.to_dict(), indent=2)
+
+    def save(self, path):
+        """Write the config to ``path``: YAML for ``.yaml``/``.yml``, else JSON."""
+        path = Path(path)
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False) if path.suffix in (".yaml", ".yml") else self.to_json()
+        path.write_text(text + ("" if text.endswith("\n") else "\n"))
 
     @classmethod
     def from_dict(cls, values):
-        """Build from a dict such as a parsed ``training_config.json``.
+        """Build from a dict such as a parsed ``training_config.json``; stages may
+        be dicts of :class:`Stage` fields or ``NAME:EPOCHS:...`` strings.
 
         Raises:
-            TypeError: an unknown key.
+            ValueError: an unknown key or a bad value.
         """
-        values = dict(values)
-        if "stages" in values:
-            values["stages"] = [Stage(**stage) for stage in values["stages"]]
-        return cls(**values)
+        unknown = set(values) - {item.name for item in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown config key(s) {', '.join(sorted(unknown))}")
+        try:
+            return cls(**values)
+        except TypeError as error:
+            raise ValueError(f"bad config: {error}") from None
+
+
+def read_config_file(path):
+    """Read a (possibly partial) config file: JSON, or YAML for ``.yaml``/``.yml``.
+
+    Returns:
+        ``dict`` of :class:`TrainConfig` fields (not yet validated).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unknown suffix, unparsable text, or not a mapping.
+    """
+    path = Path(path)
+    if path.suffix not in CONFIG_SUFFIXES:
+        raise ValueError(f"config file '{path}' must end in {', '.join(CONFIG_SUFFIXES)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"config file '{path}' does not exist")
+    try:
+        values = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"cannot parse '{path}': {str(error).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"config file '{path}' must hold a mapping of config fields")
+    return values

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.utils.class_weight import compute_class_weight
 
 from inference.images import decode_image, resize
 
@@ -21,7 +22,8 @@ class Sample:
         path: absolute path of the image file.
         label: class name.
         group: near-duplicate group id; photos sharing it never straddle the
-            train/validation split. Defaults to the path (every photo alone).
+            train/validation split. Without group data, the file itself (every
+            photo alone); with several roots, prefixed by the root's position.
     """
 
     path: str
@@ -29,38 +31,92 @@ class Sample:
     group: str
 
 
-def load_samples(root):
-    """Read a dataset: ``labels.csv`` (``path,label[,group]``) when present,
-    else the ImageFolder layout ``<root>/<label>/<file>``.
+def load_samples(roots, class_names=None):
+    """Read one dataset root or merge several (e.g. external datasets).
+
+    Each root is read in the first layout that fits:
+
+    - Kaggle (sf-dl-car-classification): ``train.csv`` with columns
+      ``Id,Category`` (optionally ``group``) and the files at
+      ``train/<Category>/<Id>`` (``<Id>.jpg`` when the Id has no suffix).
+      The label is ``class_names[Category]`` when ``class_names`` is given,
+      else the Category index as a string (``"0"``, ``"1"``...), which keeps
+      the Kaggle numbering for a submission file.
+    - ``labels.csv`` (``path,label[,group]``, paths relative to the root).
+    - ImageFolder: ``<root>/<label>/<file>``, one group per photo.
+
+    Groups of different roots never mix (they are prefixed with the root's
+    position when there are several), so a split holds out whole groups
+    across all roots.
 
     Args:
-        root: dataset directory.
+        roots: a directory, or a list of directories.
+        class_names: names of the Kaggle Category indices, in order; ignored
+            by the other layouts.
 
     Returns:
-        ``(samples, labels)``: ``list[Sample]`` and the sorted class names.
+        ``(samples, labels)``: ``list[Sample]`` and the class names, sorted
+        (numerically when all are integers, so Kaggle indices keep their order).
 
     Raises:
-        FileNotFoundError: ``root`` is missing or a listed file is.
-        ValueError: fewer than two classes or no images.
+        FileNotFoundError: a root is missing or a listed file is.
+        ValueError: fewer than two classes over all roots, a Category outside
+            ``class_names``, or a ``train.csv`` without ``Id,Category``.
     """
-    root = Path(root).resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"Dataset directory '{root}' does not exist.")
-    csv_path = root / "labels.csv"
-    samples = _from_csv(root, csv_path) if csv_path.is_file() else _from_folders(root)
-    labels = sorted({sample.label for sample in samples})
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+    samples = []
+    for position, root in enumerate(roots):
+        prefix = f"{position}:" if len(roots) > 1 else ""
+        samples += [Sample(s.path, s.label, prefix + s.group) for s in _read_root(Path(root).resolve(), class_names)]
+    found = {sample.label for sample in samples}
+    labels = sorted(found, key=int) if all(label.isdigit() for label in found) else sorted(found)
     if len(labels) < 2:
-        raise ValueError(f"'{root}' holds {len(samples)} images in {len(labels)} class(es); at least 2 are needed.")
+        where = ", ".join(str(root) for root in roots)
+        raise ValueError(f"'{where}' holds {len(samples)} images in {len(labels)} class(es); at least 2 are needed.")
     return samples, labels
 
 
-def _from_csv(root, csv_path):
-    with open(csv_path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    samples = [Sample(str(root / row["path"]), row["label"], row.get("group") or row["path"]) for row in rows]
+def _read_root(root, class_names):
+    if not root.is_dir():
+        raise FileNotFoundError(f"Dataset directory '{root}' does not exist.")
+    if (root / "train.csv").is_file() and (root / "train").is_dir():
+        samples = _from_kaggle(root, class_names)
+        source = root / "train.csv"
+    elif (root / "labels.csv").is_file():
+        samples = _from_labels_csv(root)
+        source = root / "labels.csv"
+    else:
+        return _from_folders(root)
     missing = [sample.path for sample in samples if not Path(sample.path).is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} file(s) listed in {csv_path} are missing, e.g. {missing[0]}")
+        raise FileNotFoundError(f"{len(missing)} file(s) listed in {source} are missing, e.g. {missing[0]}")
+    return samples
+
+
+def _read_csv(path, required):
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and not set(required) <= set(rows[0]):
+        raise ValueError(f"{path} needs the columns {','.join(required)}; it has {','.join(rows[0])}")
+    return rows
+
+
+def _from_labels_csv(root):
+    rows = _read_csv(root / "labels.csv", ("path", "label"))
+    return [Sample(str(root / row["path"]), row["label"], row.get("group") or row["path"]) for row in rows]
+
+
+def _from_kaggle(root, class_names):
+    samples = []
+    for row in _read_csv(root / "train.csv", ("Id", "Category")):
+        category = row["Category"]
+        if class_names is not None and not (category.isdigit() and int(category) < len(class_names)):
+            raise ValueError(f"{root / 'train.csv'}: Category '{category}' has no name among {len(class_names)} "
+                             "class names")
+        label = class_names[int(category)] if class_names is not None else category
+        name = row["Id"] if Path(row["Id"]).suffix else f"{row['Id']}.jpg"  # Ids appear with and without .jpg
+        path = root / "train" / category / name
+        samples.append(Sample(str(path), label, row.get("group") or f"{category}/{row['Id']}"))
     return samples
 
 
@@ -73,11 +129,35 @@ def _from_folders(root):
     ]
 
 
-def split_by_group(samples, val_fraction, seed):
-    """Hold out whole near-duplicate groups for validation, stratified by label.
+def group_folds(samples, n_folds, seed):
+    """Group-aware, label-stratified K-fold split (scikit-learn
+    ``StratifiedGroupKFold``, groups shuffled with ``seed``).
 
-    Uses scikit-learn's ``StratifiedGroupKFold`` with ``round(1 / val_fraction)``
-    folds and takes the first fold as validation.
+    Args:
+        samples: ``list[Sample]``.
+        n_folds: number of folds, >= 2.
+        seed: shuffles the groups before folding; the same seed gives the same folds.
+
+    Yields:
+        ``(rest, held_out)`` per fold, two ``list[Sample]`` with no group in
+        common; every sample is held out in exactly one fold.
+
+    Raises:
+        ValueError: fewer groups than folds.
+    """
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    labels = [sample.label for sample in samples]
+    groups = [sample.group for sample in samples]
+    try:
+        for rest, held_out in folds.split(np.zeros(len(samples)), labels, groups):
+            yield [samples[i] for i in rest], [samples[i] for i in held_out]
+    except ValueError as error:
+        raise ValueError(f"cannot make {n_folds} group folds: {error}") from None
+
+
+def split_by_group(samples, val_fraction, seed):
+    """Hold out whole near-duplicate groups for validation, stratified by label:
+    the first of ``round(1 / val_fraction)`` :func:`group_folds`.
 
     Args:
         samples: ``list[Sample]``.
@@ -92,14 +172,40 @@ def split_by_group(samples, val_fraction, seed):
     """
     if not 0 < val_fraction <= 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5], got {val_fraction}")
-    folds = StratifiedGroupKFold(n_splits=round(1 / val_fraction), shuffle=True, random_state=seed)
-    labels = [sample.label for sample in samples]
-    groups = [sample.group for sample in samples]
     try:
-        train_index, val_index = next(folds.split(np.zeros(len(samples)), labels, groups))
+        return next(group_folds(samples, round(1 / val_fraction), seed))
     except ValueError as error:
-        raise ValueError(f"cannot hold out {val_fraction:g} of the groups of every class: {error}") from None
-    return [samples[i] for i in train_index], [samples[i] for i in val_index]
+        raise ValueError(f"cannot hold out {val_fraction:g} of the groups of every class ({error})") from None
+
+
+def class_weights(samples, labels, mode):
+    """Per-class loss weights against class imbalance.
+
+    ``balanced`` is scikit-learn's ``compute_class_weight("balanced")``:
+    ``n_samples / (n_classes * count(class))``, so every class contributes
+    equally to the loss on average.
+
+    Args:
+        samples: the training ``list[Sample]``.
+        labels: class names; the weights are keyed by position here.
+        mode: ``none`` or ``balanced``.
+
+    Returns:
+        ``{class index: weight}`` for Keras ``fit(class_weight=...)``, or
+        ``None`` for ``none``.
+
+    Raises:
+        ValueError: a class of ``labels`` has no training sample.
+    """
+    if mode == "none":
+        return None
+    index = {label: i for i, label in enumerate(labels)}
+    targets = np.array([index[sample.label] for sample in samples])
+    absent = [labels[i] for i in range(len(labels)) if i not in set(targets)]
+    if absent:
+        raise ValueError(f"no training photo of class(es) {absent}: cannot weight them")
+    weights = compute_class_weight("balanced", classes=np.arange(len(labels)), y=targets)
+    return {i: float(weight) for i, weight in enumerate(weights)}
 
 
 def load_image(path, image_size):
@@ -151,4 +257,8 @@ def make_dataset(samples, labels, image_size, batch_size, augment=None, shuffle_
     dataset = dataset.batch(batch_size).map(
         lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, len(labels))), num_parallel_calls=tf.data.AUTOTUNE
     )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Under MultiWorkerMirroredStrategy each worker takes every n-th batch
+    # (there are no files to shard by).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -5,7 +5,7 @@ import keras
 from training.backbones import build_backbone, get_spec
 
 
-def build_classifier(config, num_classes, image_size):
+def build_classifier(config, num_classes):
     """Backbone plus head, as in the Keras transfer-learning guide
     (keras.io/guides/transfer_learning): global average pooling,
     BatchNormalization, dropout, dense.
@@ -14,27 +14,27 @@ def build_classifier(config, num_classes, image_size):
         config: :class:`training.config.TrainConfig` (backbone, weights, alpha,
             dropout).
         num_classes: number of output classes.
-        image_size: square input side in pixels.
 
     Returns:
         ``(model, backbone)``: ``model`` maps float32 RGB pixels in ``[0, 255]``,
-        shape ``(batch, image_size, image_size, 3)``, to float32 logits
-        ``(batch, num_classes)``; ``backbone`` is the inner feature extractor,
-        frozen.
+        shape ``(batch, height, width, 3)`` of any size (so that stages can
+        change the image size: progressive resizing), to float32 logits
+        ``(batch, num_classes)``, float32 also under mixed precision;
+        ``backbone`` is the inner feature extractor, frozen.
 
     Raises:
         ValueError, training.backbones.WeightsUnavailableError: see
             :func:`training.backbones.build_backbone`.
     """
     spec = get_spec(config.backbone)
-    backbone = build_backbone(config.backbone, config.weights, image_size, config.alpha)
+    backbone = build_backbone(config.backbone, config.weights, None, config.alpha)
     backbone.trainable = False
-    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    inputs = keras.Input((None, None, 3), name="pixels")
     features = backbone(keras.layers.Lambda(spec.preprocess_input, name="preprocess_input")(inputs))
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
     x = keras.layers.BatchNormalization(name="head_bn")(x)
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name=f"{config.backbone}_classifier"), backbone
 
 

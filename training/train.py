@@ -1,11 +1,15 @@
 """Train a car-model classifier and export it as a SavedModel.
 
-    python -m training.train --data DIR --out DIR [options]
+    python -m training.train --data DIR [--data DIR ...] --out DIR [--config FILE] [options]
 
 Transfer learning then staged fine-tuning (see :class:`training.config.Stage`);
-writes ``saved_model.pb`` + ``variables/``, ``training_config.json``,
-``history.json`` and ``metrics.json`` (validation accuracy with and without
-TTA, measured on the exported SavedModel) to ``--out``.
+writes to ``--out``: ``saved_model.pb`` + ``variables/``,
+``training_config.json``, ``history.json`` (per stage: epochs, learning rate,
+loss and accuracy curves), ``training_log.csv`` (one row per epoch, epochs
+numbered across stages), ``metrics.json`` (validation accuracy with and without
+TTA, measured on the exported SavedModel), ``calibration.json`` (the
+known-model threshold, :mod:`training.calibrate`), ``report/`` (learning
+curves, :mod:`training.report`) and, with ``--tensorboard``, ``tensorboard/``.
 """
 
 import argparse
@@ -20,163 +24,277 @@ from pathlib import Path
 
 import keras
 
-from training.augment import POLICIES, build_augmentation
-from training.backbones import BACKBONES, WeightsUnavailableError, get_spec
-from training.config import Stage, TrainConfig
-from training.data import load_samples, make_dataset, split_by_group
+from training.augment import build_augmentation
+from training.backbones import WeightsUnavailableError
+from training.calibrate import calibrate
+from training.config import TrainConfig, read_config_file
+from training.data import class_weights, load_samples, make_dataset, split_by_group
+from training.distribute import is_chief, make_strategy, precision
 from training.evaluate import evaluate_savedmodel
 from training.export import export_savedmodel
 from training.model import build_classifier, set_trainable
+from training.optimization import build_loss, build_optimizer, build_schedule
+from training.report import LearningRateLogger, write_training_report
 
-SCHEDULES = ("onecycle", "plateau")
+
+def build_parser():
+    """The ``argparse`` parser: ``--config`` plus one flag per :class:`TrainConfig` field.
+
+    Flags that are not given are absent from the parsed namespace, so that they
+    do not override the config file.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train", description=__doc__.split("\n\n")[0], argument_default=argparse.SUPPRESS
+    )
+    parser.add_argument("--config", help="JSON or YAML file of config fields (e.g. configs/*.yaml or a saved "
+                                         "training_config.json); flags override it")
+    defaults = TrainConfig()
+    for item in dataclasses.fields(TrainConfig):
+        options = dict(item.metadata["flag"])
+        name = options.pop("flag_name", "--" + item.name.replace("_", "-"))
+        default = getattr(defaults, item.name)
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        options["help"] = f"{item.metadata['help']} ({f'default: {shown}' if shown != '' else 'required'})"
+        if item.metadata["choices"]:
+            options["choices"] = item.metadata["choices"]
+        if isinstance(default, bool):
+            options["action"] = argparse.BooleanOptionalAction
+        elif "type" not in options and not isinstance(default, list):
+            options["type"] = type(default)
+        elif not isinstance(options.get("type", int), type):
+            options["type"] = _explained(options["type"])
+        parser.add_argument(name, **options)
+    return parser
+
+
+def _explained(parse):
+    """``parse`` with its ValueError message shown by argparse (instead of "invalid value")."""
+
+    def checked(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return checked
 
 
 def parse_args(argv=None):
-    """Build a :class:`TrainConfig` from the command line (flags override ``--config``)."""
-    defaults = TrainConfig(data="", out="")
-    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", help="JSON file of TrainConfig fields (e.g. a saved training_config.json)")
-    parser.add_argument("--data", help="dataset root: <label>/<file> folders, optional labels.csv (path,label,group)")
-    parser.add_argument("--out", help="output directory for the SavedModel, config and metrics")
-    parser.add_argument("--backbone", choices=list(BACKBONES), help=f"default {defaults.backbone}")
-    parser.add_argument("--alpha", type=float, help=f"MobileNetV2 width multiplier, default {defaults.alpha}")
-    parser.add_argument("--weights", help="imagenet (download), none, or PATH to a local weights file; default imagenet")
-    parser.add_argument("--image-size", type=int, help="input side in pixels; default: the backbone's own")
-    parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
-    parser.add_argument("--val-fraction", type=float, help=f"share held out, by group; default {defaults.val_fraction}")
-    parser.add_argument("--seed", type=int, help=f"default {defaults.seed}")
-    parser.add_argument("--dropout", type=float, help=f"default {defaults.dropout}")
-    parser.add_argument("--label-smoothing", type=float, help=f"default {defaults.label_smoothing}")
-    parser.add_argument("--augment", choices=POLICIES, help=f"default {defaults.augment}")
-    parser.add_argument("--schedule", choices=SCHEDULES, help=f"learning-rate policy per stage; default {defaults.schedule}")
-    parser.add_argument("--patience", type=int, help=f"early-stopping patience in epochs; default {defaults.patience}")
-    parser.add_argument("--train-bn", action="store_true", default=None, help="also train BatchNormalization layers")
-    default_stages = " ".join(f"{s.name}:{s.epochs}:{s.learning_rate:g}:{s.unfreeze:g}" for s in defaults.stages)
-    parser.add_argument(
-        "--stage",
-        dest="stages",
-        action="append",
-        type=Stage.parse,
-        metavar="NAME:EPOCHS:LR:UNFREEZE",
-        help=f"a fine-tuning stage, repeatable, run in order; default {default_stages}",
-    )
-    args = vars(parser.parse_args(argv))
-    values = json.loads(Path(args.pop("config")).read_text()) if args.get("config") else {}
-    values.update({key: value for key, value in args.items() if value is not None})
-    if "stages" in values:
-        values["stages"] = [s if isinstance(s, Stage) else Stage(**s) for s in values["stages"]]
-    for required in ("data", "out"):
-        if not values.get(required):
-            parser.error(f"--{required} is required (or give it in --config)")
-    return TrainConfig(**values)
+    """Build a :class:`TrainConfig` from the command line (flags override ``--config``).
 
-
-def learning_rate(stage, steps_per_epoch, schedule):
-    """The stage's learning rate: a one-cycle schedule or a constant.
-
-    ``onecycle`` follows fastai's ``fit_one_cycle`` (Smith 2018, "A disciplined
-    approach to neural network hyper-parameters"): linear warm-up over the
-    first 30% of steps from ``lr / 25`` to ``lr``, then cosine annealing to
-    ``lr / 1e4``. ``plateau`` starts constant; ReduceLROnPlateau lowers it.
+    Exits with status 2 and a one-line message on a bad flag, config file or value.
     """
-    if schedule == "plateau":
-        return stage.learning_rate
-    total = stage.epochs * steps_per_epoch
-    warmup = max(1, round(0.3 * total))
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=stage.learning_rate / 25,
-        warmup_target=stage.learning_rate,
-        warmup_steps=warmup,
-        decay_steps=max(1, total - warmup),
-        alpha=1e-4,
-    )
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    try:
+        values = read_config_file(args.pop("config")) if "config" in args else {}
+        values.update(args)
+        config = TrainConfig.from_dict(values)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    for required in ("data", "out"):
+        if not getattr(config, required):
+            parser.error(f"--{required} is required (or give it in --config)")
+    return config
 
 
-def stage_callbacks(config, checkpoint_path, best_so_far):
-    """Best-checkpoint (across stages), early stopping and, for ``plateau``, LR reduction."""
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(
-            checkpoint_path,
-            monitor="val_accuracy",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=best_so_far,
-        ),
+def stage_callbacks(config, checkpoint_path, best_so_far, logs):
+    """The callbacks of one stage.
+
+    Learning-rate logging (first, so that the logs written below have it); the
+    best-validation-accuracy checkpoint (only when
+    ``checkpoint_path`` is given; ``best_so_far`` carries the best value over
+    from earlier stages); early stopping; a CSV log in ``logs`` appended across
+    stages; ReduceLROnPlateau for the ``plateau`` schedule; TensorBoard (in
+    ``logs/tensorboard``) on request.
+    """
+    callbacks = [LearningRateLogger()]
+    if checkpoint_path is not None:
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                checkpoint_path,
+                monitor="val_accuracy",
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=best_so_far,
+            )
+        )
+    callbacks += [
         keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience, restore_best_weights=True),
+        keras.callbacks.CSVLogger(str(logs / "training_log.csv"), append=True),
     ]
     if config.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=2, min_lr=1e-7))
+    if config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(logs / "tensorboard")))
     return callbacks
 
 
-def fit_stages(config, model, backbone, train_data, val_data, checkpoint_path):
-    """Run every stage; return the per-stage histories and leave the best weights loaded."""
-    histories = []
-    best = None
-    for stage in config.stages:
+def checkpointed_stages(config):
+    """Indices of the stages whose epochs compete for the best checkpoint: the
+    trailing run of stages at the last stage's image size (the exported size),
+    so that the kept weights were validated at the size the model is served at."""
+    sizes = [config.stage_image_size(stage) for stage in config.stages]
+    first = len(sizes) - 1
+    while first > 0 and sizes[first - 1] == sizes[-1]:
+        first -= 1
+    return range(first, len(sizes))
+
+
+def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbose="auto"):
+    """Run every stage; return the per-stage histories and leave the best weights loaded.
+
+    Args:
+        config: :class:`TrainConfig`.
+        model, backbone: from :func:`training.model.build_classifier`, built in
+            ``strategy.scope()``.
+        datasets: ``callable(stage) -> (train_data, val_data, class_weight)``.
+        strategy: the ``tf.distribute.Strategy`` the model was built under.
+        scratch: a directory for the best-weights checkpoint.
+        logs: the directory of ``training_log.csv`` and ``tensorboard/``.
+        verbose: Keras ``fit`` verbosity (``"auto"``, 0, 1 progress bar, 2 one line per epoch).
+
+    Returns:
+        ``list`` of ``dict`` per stage: the stage's fields (batch and image
+        size resolved), ``seconds``, ``first_epoch`` and the per-epoch Keras
+        history (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``,
+        ``learning_rate``).
+    """
+    checkpoint_path = f"{scratch}/best.weights.h5"
+    histories, best, epoch = [], None, 0
+    checkpointed = checkpointed_stages(config)
+    for index, stage in enumerate(config.stages):
+        train_data, val_data, weights = datasets(stage)
         trained = set_trainable(backbone, stage.unfreeze, config.train_bn)
-        print(f"\n== Stage '{stage.name}': {stage.epochs} epochs, lr {stage.learning_rate:g}, "
-              f"{trained}/{len(backbone.layers)} backbone layers trained")
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate(stage, len(train_data), config.schedule)),
-            loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-            metrics=["accuracy"],
-        )
+        size, batch = config.stage_image_size(stage), config.stage_batch_size(stage)
+        print(f"\n== Stage '{stage.name}': {stage.epochs} epochs, lr {stage.learning_rate:g}, {size}px, "
+              f"batch {batch}, {trained}/{len(backbone.layers)} backbone layers trained")
+        with strategy.scope():
+            model.compile(
+                optimizer=build_optimizer(config, build_schedule(config, stage, len(train_data))),
+                loss=build_loss(config),
+                metrics=["accuracy"],
+            )
         started = time.perf_counter()
         history = model.fit(
             train_data,
             validation_data=val_data,
-            epochs=stage.epochs,
+            initial_epoch=epoch,
+            epochs=epoch + stage.epochs,
             shuffle=False,  # the tf.data pipeline shuffles
-            callbacks=stage_callbacks(config, checkpoint_path, best),
+            class_weight=weights,
+            callbacks=stage_callbacks(config, checkpoint_path if index in checkpointed else None, best, logs),
+            verbose=verbose,
         )
-        val_accuracy = history.history["val_accuracy"]
-        best = max(val_accuracy + ([best] if best is not None else []))
-        histories.append(
-            {"stage": dataclasses.asdict(stage), "seconds": round(time.perf_counter() - started, 1), **history.history}
-        )
+        if index in checkpointed:
+            best = max(history.history["val_accuracy"] + ([best] if best is not None else []))
+        histories.append({
+            "stage": {**dataclasses.asdict(stage), "batch_size": batch, "image_size": size},
+            "seconds": round(time.perf_counter() - started, 1),
+            "first_epoch": epoch,
+            **history.history,
+        })
+        epoch += len(history.history["val_accuracy"])
     with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed
         warnings.simplefilter("ignore")
         model.load_weights(checkpoint_path)
     return histories
 
 
-def train(config):
-    """Train, export and measure; returns the metrics ``dict`` written to ``metrics.json``.
+def fit_and_export(config, train_samples, val_samples, labels, strategy=None, verbose="auto"):
+    """Train on ``train_samples``, select on ``val_samples``, export to
+    ``config.out`` and measure the exported SavedModel on ``val_samples``.
+
+    Args:
+        config: :class:`TrainConfig` (``data`` is only recorded).
+        train_samples, val_samples: ``list[training.data.Sample]``, disjoint groups.
+        labels: class names in output order.
+        strategy: a ``tf.distribute.Strategy``; ``None``: from ``config.strategy``.
+        verbose: Keras ``fit`` verbosity.
+
+    Returns:
+        the metrics ``dict`` written to ``metrics.json``.
 
     Raises:
-        FileNotFoundError, ValueError: bad dataset or config.
+        ValueError: bad config (e.g. a class with no training photo under
+            ``class_weight balanced``).
         training.backbones.WeightsUnavailableError: see ``--weights``.
     """
+    strategy = strategy or make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
-    samples, labels = load_samples(config.data)
-    train_samples, val_samples = split_by_group(samples, config.val_fraction, config.seed)
-    image_size = config.image_size or get_spec(config.backbone).input_size
-    print(f"{len(samples)} images, {len(labels)} classes: {len(train_samples)} train / {len(val_samples)} validation "
-          f"(split by group); {config.backbone} at {image_size}px")
-    model, backbone = build_classifier(config, len(labels), image_size)
     augment = build_augmentation(config.augment, config.seed)
-    train_data = make_dataset(train_samples, labels, image_size, config.batch_size, augment, config.seed)
-    val_data = make_dataset(val_samples, labels, image_size, config.batch_size)
-    out = Path(config.out)
-    with tempfile.TemporaryDirectory() as scratch:
-        histories = fit_stages(config, model, backbone, train_data, val_data, f"{scratch}/best.weights.h5")
+    weights = class_weights(train_samples, labels, config.class_weight)
+    cache = {}
+
+    def datasets(stage):
+        # One decoded, in-memory cache per (size, batch): stages that share them reuse it.
+        key = config.stage_image_size(stage), config.stage_batch_size(stage)
+        if key not in cache:
+            cache[key] = (make_dataset(train_samples, labels, *key, augment, config.seed),
+                          make_dataset(val_samples, labels, *key), weights)
+        return cache[key]
+
+    with precision(config.mixed_precision) as policy, tempfile.TemporaryDirectory() as scratch:
+        # Non-chief workers log to scratch: the outputs are the chief's.
+        logs = Path(config.out) if is_chief(strategy) else Path(scratch)
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / "training_log.csv").unlink(missing_ok=True)  # CSVLogger appends across stages
+        print(f"{config.backbone}: {strategy.num_replicas_in_sync} replica(s), {policy} compute")
+        with strategy.scope():
+            model, backbone = build_classifier(config, len(labels))
+        histories = fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbose)
+        return _export(config, model, labels, val_samples, train_samples, histories, strategy)
+
+
+def _export(config, model, labels, val_samples, train_samples, histories, strategy):
+    """Write the SavedModel and its files (on the chief; other workers write to a
+    scratch directory, as every worker must take part in saving) and measure it."""
     metadata = {
         "name": "car-model-classifier",
         "version": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"),
         "backbone": config.backbone,
         "weights": Path(config.weights).name,
     }
+    image_size = config.stage_image_size(config.stages[-1])
+    if not is_chief(strategy):
+        with tempfile.TemporaryDirectory() as scratch:
+            export_savedmodel(model, labels, image_size, metadata, scratch)
+        return {}
+    out = Path(config.out)
     export_savedmodel(model, labels, image_size, metadata, out)
     metrics = {
         "validation_images": len(val_samples),
         "train_images": len(train_samples),
+        "train_seconds": round(sum(stage["seconds"] for stage in histories), 1),
         **evaluate_savedmodel(out, val_samples),
     }
     (out / "training_config.json").write_text(config.to_json() + "\n")
     (out / "history.json").write_text(json.dumps(histories, indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"\nSavedModel written to {out}\n{json.dumps(metrics, indent=2)}")
+    return metrics
+
+
+def train(config):
+    """Load the data roots, split by group, train, export and measure, then
+    write the known-model calibration and the training report.
+
+    Returns:
+        the metrics ``dict`` written to ``metrics.json``.
+
+    Raises:
+        FileNotFoundError, ValueError: bad dataset or config.
+        training.backbones.WeightsUnavailableError: see ``--weights``.
+    """
+    strategy = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF ops
+    samples, labels = load_samples(config.data, config.class_names)
+    train_samples, val_samples = split_by_group(samples, config.val_fraction, config.seed)
+    print(f"{len(samples)} images, {len(labels)} classes: {len(train_samples)} train / {len(val_samples)} validation "
+          f"(split by group); stages: {' '.join(map(str, config.stages))}")
+    metrics = fit_and_export(config, train_samples, val_samples, labels, strategy)
+    if is_chief(strategy):
+        calibrate(config.out, train_samples, val_samples)
+        print(f"Report: {write_training_report(config.out)}")
     return metrics
 
 

@@ -1,0 +1,81 @@
+"""The served model, loaded in a background thread so the process answers at once.
+
+``/healthz`` answers while TensorFlow loads and warms up the SavedModel (a few
+seconds); ``/readyz`` and ``/predict`` answer 503 until it is ready.
+"""
+
+import logging
+import threading
+import time
+
+from app.errors import ApiError
+from inference.classifier import Classifier
+
+log = logging.getLogger("carclf.model")
+
+LOADING, READY, FAILED = "loading", "ready", "failed"
+
+
+class ModelLoader:
+    """Loads and warms up a :class:`inference.classifier.Classifier` off the request path.
+
+    Call :meth:`start` after the process forked (gunicorn imports ``wsgi.py``
+    in each worker, without ``preload_app``): a thread does not survive a fork.
+
+    Attributes:
+        model_dir: the SavedModel directory.
+        state: ``"loading"``, ``"ready"`` or ``"failed"``.
+    """
+
+    def __init__(self, model_dir, **options):
+        self.model_dir = model_dir
+        self._options = options  # Classifier keyword arguments (dynamic batching)
+        self.state = LOADING
+        self._classifier = None
+        self._error = None
+        self._done = threading.Event()
+
+    def start(self):
+        """Start loading in a daemon thread; returns ``self``."""
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+        return self
+
+    def _load(self):
+        started = time.perf_counter()
+        try:
+            classifier = Classifier(self.model_dir, **self._options)
+            classifier.warm_up()
+        except Exception as error:  # any failure must reach /readyz, not vanish with the thread
+            self._error, self.state = error, FAILED
+            log.exception("model failed to load", extra={"fields": {"model_dir": str(self.model_dir)}})
+        else:
+            self._classifier, self.state = classifier, READY
+            seconds = round(time.perf_counter() - started, 2)
+            log.info("model ready", extra={"fields": {"model_dir": str(self.model_dir), "seconds": seconds,
+                                                       "version": classifier.metadata.get("version")}})
+        finally:
+            self._done.set()
+
+    def wait(self, timeout=None):
+        """Block until loading ended (or ``timeout`` seconds passed); returns :attr:`state`."""
+        self._done.wait(timeout)
+        return self.state
+
+    @property
+    def classifier(self):
+        """The classifier once ready, else ``None``."""
+        return self._classifier if self.state == READY else None
+
+    def get(self):
+        """The ready classifier.
+
+        Raises:
+            app.errors.ApiError: 503 ``model_loading`` (with ``Retry-After``)
+                or 503 ``model_failed``.
+        """
+        if self.state == READY:
+            return self._classifier
+        if self.state == FAILED:
+            raise ApiError(503, "model_failed", "The model could not be loaded; the server log says why.")
+        raise ApiError(503, "model_loading", "The model is still loading; retry in a few seconds.",
+                       {"Retry-After": "5"})

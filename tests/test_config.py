@@ -1,0 +1,118 @@
+"""The training config: stages, JSON/YAML files, flags over files, clear errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.config import Stage, TrainConfig, read_config_file
+from training.train import checkpointed_stages, parse_args
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def test_stage_parsing_with_optional_batch_and_size():
+    assert Stage.parse("finetune:12:1e-4:0.3") == Stage("finetune", 12, 1e-4, 0.3)
+    assert Stage.parse("big:4:5e-5:1:16") == Stage("big", 4, 5e-5, 1.0, batch_size=16)
+    assert Stage.parse("big:4:5e-5:1::288") == Stage("big", 4, 5e-5, 1.0, image_size=288)
+    assert Stage.parse("big:4:5e-5:1:16:288") == Stage("big", 4, 5e-5, 1.0, 16, 288)
+    for text in ("finetune:12:0.0001:0.3", "big:4:5e-05:1:16", "big:4:5e-05:1::288", "big:4:5e-05:1:16:288"):
+        assert str(Stage.parse(text)) == text
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("head:3", "NAME:EPOCHS:LR:UNFREEZE"),
+        ("head:1:2:3:4:5:6", "NAME:EPOCHS:LR:UNFREEZE"),
+        ("head:three:1e-3:0", "invalid literal"),
+        ("head:0:1e-3:0", "epochs >= 1"),
+        ("head:1:1e-3:1.5", "unfreeze"),
+        ("head:1:1e-3:0:0", "must be positive"),
+    ],
+)
+def test_bad_stages_are_refused(text, message):
+    with pytest.raises(ValueError, match=message):
+        Stage.parse(text)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_config_file_round_trip(tmp_path, suffix):
+    config = TrainConfig(
+        data=["a", "b"], out="o", class_names=["x", "y"], backbone="MobileNetV2", alpha=0.35, optimizer="sgd",
+        schedule="cyclic", loss="focal", augment="strong", class_weight="balanced", tensorboard=True,
+        stages=[Stage("head", 2, 1e-3, 0.0), Stage("big", 1, 1e-5, 1.0, 8, 288)],
+    )
+    path = tmp_path / f"config{suffix}"
+    config.save(path)
+    assert TrainConfig.from_dict(read_config_file(path)) == config
+    if suffix == ".yaml":
+        assert "schedule: cyclic" in path.read_text()
+    else:
+        assert json.loads(path.read_text())["stages"][1]["image_size"] == 288
+
+
+def test_first_release_config_still_loads():
+    config = TrainConfig.from_dict(json.loads((CONFIGS.parent / "model" / "training_config.json").read_text()))
+    assert config.data == ["../shared/data/cars-ru10"] and config.stages[1] == Stage("finetune", 12, 1e-4, 0.3)
+
+
+def test_yaml_preset_then_flags_override(tmp_path):
+    config = parse_args(["--config", str(CONFIGS / "progressive.yaml"), "--data", "d1", "--data", "d2",
+                         "--out", "o", "--optimizer", "nadam", "--train-bn", "--class-names", "a,b"])
+    assert config.data == ["d1", "d2"] and config.optimizer == "nadam" and config.train_bn
+    assert config.class_names == ["a", "b"] and config.backbone == "MobileNetV2"
+    assert [config.stage_image_size(s) for s in config.stages] == [224, 224, 288]
+    assert [config.stage_batch_size(s) for s in config.stages] == [32, 32, 16]
+    replaced = parse_args(["--config", str(CONFIGS / "progressive.yaml"), "--data", "d", "--out", "o",
+                           "--stage", "all:2:1e-4:1", "--no-train-bn"])
+    assert replaced.stages == [Stage("all", 2, 1e-4, 1.0)] and not replaced.train_bn
+
+
+def test_every_preset_is_a_valid_config():
+    for path in CONFIGS.glob("*.yaml"):
+        if path.name != "experiments.yaml":
+            TrainConfig.from_dict({**read_config_file(path), "data": "d", "out": "o"})
+
+
+def test_checkpoint_competition_is_limited_to_the_exported_size():
+    def stages(*sizes):
+        return TrainConfig(stages=[Stage(f"s{i}", 1, 1e-3, 0, image_size=size) for i, size in enumerate(sizes)])
+
+    assert list(checkpointed_stages(stages(224, 224))) == [0, 1]
+    assert list(checkpointed_stages(stages(224, 224, 288))) == [2]
+    assert list(checkpointed_stages(stages(224, 288, 288))) == [1, 2]
+    assert list(checkpointed_stages(stages(288, 224, 224))) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "content, suffix, message",
+    [
+        ("schedule: weekly\n", ".yaml", "schedule 'weekly' is not one of"),
+        ("learning_rte: 0.1\n", ".yaml", "unknown config key"),
+        ("stages: [head:0:1e-3:0]\n", ".yaml", "epochs >= 1"),
+        ("{not json", ".json", "cannot parse"),
+        ("- a list\n", ".yaml", "must hold a mapping"),
+        ("a: 1\n", ".toml", "must end in"),
+    ],
+)
+def test_bad_config_files_exit_with_one_line(tmp_path, capsys, content, suffix, message):
+    path = tmp_path / f"config{suffix}"
+    path.write_text(content)
+    with pytest.raises(SystemExit) as caught:
+        parse_args(["--config", str(path), "--data", "d", "--out", "o"])
+    assert caught.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in error and "Traceback" not in error
+
+
+def test_missing_required_and_bad_flags(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--data", "d"])
+    assert "--out is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--data", "d", "--out", "o", "--optimizer", "rmsprop"])
+    assert "invalid choice: 'rmsprop'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--data", "d", "--out", "o", "--stage", "head:1:fast:0"])
+    assert "argument --stage: stage 'head:1:fast:0': could not convert string to float" in capsys.readouterr().err

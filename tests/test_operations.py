@@ -1,0 +1,180 @@
+"""Operating the service: background model loading, health and readiness,
+model metadata, the OpenAPI document, Prometheus metrics, request ids and JSON
+logs, security headers, in-memory uploads and the example photos."""
+
+import contextlib
+import io
+import json
+import logging
+import shutil
+import threading
+
+import pytest
+from flask import request
+from openapi_spec_validator import validate
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+import app.model
+from app import create_app
+from app.monitoring import JsonFormatter
+from inference.classifier import ModelNotFoundError
+from tests.conftest import CARS, OPENAPI, SHIPPED_MODEL, assert_matches_schema, ready_app, require
+
+
+def jpeg_bytes():
+    return next(require(CARS / "mazda_3").glob("*.jpg")).read_bytes()
+
+
+def test_model_loads_in_the_background_while_healthz_answers(monkeypatch):
+    release = threading.Event()
+
+    class HeldClassifier(app.model.Classifier):
+        def __init__(self, model_dir, **options):
+            release.wait(60)  # hold the real load until the assertions on the loading state are done
+            super().__init__(model_dir, **options)
+
+    monkeypatch.setattr(app.model, "Classifier", HeldClassifier)
+    flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL)})
+    client = flask_app.test_client()
+    assert client.get("/healthz").status_code == 200 and client.get("/healthz").json["status"] == "loading"
+    for answer in (client.get("/readyz"), client.post("/predict", data={"file": (io.BytesIO(jpeg_bytes()), "a.jpg")})):
+        assert answer.status_code == 503 and answer.json["error"]["code"] == "model_loading"
+        assert answer.headers["Retry-After"] == "5"
+    assert b"The model is loading" in client.get("/").data
+    release.set()
+    assert flask_app.extensions["model"].wait(120) == "ready"
+    assert client.get("/readyz").json == {"status": "ready"}
+    assert client.get("/healthz").json["status"] == "ready"
+
+
+def test_a_corrupt_savedmodel_fails_readiness_and_liveness(tmp_path):
+    broken = tmp_path / "model"
+    shutil.copytree(SHIPPED_MODEL, broken)
+    (broken / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 100)
+    flask_app = create_app({"MODEL_DIR": str(broken)})
+    assert flask_app.extensions["model"].wait(120) == "failed"
+    client = flask_app.test_client()
+    assert client.get("/healthz").status_code == 503
+    answer = client.get("/readyz")
+    assert answer.status_code == 503 and answer.json["error"]["code"] == "model_failed"
+
+
+def test_a_missing_model_fails_the_start_at_once(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="No SavedModel"):
+        create_app({"MODEL_DIR": str(tmp_path)})
+
+
+def test_model_metadata(client):
+    answer = client.get("/v1/models/car-model-classifier")
+    assert answer.status_code == 200
+    body = answer.json
+    assert_matches_schema(body, "ModelMetadata")
+    assert len(body["labels"]) == 10 and "kia_rio" in body["labels"]
+    assert body["input_size"] == {"height": 224, "width": 224} and body["backbone"] == "MobileNetV2"
+    metrics = json.loads((SHIPPED_MODEL / "metrics.json").read_text())
+    assert body["training_metrics"]["accuracy"] == metrics["accuracy"]
+    calibration = json.loads((SHIPPED_MODEL / "calibration.json").read_text())
+    for key in ("original", "original+hflip"):
+        assert body["known_model_test"]["modes"][key]["threshold"] == calibration["modes"][key]["threshold"]
+    missing = client.get("/v1/models/resnet")
+    assert missing.status_code == 404 and missing.json["error"]["code"] == "model_not_found"
+
+
+def test_without_calibration_known_model_is_null(tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(SHIPPED_MODEL, model, ignore=shutil.ignore_patterns("calibration.json"))
+    client = ready_app({"MODEL_DIR": str(model)}).test_client()
+    answer = client.post("/predict", data={"file": (io.BytesIO(jpeg_bytes()), "car.jpg")})
+    assert answer.status_code == 200 and answer.json["known_model"] is None and answer.json["distance"] is None
+    assert client.get("/v1/models/car-model-classifier").json["known_model_test"] is None
+
+
+def test_openapi_document_is_valid_and_matches_the_routes(client, shipped_app):
+    served = client.get("/openapi.json")
+    assert served.status_code == 200 and served.json == OPENAPI
+    validate(OPENAPI)
+    routes = {rule.rule.replace("<", "{").replace(">", "}") for rule in shipped_app.url_map.iter_rules()}
+    assert set(OPENAPI["paths"]) <= routes
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and b"docs.js" in docs.data and client.get("/static/docs.js").status_code == 200
+
+
+def metric_samples(client):
+    text = client.get("/metrics").get_data(as_text=True)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_requests_latency_in_flight_and_inference(client):
+    before = metric_samples(client)
+    predict_ok = ("carclf_http_requests_total", (("endpoint", "/predict"), ("method", "POST"), ("status", "200")))
+    assert client.post("/predict", data={"file": (io.BytesIO(jpeg_bytes()), "car.jpg")}).status_code == 200
+    after = metric_samples(client)
+    assert after[predict_ok] == before.get(predict_ok, 0) + 1
+    assert after[("carclf_model_inference_seconds_count", ())] >= 1
+    assert after[("carclf_http_request_duration_seconds_count", (("endpoint", "/predict"),))] >= 1
+    assert after[("carclf_http_requests_in_flight", ())] == 1  # the /metrics request itself
+    assert sum(v for (name, _), v in after.items() if name == "carclf_images_classified_total") >= 1
+
+
+@contextlib.contextmanager
+def request_log():
+    """Capture the JSON request log lines written meanwhile, as a ``StringIO``."""
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("carclf.request")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_request_id_is_returned_and_logged_as_json(client):
+    with request_log() as lines:
+        answer = client.get("/healthz", headers={"X-Request-ID": "trace-42.a"})
+    assert answer.headers["X-Request-ID"] == "trace-42.a"
+    entry = json.loads(lines.getvalue().strip().splitlines()[-1])
+    assert entry["request_id"] == "trace-42.a" and entry["path"] == "/healthz" and entry["status"] == 200
+    assert entry["method"] == "GET" and entry["duration_ms"] >= 0 and entry["level"] == "info"
+    generated = client.get("/healthz", headers={"X-Request-ID": "<script>alert(1)</script>"}).headers["X-Request-ID"]
+    assert len(generated) == 32 and generated.isalnum()
+
+
+@pytest.mark.parametrize("path", ["/", "/docs", "/static/app.js", "/openapi.json", "/healthz", "/predict", "/nowhere"])
+def test_security_headers_on_every_response(client, path):
+    headers = client.get(path).headers
+    assert headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_uploads_stay_in_memory(shipped_app):
+    big = b"\xff" * 2_000_000  # Werkzeug alone would spool this to a temporary file (over 500 kB)
+    with shipped_app.test_request_context("/predict", method="POST", data={"file": (io.BytesIO(big), "big.jpg")}):
+        assert isinstance(request.files["file"].stream, io.BytesIO)
+
+
+def test_example_photos_come_only_from_the_configured_folder(shipped_app, client, monkeypatch, tmp_path):
+    assert b'id="examples"' not in client.get("/").data  # none unless CARCLF_EXAMPLES_DIR is set
+    for name in ("a.png", "b.jpg"):
+        Image.new("RGB", (30, 20)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not a photo")
+    monkeypatch.setitem(shipped_app.config, "EXAMPLES_DIR", str(tmp_path))
+    page = client.get("/").get_data(as_text=True)
+    assert page.count('class="example"') == 2 and 'data-src="/examples/a.png"' in page
+    photo = client.get("/examples/a.png")
+    assert photo.status_code == 200 and photo.mimetype == "image/png"
+    for name in ("notes.txt", "..%2Fa.png", "missing.jpg"):
+        assert client.get(f"/examples/{name}").status_code == 404
+
+
+def test_client_address_from_a_trusted_proxy_is_logged():
+    flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL), "TRUSTED_PROXIES": 1})
+    with request_log() as lines:
+        flask_app.test_client().get("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert json.loads(lines.getvalue().strip().splitlines()[-1])["remote_addr"] == "203.0.113.7"
+    flask_app.extensions["model"].wait(120)  # let its background load finish

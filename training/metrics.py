@@ -1,0 +1,104 @@
+"""Classification metrics from predicted probabilities: accuracy, top-2,
+per-class precision and recall, macro-F1 (scikit-learn) and the expected
+calibration error with its reliability bins."""
+
+import numpy as np
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+ECE_BINS = 15  # Guo et al. 2017 use 15 equal-width confidence bins
+
+
+def reliability_bins(probabilities, targets, bins=ECE_BINS):
+    """Confidence and accuracy per equal-width confidence bin.
+
+    The confidence of a prediction is its top probability; bin ``m`` (0-based)
+    holds the predictions with confidence in ``(m / bins, (m + 1) / bins]``
+    (Guo et al. 2017, "On Calibration of Modern Neural Networks", sec. 2).
+
+    Args:
+        probabilities: ``float`` array ``(n, num_classes)``, rows summing to 1.
+        targets: ``int`` array ``(n,)`` of true class indices.
+        bins: number of bins.
+
+    Returns:
+        ``dict`` of arrays of length ``bins``: ``edges`` (upper bin edges),
+        ``count`` (``int``), ``confidence`` and ``accuracy`` (means over the
+        bin, ``nan`` for an empty bin).
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(targets)
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "edges": np.arange(1, bins + 1) / bins,
+            "count": count,
+            "confidence": np.bincount(index, confidence, minlength=bins) / count,
+            "accuracy": np.bincount(index, correct, minlength=bins) / count,
+        }
+
+
+def expected_calibration_error(probabilities, targets, bins=ECE_BINS):
+    """Expected calibration error (ECE), Guo et al. 2017, eq. (3):
+    ``sum over bins of |B_m| / n * |accuracy(B_m) - confidence(B_m)|``.
+
+    Written here because the libraries that ship it (torchmetrics, netcal,
+    TensorFlow Probability) each pull in a second deep-learning framework.
+
+    Args:
+        probabilities: ``float`` array ``(n, num_classes)``.
+        targets: ``int`` array ``(n,)`` of true class indices.
+        bins: equal-width confidence bins (15 as in the paper).
+
+    Returns:
+        ``float`` in ``[0, 1]``; 0 is perfectly calibrated.
+    """
+    table = reliability_bins(probabilities, targets, bins)
+    filled = table["count"] > 0
+    gaps = np.abs(table["accuracy"][filled] - table["confidence"][filled])
+    return float(np.sum(table["count"][filled] * gaps) / np.sum(table["count"]))
+
+
+def _none_if_nan(value):
+    return None if np.isnan(value) else float(value)
+
+
+def classification_metrics(probabilities, targets, labels):
+    """Accuracy, top-2 accuracy, macro-F1, ECE and per-class figures.
+
+    Args:
+        probabilities: ``float`` array ``(n, len(labels))``.
+        targets: ``int`` array ``(n,)`` of true class indices into ``labels``.
+        labels: class names, in output order.
+
+    Returns:
+        JSON-ready ``dict``: ``accuracy``, ``top2_accuracy``, ``macro_f1``
+        (unweighted mean F1 over the classes that occur in the targets or the
+        predictions, scikit-learn's default), ``ece``, and ``per_class``:
+        ``{label: {precision, recall, f1, support}}`` with ``None`` where a
+        figure is undefined (a class never predicted or never present).
+    """
+    targets = np.asarray(targets)
+    probabilities = np.asarray(probabilities)
+    predicted = probabilities.argmax(axis=1)
+    top2 = np.argsort(-probabilities, axis=1, kind="stable")[:, :2]
+    classes = np.arange(len(labels))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        targets, predicted, labels=classes, zero_division=np.nan
+    )
+    return {
+        "accuracy": float(np.mean(predicted == targets)),
+        "top2_accuracy": float(np.mean(np.any(top2 == targets[:, None], axis=1))),
+        "macro_f1": float(f1_score(targets, predicted, average="macro", zero_division=0)),
+        "ece": expected_calibration_error(probabilities, targets),
+        "per_class": {
+            label: {
+                "precision": _none_if_nan(precision[i]),
+                "recall": _none_if_nan(recall[i]),
+                "f1": _none_if_nan(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+    }
