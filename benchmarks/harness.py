@@ -136,18 +136,15 @@ class Server:
         os.unlink(self.log_path)
 
     def _wait_ready(self, started):
-        paths = ["/readyz", "/healthz"]
+        path = "/readyz"
         while time.perf_counter() - started < self.ready_timeout:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.log_tail()}")
-            for path in list(paths):
-                status = self.get(path)
-                if status == 200:
-                    return path
-                if status == 404:
-                    paths.remove(path)  # this app has no such endpoint
-                elif status is not None:
-                    break  # it has one and is not ready yet: no fallback to /healthz
+            status = self.get(path)
+            if status == 200:
+                return path
+            if status == 404 and path == "/readyz":
+                path = "/healthz"  # an app without a readiness endpoint: alive means ready
             time.sleep(0.05)
         raise RuntimeError(f"gunicorn not ready within {self.ready_timeout} s: {self.log_tail()}")
 

@@ -1,6 +1,6 @@
 """Training throughput: the input pipeline alone and each fine-tuning stage, in images/s.
 
-    python -m benchmarks.training_throughput [--config model/training_config.json] [--epochs 2]
+    python -m benchmarks.training_throughput [--config model/training_config.json] [--epochs 3]
 
 Re-creates the shipped model's training set (its ``training_config.json``:
 backbone, weights, split, batch size, augmentation, stages) and measures,
@@ -74,7 +74,7 @@ def main(argv=None):
     )
     parser.add_argument("--config", default=str(ROOT / "model" / "training_config.json"),
                         help="a training_config.json (default: the shipped model's)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per measurement; the last one is reported")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement; the last one is reported")
     args = parser.parse_args(argv)
     config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
     weights = Path(config.weights)

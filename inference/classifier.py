@@ -9,7 +9,7 @@ import tensorflow as tf
 from inference.batching import Batcher
 from inference.calibration import Calibration
 from inference.images import decode_image, resize
-from inference.tta import DEFAULT_VIEWS, VIEWS, tta_batch
+from inference.tta import DEFAULT_VIEWS, tta_batch
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -80,7 +80,8 @@ class Classifier:
         self.calibration = Calibration.load(model_dir)
         if self.calibration is not None and self.calibration.labels != self.labels:
             raise ValueError(f"{model_dir}/calibration.json was fitted for other labels; rerun training.calibrate")
-        self._largest_batch = max(batch_size, len(VIEWS))  # in rows, for warm_up
+        # In rows, for warm_up: what the service sends (its TTA views, or a batch).
+        self._largest_batch = max(batch_size, len(DEFAULT_VIEWS))
         self._batcher = Batcher(self._forward, batch_size, batch_wait_ms / 1000, batch_threads) if batch_size else None
 
     def predict(self, images):
@@ -170,9 +171,12 @@ class Classifier:
         return [{"label": self.labels[i], "probability": float(probabilities[i])} for i in order]
 
     def warm_up(self):
-        """Run the model once at every batch size a request can meet, so that
-        none pays the first call's cost (10-50 ms per new size on 2 cores,
-        ``benchmarks/bare_model.py`` column "first ms")."""
+        """Run the model once at every batch size a service request can meet
+        (its TTA views, or any batch up to ``batch_size``), so that none pays
+        the first call's cost (10-230 ms per new size on 2 cores,
+        ``benchmarks/bare_model.py`` column "first ms"). Each size also keeps
+        some memory (oneDNN kernels): other view sets, used offline, pay their
+        first call instead."""
         blank = np.zeros((1, *self.image_size, 3), dtype=np.uint8)
         for rows in range(1, self._largest_batch + 1):
             self._forward(np.repeat(blank, rows, axis=0))
