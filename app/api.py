@@ -39,7 +39,7 @@ def predict():
     classifier = loader().get()
     uploads, as_list = read_uploads(current_app.config["MAX_FILES"])
     top_k = int_param("top_k", current_app.config["DEFAULT_TOP_K"], 1, len(classifier.labels))
-    views = DEFAULT_VIEWS if bool_param("tta", True) else DEFAULT_VIEWS[:1]
+    views = served_views(bool_param("tta", current_app.config["DEFAULT_TTA"]))
     results = [_classify_upload(classifier, upload, views, top_k) for upload in uploads]
     g.log_fields = {"images": len(results), "top": [r["predictions"][0]["label"] for r in results],
                     "known_model": [r["known_model"] for r in results]}
@@ -49,6 +49,11 @@ def predict():
         "time_ms": round((time.perf_counter() - started) * 1000, 1),
     }
     return jsonify({"results": results, **common} if as_list else {**results[0], **common})
+
+
+def served_views(tta):
+    """The TTA views a request runs: :data:`inference.tta.DEFAULT_VIEWS` with ``tta``, else the original alone."""
+    return DEFAULT_VIEWS if tta else DEFAULT_VIEWS[:1]
 
 
 def _classify_upload(classifier, upload, views, top_k):
@@ -61,8 +66,8 @@ def _classify_upload(classifier, upload, views, top_k):
         image = classifier.decode(upload.data, current_app.config["MAX_PIXELS"])
     except ImageDecodeError as error:
         raise ApiError(400, error.code, f"{upload.name}: {error}") from None
-    logits, probabilities = run_model(classifier, image, views)
-    known, distance = classifier.known_model(logits, views)
+    _, probabilities, features = run_model(classifier, image, views)
+    known, distance = classifier.known_model(features, views)
     monitoring.count_image(known)
     return {"predictions": classifier.top_k(probabilities, top_k), "known_model": known, "distance": distance}
 
@@ -76,7 +81,8 @@ def run_model(classifier, image, views):
         views: TTA view names, run as one batch.
 
     Returns:
-        ``(logits, probabilities)``, ``float32 (num_classes,)`` each, averaged over ``views``.
+        ``(logits, probabilities, features)``, ``float32`` ``(num_classes,)``,
+        ``(num_classes,)`` and ``(F,)``, averaged over ``views``.
     """
     with monitoring.INFERENCE_SECONDS.time():
         return classifier.predict_views(image, views)
@@ -98,7 +104,7 @@ def model_metadata(name):
         **classifier.metadata,
         labels=classifier.labels,
         input_size={"height": height, "width": width},
-        default_tta_views=list(DEFAULT_VIEWS),
+        default_tta_views=list(served_views(current_app.config["DEFAULT_TTA"])),
         training_metrics={key: value for key, value in classifier.metrics.items() if key != "errors_tta"},
         known_model_test=classifier.calibration.summary() if classifier.calibration else None,
     )

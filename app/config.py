@@ -4,6 +4,7 @@
 |-------------------------|--------------|-----------------------------------------------------|
 | CARCLF_MODEL_DIR        | <repo>/model | SavedModel directory to serve                       |
 | CARCLF_TOP_K            | 3            | predictions returned when top_k is absent           |
+| CARCLF_TTA              | 0            | TTA (original + mirrored view) when a request has no tta; 0: measured best (docs/experiments.md) |
 | CARCLF_MAX_UPLOAD_MB    | 10           | largest request body, in MiB (else 413)             |
 | CARCLF_MAX_PIXELS       | 40000000     | largest width*height accepted, checked before decoding |
 | CARCLF_MAX_FILES        | 8            | most images in one request                          |
@@ -26,6 +27,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 SETTINGS = {
     "MODEL_DIR": ("CARCLF_MODEL_DIR", str(DEFAULT_MODEL_DIR), str),
     "DEFAULT_TOP_K": ("CARCLF_TOP_K", 3, int),
+    "DEFAULT_TTA": ("CARCLF_TTA", False, _boolean),
     "MAX_UPLOAD_MB": ("CARCLF_MAX_UPLOAD_MB", 10, float),
     "MAX_PIXELS": ("CARCLF_MAX_PIXELS", 40_000_000, int),
     "MAX_FILES": ("CARCLF_MAX_FILES", 8, int),
@@ -36,6 +38,21 @@ SETTINGS = {
     "BATCH_WAIT_MS": ("CARCLF_BATCH_WAIT_MS", 0.0, float),
     "BATCH_THREADS": ("CARCLF_BATCH_THREADS", 1, int),
 }
+
+
+# Spellings of a yes/no setting or request option.
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _boolean(text):
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case) as a ``bool``."""
+    value = BOOLEANS.get(text.strip().lower())
+    if value is None:
+        raise ValueError(text)
+    return value
+
+
+_boolean.__name__ = "boolean (1/0, true/false)"
 
 
 def settings_from_env(environ=os.environ):

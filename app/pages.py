@@ -32,6 +32,7 @@ def index():
         labels=classifier.labels if classifier else [],
         model_version=classifier.metadata.get("version", "unknown") if classifier else "loading",
         top_k=config["DEFAULT_TOP_K"],
+        tta=config["DEFAULT_TTA"],
         max_upload_mb=config["MAX_UPLOAD_MB"],
         formats=FORMAT_NAMES,
         examples=example_names(),

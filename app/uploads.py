@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from flask import Request, request
 
+from app.config import BOOLEANS
 from app.errors import ApiError
 
 _URLSAFE = str.maketrans("-_", "+/")
-_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 class InMemoryRequest(Request):
@@ -133,6 +133,6 @@ def bool_param(name, default):
     raw = param(name)
     if raw is None or raw == "":
         return default
-    if raw.lower() not in _BOOLEANS:
+    if raw.lower() not in BOOLEANS:
         raise ApiError(400, "invalid_parameter", f"'{name}' must be 1 or 0 (true/false), got {raw!r}.")
-    return _BOOLEANS[raw.lower()]
+    return BOOLEANS[raw.lower()]

@@ -34,7 +34,8 @@ class Classifier:
 
     The SavedModel's ``serving_default`` signature takes ``images``: ``uint8``
     ``(batch, height, width, 3)`` RGB of any size and returns ``logits`` and
-    ``probabilities``, ``float32`` ``(batch, num_classes)``; its ``metadata``
+    ``probabilities``, ``float32`` ``(batch, num_classes)``, and ``features``,
+    ``float32 (batch, F)``; its ``metadata``
     signature returns the label names, the input size and a JSON string of
     training facts (see the README's "SavedModel signature").
 
@@ -91,24 +92,28 @@ class Classifier:
             images: ``uint8`` array ``(batch, height, width, 3)``, RGB.
 
         Returns:
-            ``(logits, probabilities)``, two ``float32`` arrays ``(batch, num_classes)``.
+            ``(logits, probabilities, features)``: ``float32`` arrays
+            ``(batch, num_classes)``, ``(batch, num_classes)`` and
+            ``(batch, F)`` (pooled backbone features, :mod:`inference.calibration`).
         """
-        stacked = self._batcher(images) if self._batcher else self._forward(images)
-        return stacked[:, 0], stacked[:, 1]
+        rows = self._batcher(images) if self._batcher else self._forward(images)
+        classes = len(self.labels)
+        return rows[:, :classes], rows[:, classes : 2 * classes], rows[:, 2 * classes :]
 
     def _forward(self, images):
-        """One forward pass: ``float32 (batch, 2, num_classes)``, logits then
-        probabilities per row, so a :class:`inference.batching.Batcher` can
-        split the rows of one array among its callers."""
+        """One forward pass: ``float32 (batch, 2 * num_classes + F)``, logits,
+        probabilities and features side by side per row, so a
+        :class:`inference.batching.Batcher` can split the rows of one array
+        among its callers."""
         outputs = self._serve(images=tf.convert_to_tensor(images, dtype=tf.uint8))
-        return np.stack([outputs["logits"].numpy(), outputs["probabilities"].numpy()], axis=1)
+        return np.concatenate([outputs[name].numpy() for name in ("logits", "probabilities", "features")], axis=1)
 
     def predict_probabilities(self, images):
         """Probabilities of a batch: ``float32 (batch, num_classes)`` (see :meth:`predict`)."""
         return self.predict(images)[1]
 
     def predict_views(self, image, views=DEFAULT_VIEWS):
-        """Logits and probabilities of one image, each averaged over its TTA views.
+        """Logits, probabilities and features of one image, each averaged over its TTA views.
 
         Args:
             image: ``uint8`` array ``(height, width, 3)``, RGB.
@@ -116,11 +121,11 @@ class Classifier:
                 batch; ``("original",)`` turns TTA off.
 
         Returns:
-            ``(logits, probabilities)``, two ``float32`` arrays ``(num_classes,)``;
-            the probabilities sum to 1.
+            ``(logits, probabilities, features)``, ``float32`` arrays
+            ``(num_classes,)``, ``(num_classes,)`` and ``(F,)``; the
+            probabilities sum to 1.
         """
-        logits, probabilities = self.predict(tta_batch(image, views))
-        return logits.mean(axis=0), probabilities.mean(axis=0)
+        return tuple(outputs.mean(axis=0) for outputs in self.predict(tta_batch(image, views)))
 
     def classify(self, image, views=DEFAULT_VIEWS):
         """Probabilities of one image averaged over its TTA views: ``float32 (num_classes,)``.
@@ -130,11 +135,11 @@ class Classifier:
         """
         return self.predict_probabilities(tta_batch(image, views)).mean(axis=0)
 
-    def known_model(self, logits, views=DEFAULT_VIEWS):
+    def known_model(self, features, views=DEFAULT_VIEWS):
         """Whether the top class is trustworthy (:mod:`inference.calibration`).
 
         Args:
-            logits: ``float32 (num_classes,)``, averaged over ``views``.
+            features: ``float32 (F,)``, averaged over ``views``.
             views: the TTA views the logits came from.
 
         Returns:
@@ -145,7 +150,7 @@ class Classifier:
         test = self.calibration.test(views) if self.calibration else None
         if test is None:
             return None, None
-        distance = float(test.distances(logits))
+        distance = float(test.distances(features))
         return distance <= test.threshold, distance
 
     def decode(self, data, max_pixels):

@@ -19,7 +19,7 @@ def calibrated(tmp_path_factory):
     from training.calibrate import calibrate
 
     model = tmp_path_factory.mktemp("calibrated") / "model"
-    shutil.copytree(SHIPPED_MODEL, model, ignore=shutil.ignore_patterns("calibration.json"))
+    shutil.copytree(SHIPPED_MODEL, model, ignore=shutil.ignore_patterns("calibration.*"))
     train, val = model_split(model, require(CARS))
     per_class = {}
     for sample in train:
@@ -33,7 +33,7 @@ def calibrated(tmp_path_factory):
 def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calibrated):
     model, val = calibrated
     calibration = Calibration.load(model)
-    assert calibration.method == "mahalanobis_logits" and calibration.quantile == 0.9
+    assert calibration.method == "mahalanobis_features" and calibration.quantile == 0.9
     assert set(calibration.modes) == {"original", "original+hflip"}
     classifier = Classifier(model)
     for key, views in (("original", ("original",)), ("original+hflip", ("original", "hflip"))):
@@ -42,13 +42,13 @@ def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calib
         assert 1 <= report["validation"]["turned_away"] <= 2  # 10% of 20, ties aside
         turned_away = []
         for sample in val:
-            logits, _ = classifier.predict_views(classifier.decode(Path(sample.path).read_bytes(), 10**9), views)
-            known, distance = classifier.known_model(logits, views)
+            _, _, features = classifier.predict_views(classifier.decode(Path(sample.path).read_bytes(), 10**9), views)
+            known, distance = classifier.known_model(features, views)
             assert distance >= 0 and known == (distance <= calibration.modes[key].threshold)
             if not known:
                 turned_away.append(Path(sample.path).name)
         assert turned_away == report["validation"]["files"]
-        assert set(report["comparison"]) == {"mahalanobis_logits", "max_softmax", "energy"}
+        assert set(report["comparison"]) == {"mahalanobis_features", "max_softmax", "energy"}
 
 
 @pytest.mark.parametrize(

@@ -83,7 +83,7 @@ def test_model_metadata(client):
 
 def test_without_calibration_known_model_is_null(tmp_path):
     model = tmp_path / "model"
-    shutil.copytree(SHIPPED_MODEL, model, ignore=shutil.ignore_patterns("calibration.json"))
+    shutil.copytree(SHIPPED_MODEL, model, ignore=shutil.ignore_patterns("calibration.*"))
     client = ready_app({"MODEL_DIR": str(model)}).test_client()
     answer = client.post("/predict", data={"file": (io.BytesIO(jpeg_bytes()), "car.jpg")})
     assert answer.status_code == 200 and answer.json["known_model"] is None and answer.json["distance"] is None

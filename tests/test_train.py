@@ -34,7 +34,7 @@ def mobilenet_model(tiny_dataset, tmp_path_factory):
 def test_mobilenet_run_writes_savedmodel_config_history_and_metrics(mobilenet_model, tiny_dataset):
     files = {path.name for path in mobilenet_model.iterdir()}
     assert {"saved_model.pb", "variables", "training_config.json", "history.json", "metrics.json",
-            "calibration.json"} <= files
+            "calibration.json", "calibration.npz"} <= files
     config = TrainConfig.from_dict(json.loads((mobilenet_model / "training_config.json").read_text()))
     assert config.backbone == "MobileNetV2" and config.alpha == 0.35 and config.image_size == 96
     assert [stage.name for stage in config.stages] == ["head", "finetune"]
@@ -43,6 +43,31 @@ def test_mobilenet_run_writes_savedmodel_config_history_and_metrics(mobilenet_mo
     metrics = json.loads((mobilenet_model / "metrics.json").read_text())
     assert metrics["train_images"] + metrics["validation_images"] == 12
     assert 0 <= metrics["accuracy"] <= 1 and metrics["tta_views"] == ["original", "hflip"]
+    best = max(stage["val_accuracy"][0] for stage in history)
+    first_best = next(i for i, stage in enumerate(history) if stage["val_accuracy"][0] == best)
+    assert metrics["kept_epoch"] == {"epoch": first_best + 1, "stage": ["head", "finetune"][first_best],
+                                     "val_accuracy": round(best, 4)}
+
+
+def test_same_command_and_seed_give_the_same_model(tiny_dataset, tmp_path):
+    """Deterministic ops and augmentation drawn in order: two runs, identical outputs."""
+    outputs = []
+    for run in ("a", "b"):
+        main([*mobilenet(tmp_path / run, tiny_dataset), "--image-size", "64", "--augment", "strong",
+              "--stage", "head:2:1e-2:0", "--stage", "finetune:1:1e-3:0.5"])
+        classifier = Classifier(tmp_path / run)
+        outputs.append(classifier.predict(np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), np.uint8)))
+    for first, second in zip(*outputs):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_early_stopping_says_when_it_stopped_and_which_epoch_it_kept(tiny_dataset, tmp_path, capsys):
+    main([*mobilenet(tmp_path, tiny_dataset), "--image-size", "64", "--stage", "head:6:1e-9:0"])
+    history = json.loads((tmp_path / "history.json").read_text())[0]
+    printed = capsys.readouterr().out
+    # A learning rate of 1e-9 changes nothing: no gain after epoch 1, patience 1 stops at epoch 2.
+    assert history["stopped_early"] == {"epoch": 2, "best_epoch": 1}
+    assert "Stage 'head' stopped early at epoch 2 of 6" in printed and "Kept epoch 1 (stage 'head'" in printed
 
 
 def test_savedmodel_loads_with_tensorflow_alone(mobilenet_model, tmp_path):
@@ -57,12 +82,13 @@ print(json.dumps({{"labels": [l.decode() for l in facts["labels"].numpy()],
                    "size": facts["image_size"].numpy().tolist(),
                    "shape": out["probabilities"].shape.as_list(),
                    "sums": out["probabilities"].numpy().sum(axis=1).tolist(),
-                   "logits": out["logits"].shape.as_list()}}))
+                   "logits": out["logits"].shape.as_list(),
+                   "features": out["features"].shape.as_list()}}))
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
     facts = json.loads(result.stdout.strip().splitlines()[-1])
     assert facts["labels"] == ["kia_rio", "lada_kalina", "mazda_3"] and facts["size"] == [96, 96]
-    assert facts["shape"] == [2, 3] and facts["logits"] == [2, 3]
+    assert facts["shape"] == [2, 3] and facts["logits"] == [2, 3] and facts["features"] == [2, 1280]
     assert np.allclose(facts["sums"], 1, atol=1e-5)
 
 

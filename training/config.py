@@ -126,16 +126,24 @@ class TrainConfig:
         type=lambda text: text.split(","),
         metavar="NAME,NAME,...",
     )
-    backbone: str = knob("EfficientNetB0", "keras.applications backbone: EfficientNetB0..B7, EfficientNetV2B0..B3, "
-                         "EfficientNetV2S/M/L or MobileNetV2", choices=tuple(BACKBONES), metavar="NAME")
+    backbone: str = knob("EfficientNetLite0", "backbone: EfficientNetLite0..2 (ImageNet weights installed with "
+                         "requirements.txt), or keras.applications EfficientNetB0..B7, EfficientNetV2B0..B3, "
+                         "EfficientNetV2S/M/L, MobileNetV2 (ImageNet weights downloaded)", choices=tuple(BACKBONES),
+                         metavar="NAME")
     alpha: float = knob(1.0, "MobileNetV2 width multiplier (other backbones: 1.0)")
-    weights: str = knob("imagenet", "imagenet (Keras downloads them), none (random init) or PATH to a weights file")
+    weights: str = knob("imagenet", "imagenet (installed for EfficientNetLite*, downloaded by Keras for the others), "
+                        "none (random init) or PATH to a weights file")
     image_size: int | None = knob(None, "input side in pixels for stages without their own; default: the backbone's",
                                   type=int)
     batch_size: int = knob(32, "images per step (global, over all replicas) for stages without their own")
     val_fraction: float = knob(0.2, "share of near-duplicate groups held out for validation")
     seed: int = knob(42, "seeds the split, weights init, shuffling and augmentation")
+    deterministic: bool = knob(True, "deterministic TensorFlow ops (tf.config.experimental.enable_op_determinism): "
+                               "the same command and seed give the same model on the same machine and versions")
     dropout: float = knob(0.3, "dropout rate before the dense head")
+    head_init: str = knob("probe", "probe: start the head from logistic regression on the frozen features, then "
+                          "fine-tune (LP-FT, Kumar et al. 2022); random: Keras' initialisation",
+                          choices=("probe", "random"))
     optimizer: str = knob("adam", "optimizer (training/optimization.py)", choices=tuple(OPTIMIZERS))
     weight_decay: float = knob(0.004, "AdamW decoupled weight decay (Loshchilov & Hutter 2019)")
     momentum: float = knob(0.9, "SGD momentum")
@@ -157,6 +165,8 @@ class TrainConfig:
     strategy: str = knob("default", "tf.distribute strategy: default (one device), mirrored (all local GPUs), "
                          "multiworker (several machines, TF_CONFIG)", choices=STRATEGIES)
     tensorboard: bool = knob(False, "also write TensorBoard logs to OUT/tensorboard")
+    photo_hint: str = knob("A front or three-quarter view of one car, filling most of the photo, works best.",
+                           "which photos the model answers best, stored in its metadata and shown on the page")
     stages: list[Stage] = knob(
         default_stages,
         "a fine-tuning stage, repeatable, run in order",

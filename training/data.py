@@ -224,7 +224,9 @@ def make_dataset(samples, labels, image_size, batch_size, augment=None, shuffle_
 
     Images are decoded once in parallel and cached in memory at
     ``image_size``; augmentation (albumentations, in a ``tf.numpy_function``)
-    runs per epoch on both cores; batches are prefetched.
+    runs per epoch, one image after the other so that its seeded random
+    generator gives every image the same change on every run (parallel calls
+    would draw in a different order each time); batches are prefetched.
 
     Args:
         samples: ``list[Sample]``.
@@ -253,7 +255,7 @@ def make_dataset(samples, labels, image_size, batch_size, augment=None, shuffle_
         dataset = dataset.shuffle(len(samples), seed=shuffle_seed, reshuffle_each_iteration=True)
     if augment is not None:
         augmented = lambda x: tf.ensure_shape(tf.numpy_function(augment, [x], tf.uint8), shape)
-        dataset = dataset.map(lambda x, y: (augmented(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(lambda x, y: (augmented(x), y))
     dataset = dataset.batch(batch_size).map(
         lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, len(labels))), num_parallel_calls=tf.data.AUTOTUNE
     )

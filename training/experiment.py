@@ -16,7 +16,9 @@ The variants file (YAML or JSON) holds ``base``, a config file path (relative
 to the variants file) or a mapping of :class:`training.config.TrainConfig`
 fields shared by all variants, and ``variants``, a mapping from variant name to
 the fields it changes. The first variant is the reference of the paired
-differences.
+differences. A variant with ``method: linear-probe`` trains no network: it
+fits logistic regression on the frozen backbone's features of all the other
+folds (:mod:`training.probe`), the baseline fine-tuning has to beat.
 
 Writes ``OUT/<variant>/fold<k>/`` (model, metrics), appends one JSON line per
 run to ``OUT/results.jsonl`` (runs already there with the same settings are
@@ -43,9 +45,12 @@ from training.backbones import WeightsUnavailableError
 from training.config import Stage, TrainConfig, read_config_file
 from training.data import group_folds, load_samples, split_by_group
 from training.evaluate import evaluate
+from training.probe import run_probe
 from training.train import fit_and_export
 
 BEGIN, END = "<!-- experiment-results -->", "<!-- /experiment-results -->"
+# A variant's "method": what it runs on a fold (the default fine-tunes).
+METHODS = ("fine-tune", "linear-probe")
 
 
 def load_variants(path):
@@ -70,8 +75,15 @@ def load_variants(path):
     for name, changes in variants.items():
         if not isinstance(changes, dict):
             raise ValueError(f"variant '{name}' must be a mapping of config fields (use {{}} for none)")
-        TrainConfig.from_dict({**base, **changes})  # fail now, not after an hour of training
+        if changes.get("method", METHODS[0]) not in METHODS:
+            raise ValueError(f"variant '{name}': method must be one of {', '.join(METHODS)}")
+        TrainConfig.from_dict({**base, **config_fields(changes)})  # fail now, not after an hour of training
     return base, variants
+
+
+def config_fields(changes):
+    """A variant's changes without its ``method``: the :class:`TrainConfig` fields."""
+    return {key: value for key, value in changes.items() if key != "method"}
 
 
 def describe(changes):
@@ -184,8 +196,9 @@ def run_experiment(data, variants_path, out, folds=5, seed=42, only=None, table=
     todo, to_measure = [], []
     for fold, (rest, held_out) in enumerate(splits):
         for name, changes in variants.items():
-            config = TrainConfig.from_dict({**base, **changes, "data": data, "out": str(out / name / f"fold{fold}")})
-            recorded = changed_fields(config)
+            config = TrainConfig.from_dict({**base, **config_fields(changes), "data": data,
+                                            "out": str(out / name / f"fold{fold}")})
+            recorded = {**changed_fields(config), **({"method": changes["method"]} if "method" in changes else {})}
             record = done.get((name, fold, json.dumps(recorded, sort_keys=True)))
             if only and name not in only:
                 continue
@@ -204,8 +217,9 @@ def run_experiment(data, variants_path, out, folds=5, seed=42, only=None, table=
         elapsed = time.perf_counter() - started
         eta = f", about {elapsed / number * (len(todo) - number) / 60:.0f} min left" if number else ""
         print(f"\n##### run {number + 1}/{len(todo)}: variant '{name}', fold {fold + 1}/{folds}{eta}", flush=True)
-        result = {"variant": name, "fold": fold, "held_out": len(held_out),
-                  **run_fold(config, rest, held_out, labels, view_sets), "config": recorded}
+        outcome = run_probe(config, rest, held_out, labels) if recorded.get("method") == "linear-probe" else \
+            run_fold(config, rest, held_out, labels, view_sets)
+        result = {"variant": name, "fold": fold, "held_out": len(held_out), **outcome, "config": recorded}
         with open(results_path, "a") as handle:
             handle.write(json.dumps(result) + "\n")
         print(f"##### {name} fold {fold + 1}: held-out accuracy {result['accuracy']:.3f}, "

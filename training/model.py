@@ -1,8 +1,18 @@
 """The classifier: preprocessing, backbone and head; which layers train."""
 
+import re
+
 import keras
+import numpy as np
 
 from training.backbones import build_backbone, get_spec
+
+
+# The pooled backbone features, before the head's normalisation and dropout.
+FEATURES_LAYER = "head_pool"
+# A layer's block: keras.applications names block layers "block2a_expand_conv"
+# (EfficientNet) or "block_13_expand" (MobileNetV2), the last conv "top_conv".
+_BLOCK = re.compile(r"^(block_?\d+[a-z]?|stem|top)_")
 
 
 def build_classifier(config, num_classes):
@@ -19,8 +29,10 @@ def build_classifier(config, num_classes):
         ``(model, backbone)``: ``model`` maps float32 RGB pixels in ``[0, 255]``,
         shape ``(batch, height, width, 3)`` of any size (so that stages can
         change the image size: progressive resizing), to float32 logits
-        ``(batch, num_classes)``, float32 also under mixed precision;
-        ``backbone`` is the inner feature extractor, frozen.
+        ``(batch, num_classes)``, float32 also under mixed precision; its
+        layer :data:`FEATURES_LAYER` gives the pooled backbone features
+        ``(batch, channels)`` the known-model test uses; ``backbone`` is the
+        inner feature extractor, frozen.
 
     Raises:
         ValueError, training.backbones.WeightsUnavailableError: see
@@ -31,15 +43,40 @@ def build_classifier(config, num_classes):
     backbone.trainable = False
     inputs = keras.Input((None, None, 3), name="pixels")
     features = backbone(keras.layers.Lambda(spec.preprocess_input, name="preprocess_input")(inputs))
-    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
+    x = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(features)
     x = keras.layers.BatchNormalization(name="head_bn")(x)
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
     logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name=f"{config.backbone}_classifier"), backbone
 
 
+def set_head(model, mean, variance, kernel, bias):
+    """Set the head to a fitted linear classifier on standardised features:
+    ``head_bn`` standardises with ``mean`` and ``variance`` (gamma 1, beta 0;
+    its epsilon 1e-3 aside, scikit-learn's ``StandardScaler``), ``logits``
+    applies ``kernel`` and ``bias``.
+
+    Args:
+        model: from :func:`build_classifier`.
+        mean, variance: ``float32 (F,)``.
+        kernel: ``float32 (F, num_classes)``; bias: ``float32 (num_classes,)``.
+    """
+    model.get_layer("head_bn").set_weights([np.ones_like(mean), np.zeros_like(mean), mean, variance])
+    model.get_layer("logits").set_weights([kernel, bias])
+
+
+def block_of(layer_name):
+    """The block a backbone layer belongs to (``block2a``, ``block_13``, ``top``), or the layer's own name."""
+    match = _BLOCK.match(layer_name)
+    return match.group(1) if match else layer_name
+
+
 def set_trainable(backbone, unfreeze, train_bn=False):
     """Train the top ``unfreeze`` fraction of the backbone's layers, freeze the rest.
+
+    The boundary moves down to the start of the block it falls in, so that a
+    block (expansion, depthwise and projection convolutions and its residual)
+    is always trained whole, never half of it.
 
     BatchNormalization layers stay frozen (and so run in inference mode, with
     their ImageNet statistics) unless ``train_bn``: updating them on small
@@ -55,7 +92,10 @@ def set_trainable(backbone, unfreeze, train_bn=False):
         the number of backbone layers set trainable.
     """
     backbone.trainable = True
-    first = len(backbone.layers) - round(unfreeze * len(backbone.layers))
+    layers = backbone.layers
+    first = len(layers) - round(unfreeze * len(layers))
+    while 0 < first < len(layers) and block_of(layers[first - 1].name) == block_of(layers[first].name):
+        first -= 1
     trained = 0
     for index, layer in enumerate(backbone.layers):
         is_bn = isinstance(layer, keras.layers.BatchNormalization)

@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from training.augment import build_augmentation
 from training.backbones import WeightsUnavailableError
@@ -32,8 +34,9 @@ from training.data import class_weights, load_samples, make_dataset, split_by_gr
 from training.distribute import is_chief, make_strategy, precision
 from training.evaluate import evaluate_savedmodel
 from training.export import export_savedmodel
-from training.model import build_classifier, set_trainable
+from training.model import FEATURES_LAYER, build_classifier, set_head, set_trainable
 from training.optimization import build_loss, build_optimizer, build_schedule
+from training.probe import fit_linear_probe, head_weights
 from training.report import LearningRateLogger, write_training_report
 
 
@@ -192,13 +195,42 @@ def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbo
             "stage": {**dataclasses.asdict(stage), "batch_size": batch, "image_size": size},
             "seconds": round(time.perf_counter() - started, 1),
             "first_epoch": epoch,
+            "stopped_early": _stopped_early(history, epoch, stage),
             **history.history,
         })
         epoch += len(history.history["val_accuracy"])
     with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed
         warnings.simplefilter("ignore")
         model.load_weights(checkpoint_path)
+    kept = kept_epoch(histories, checkpointed)
+    print(f"Kept epoch {kept['epoch']} (stage '{kept['stage']}', val_accuracy {kept['val_accuracy']:.4f})")
     return histories
+
+
+def _stopped_early(history, first_epoch, stage):
+    """``{"epoch", "best_epoch"}`` (1-based, counted across stages) when early
+    stopping ended the stage before its last epoch, else ``None``; printed too."""
+    ran = len(history.history["val_accuracy"])
+    if ran >= stage.epochs:
+        return None
+    best = first_epoch + 1 + max(range(ran), key=history.history["val_accuracy"].__getitem__)
+    print(f"Stage '{stage.name}' stopped early at epoch {first_epoch + ran} of {first_epoch + stage.epochs} "
+          f"(no val_accuracy gain in {ran - (best - first_epoch)} epochs); its best epoch was {best}")
+    return {"epoch": first_epoch + ran, "best_epoch": best}
+
+
+def kept_epoch(histories, checkpointed):
+    """The epoch whose weights the best checkpoint holds: the first epoch of
+    highest validation accuracy among the ``checkpointed`` stages.
+
+    Returns:
+        ``{"epoch", "stage", "val_accuracy"}`` (epoch 1-based, counted across stages).
+    """
+    candidates = [(accuracy, -(stage["first_epoch"] + i + 1), stage["stage"]["name"])
+                  for index, stage in enumerate(histories) if index in checkpointed
+                  for i, accuracy in enumerate(stage["val_accuracy"])]
+    accuracy, negative_epoch, name = max(candidates)
+    return {"epoch": -negative_epoch, "stage": name, "val_accuracy": round(float(accuracy), 4)}
 
 
 def fit_and_export(config, train_samples, val_samples, labels, strategy=None, verbose="auto"):
@@ -222,6 +254,8 @@ def fit_and_export(config, train_samples, val_samples, labels, strategy=None, ve
     """
     strategy = strategy or make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     augment = build_augmentation(config.augment, config.seed)
     weights = class_weights(train_samples, labels, config.class_weight)
     cache = {}
@@ -242,8 +276,37 @@ def fit_and_export(config, train_samples, val_samples, labels, strategy=None, ve
         print(f"{config.backbone}: {strategy.num_replicas_in_sync} replica(s), {policy} compute")
         with strategy.scope():
             model, backbone = build_classifier(config, len(labels))
+        if config.head_init == "probe":
+            first = config.stages[0]
+            plain = make_dataset(train_samples, labels, config.stage_image_size(first), config.stage_batch_size(first))
+            init_head_from_probe(model, plain, len(labels))
         histories = fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbose)
         return _export(config, model, labels, val_samples, train_samples, histories, strategy)
+
+
+def init_head_from_probe(model, dataset, num_classes):
+    """LP-FT's first half: fit the linear probe on the frozen backbone's
+    features of ``dataset`` (no augmentation) and start the head from it
+    (:mod:`training.probe`, :func:`training.model.set_head`).
+
+    Args:
+        model: from :func:`training.model.build_classifier`, backbone frozen.
+        dataset: ``(pixels, one_hot)`` batches of the training photos.
+        num_classes: number of classes.
+
+    Raises:
+        ValueError: a class without a training photo.
+    """
+    extractor = keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output)
+    features, targets = [], []
+    for pixels, one_hot in dataset:
+        features.append(np.asarray(extractor(pixels, training=False), np.float32))
+        targets.append(np.argmax(one_hot, axis=1))
+    features, targets = np.concatenate(features), np.concatenate(targets)
+    probe = fit_linear_probe(features, targets, num_classes)
+    set_head(model, *head_weights(probe))
+    print(f"Head initialised from a linear probe on {len(targets)} training photos "
+          f"(training accuracy {probe.score(features, targets):.3f})")
 
 
 def _export(config, model, labels, val_samples, train_samples, histories, strategy):
@@ -254,6 +317,7 @@ def _export(config, model, labels, val_samples, train_samples, histories, strate
         "version": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"),
         "backbone": config.backbone,
         "weights": Path(config.weights).name,
+        "photo_hint": config.photo_hint,
     }
     image_size = config.stage_image_size(config.stages[-1])
     if not is_chief(strategy):
@@ -266,6 +330,7 @@ def _export(config, model, labels, val_samples, train_samples, histories, strate
         "validation_images": len(val_samples),
         "train_images": len(train_samples),
         "train_seconds": round(sum(stage["seconds"] for stage in histories), 1),
+        "kept_epoch": kept_epoch(histories, checkpointed_stages(config)),
         **evaluate_savedmodel(out, val_samples),
     }
     (out / "training_config.json").write_text(config.to_json() + "\n")
