@@ -170,16 +170,33 @@ def other_angle_outcomes(outputs, views, test, targets):
             "answered_wrong": int(np.sum(known & ~right)), "turned_away": int(np.sum(~known))}
 
 
-def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=DEFAULT_QUANTILE, other_angle=()):
+def turned_away_by_root(paths, outputs, views, test, roots):
+    """``{folder name: {"images", "turned_away"}}`` of unknown-model photos, per
+    the first of ``roots`` each photo lies under (else its own folder)."""
+    far = test.distances(mean_outputs(outputs, views, 2)) > test.threshold
+    table = {}
+    for path, turned_away in zip(map(Path, paths), far):
+        root = next((Path(r) for r in roots if path.is_relative_to(r)), path.parent)
+        counts = table.setdefault(root.name, {"images": 0, "turned_away": 0})
+        counts["images"] += 1
+        counts["turned_away"] += int(turned_away)
+    return table
+
+
+def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=DEFAULT_QUANTILE, other_angle=(),
+              unknown_roots=()):
     """Fit and write ``calibration.json`` for the SavedModel in ``model_dir``.
 
     Args:
         model_dir: SavedModel directory (written by :mod:`training.export`).
         train_samples, val_samples: the model's own split (``training.data.Sample`` lists).
-        unknown_paths: photos of car models the model does not know (measured only).
+        unknown_paths: photos of car models the model does not know (measured
+            only; also counted per folder of ``unknown_roots`` they lie under,
+            ``report["unknown"]["by_root"]``).
         quantile: share of validation photos kept inside the threshold, in ``(0, 1]``.
         other_angle: ``training.data.Sample`` photos of known models seen
             otherwise (other angles, generations), measured only.
+        unknown_roots: the folders ``unknown_paths`` were read from.
 
     Returns:
         the :class:`inference.calibration.Calibration` written.
@@ -220,7 +237,8 @@ def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=
         test.report["comparison"] = comparison
         if unknown_paths:
             test.report["unknown"] = {"images": len(unknown_paths),
-                                      "turned_away": comparison[METHOD]["unknown_turned_away"]}
+                                      "turned_away": comparison[METHOD]["unknown_turned_away"],
+                                      "by_root": turned_away_by_root(unknown_paths, unknown, views, test, unknown_roots)}
         if other_angle:
             test.report["other_angle"] = other_angle_outcomes(angles, views, test, angle_targets)
         modes[mode_key(views)] = test
@@ -249,6 +267,7 @@ def summary(calibration):
                 f"validation turned away {validation['turned_away']}/{validation['images']}")
         if unknown:
             line += f"; unknown models turned away {unknown['turned_away']}/{unknown['images']}"
+            line += "".join(f" ({name}: {c['turned_away']}/{c['images']})" for name, c in unknown["by_root"].items())
         angle = test.report.get("other_angle")
         if angle:
             line += (f"; known models from other angles: {angle['answered_right']} right, "
@@ -308,7 +327,8 @@ def main(argv=None):
     try:
         train_samples, val_samples = model_split(args.model, args.data)
         unknown, other_angle = read_unknown(args.unknown, dict(args.other_angle))
-        calibration = calibrate(args.model, train_samples, val_samples, unknown, args.quantile, other_angle)
+        calibration = calibrate(args.model, train_samples, val_samples, unknown, args.quantile, other_angle,
+                                args.unknown)
     except (FileNotFoundError, ModelNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     print(f"{Path(args.model) / 'calibration.json'} written\n{summary(calibration)}")
