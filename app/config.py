@@ -23,6 +23,21 @@ from pathlib import Path
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 
+# Spellings of a yes/no setting or request option.
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _boolean(text):
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case) as a ``bool``."""
+    value = BOOLEANS.get(text.strip().lower())
+    if value is None:
+        raise ValueError(text)
+    return value
+
+
+_boolean.__name__ = "boolean (1/0, true/false)"
+
+
 # Flask config key -> (environment variable, default, parser)
 SETTINGS = {
     "MODEL_DIR": ("CARCLF_MODEL_DIR", str(DEFAULT_MODEL_DIR), str),
@@ -38,21 +53,6 @@ SETTINGS = {
     "BATCH_WAIT_MS": ("CARCLF_BATCH_WAIT_MS", 0.0, float),
     "BATCH_THREADS": ("CARCLF_BATCH_THREADS", 1, int),
 }
-
-
-# Spellings of a yes/no setting or request option.
-BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
-
-
-def _boolean(text):
-    """``1/true/yes/on`` or ``0/false/no/off`` (any case) as a ``bool``."""
-    value = BOOLEANS.get(text.strip().lower())
-    if value is None:
-        raise ValueError(text)
-    return value
-
-
-_boolean.__name__ = "boolean (1/0, true/false)"
 
 
 def settings_from_env(environ=os.environ):

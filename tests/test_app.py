@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import SF_TEST, assert_matches_schema, require, shipped_validation_samples
+from tests.conftest import SF_TEST, SHIPPED_MODEL, assert_matches_schema, ready_app, require, shipped_validation_samples
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_json_contract(client, validation_photos):
     assert len(predictions) == 3 and all(set(p) == {"label", "probability"} for p in predictions)
     probabilities = [p["probability"] for p in predictions]
     assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
-    assert body["tta_views"] == 2 and body["model"]["version"] and body["time_ms"] > 0
+    assert body["tta_views"] == 1 and body["model"]["version"] and body["time_ms"] > 0  # no TTA by default
     assert body["known_model"] is True and body["distance"] >= 0
 
 
@@ -62,8 +62,18 @@ def test_top_k_and_tta_switch(client, validation_photos):
     assert abs(sum(p["probability"] for p in everything["predictions"]) - 1) < 1e-4
     plain = post_photo(client, path, tta="0", top_k="1").json
     assert plain["tta_views"] == 1 and len(plain["predictions"]) == 1
-    top = everything["predictions"][0]["probability"]
-    assert plain["predictions"][0]["probability"] != pytest.approx(top, abs=1e-7)
+    assert plain["predictions"][0] == everything["predictions"][0]  # TTA is off by default
+    flipped = post_photo(client, path, tta="1", top_k="1").json
+    assert flipped["tta_views"] == 2
+    assert flipped["predictions"][0]["probability"] != pytest.approx(plain["predictions"][0]["probability"], abs=1e-7)
+
+
+def test_tta_default_follows_the_setting(validation_photos):
+    app = ready_app({"MODEL_DIR": str(SHIPPED_MODEL), "DEFAULT_TTA": True})
+    answer = post_photo(app.test_client(), Path(validation_photos[1].path)).json
+    assert answer["tta_views"] == 2
+    metadata = app.test_client().get("/v1/models/car-model-classifier").json
+    assert metadata["default_tta_views"] == ["original", "hflip"]
 
 
 def test_several_files_answer_one_result_each_in_order(client, validation_photos):
@@ -166,3 +176,17 @@ def test_too_large_upload_is_413_json(shipped_app, client, monkeypatch):
     monkeypatch.setitem(shipped_app.config, "MAX_CONTENT_LENGTH", 10_000)
     answer = post_bytes(client, b"\xff" * 20_000)
     assert answer.status_code == 413 and answer.json["error"]["code"] == "request_entity_too_large"
+
+
+@pytest.mark.parametrize("raw, expected", [("1", True), ("On", True), ("false", False), (None, False)])
+def test_tta_setting_parses_yes_and_no(raw, expected):
+    from app.config import settings_from_env
+
+    assert settings_from_env({} if raw is None else {"CARCLF_TTA": raw})["DEFAULT_TTA"] is expected
+
+
+def test_a_bad_tta_setting_is_named():
+    from app.config import settings_from_env
+
+    with pytest.raises(ValueError, match="CARCLF_TTA='maybe'"):
+        settings_from_env({"CARCLF_TTA": "maybe"})

@@ -96,7 +96,8 @@ def fit_test(train_features, train_classes, val_features, quantile, components=D
     shrunk = (1 - shrinkage) * eigenvalues + shrinkage * eigenvalues.mean()
     kept = min(components, pca.n_components_)
     test = KnownModelTest(means, pca.components_[:kept], shrunk[:kept], float(shrunk[kept:].mean()), threshold=0.0)
-    test.threshold = float(np.quantile(test.distances(val_features), quantile, method="higher"))
+    # Midway between two photos, so that rounding never moves a validation photo across it.
+    test.threshold = float(np.quantile(test.distances(val_features), quantile, method="midpoint"))
     return test
 
 
