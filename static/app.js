@@ -165,7 +165,7 @@
 
     const parts = [];
     if (data.tta_views != null) {
-      parts.push(data.tta_views === 1 ? 'the photo alone' : 'the photo and its mirror image, averaged');
+      parts.push(data.tta_views === 1 ? 'Photo alone' : 'Photo and its mirror image, averaged');
     }
     if (Number.isFinite(Number(data.time_ms))) parts.push(Math.round(Number(data.time_ms)) + ' ms');
     const version = (data.model && data.model.version) || main.dataset.modelVersion;
