@@ -19,9 +19,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/carclf-metrics
 
 WORKDIR /srv
-# Wheels only (no compiler in the slim image, none needed), no pip cache left behind.
+# The service's hashed lock (make lock); wheels only (no compiler in the slim image,
+# none needed), no pip cache left behind.
 COPY requirements-serve.txt .
-RUN python -m pip install --only-binary=:all: -r requirements-serve.txt \
+RUN python -m pip install --require-hashes --only-binary=:all: -r requirements-serve.txt \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 
 COPY app/ app/
