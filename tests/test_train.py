@@ -76,9 +76,13 @@ def test_app_serves_the_freshly_trained_model(mobilenet_model, tiny_dataset):
     assert sorted(labels) == ["kia_rio", "lada_kalina", "mazda_3"]
 
 
-def test_efficientnet_tiny_run_from_random_init(tiny_dataset, tmp_path):
+def test_efficientnet_tiny_run_from_random_init(tiny_dataset, tmp_path, capsys):
     main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "EfficientNetB0", "--weights", "none",
           "--image-size", "64", *TINY, "--stage", "head:1:1e-3:0", "--stage", "all:1:1e-4:1"])
+    out = capsys.readouterr().out  # not a terminal: one plain line per epoch, no progress bar
+    training = out[out.index("== Stage 'head'"):out.index("SavedModel written")]  # epochs, then measuring the export
+    assert "Epoch 2/2" in training and "val_accuracy" in training
+    assert "\b" not in training and "\r" not in training
     classifier = Classifier(tmp_path)
     assert classifier.labels == ["kia_rio", "lada_kalina", "mazda_3"] and classifier.image_size == (64, 64)
     assert classifier.metadata["backbone"] == "EfficientNetB0"
@@ -90,7 +94,8 @@ def test_cli_errors_are_one_line_and_exit_nonzero(tiny_dataset, tmp_path, capsys
     with pytest.raises(SystemExit) as caught:
         main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "MobileNetV2",
               "--weights", str(tmp_path / "missing.h5"), *TINY])
-    assert "does not exist" in str(caught.value.code)
+    assert "does not exist" in str(caught.value.code) and "\n" not in str(caught.value.code)
+    assert "--config configs/shipped.yaml" in str(caught.value.code) and "--weights PATH" in str(caught.value.code)
     with pytest.raises(SystemExit):
         parse_args(["--data", str(tiny_dataset)])
     assert "--out is required" in capsys.readouterr().err

@@ -34,7 +34,7 @@ from training.evaluate import evaluate_savedmodel
 from training.export import export_savedmodel
 from training.model import build_classifier, set_trainable
 from training.optimization import build_loss, build_optimizer, build_schedule
-from training.report import LearningRateLogger, write_training_report
+from training.report import LearningRateLogger, progress_verbosity, write_training_report
 
 
 def build_parser():
@@ -152,7 +152,8 @@ def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbo
         strategy: the ``tf.distribute.Strategy`` the model was built under.
         scratch: a directory for the best-weights checkpoint.
         logs: the directory of ``training_log.csv`` and ``tensorboard/``.
-        verbose: Keras ``fit`` verbosity (``"auto"``, 0, 1 progress bar, 2 one line per epoch).
+        verbose: Keras ``fit`` verbosity (0, 1 progress bar, 2 one line per epoch; ``"auto"``:
+            :func:`training.report.progress_verbosity`).
 
     Returns:
         ``list`` of ``dict`` per stage: the stage's fields (batch and image
@@ -184,7 +185,7 @@ def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbo
             shuffle=False,  # the tf.data pipeline shuffles
             class_weight=weights,
             callbacks=stage_callbacks(config, checkpoint_path if index in checkpointed else None, best, logs),
-            verbose=verbose,
+            verbose=progress_verbosity() if verbose == "auto" else verbose,
         )
         if index in checkpointed:
             best = max(history.history["val_accuracy"] + ([best] if best is not None else []))
@@ -271,7 +272,8 @@ def _export(config, model, labels, val_samples, train_samples, histories, strate
     (out / "training_config.json").write_text(config.to_json() + "\n")
     (out / "history.json").write_text(json.dumps(histories, indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"\nSavedModel written to {out}\n{json.dumps(metrics, indent=2)}")
+    print(f"\nSavedModel written to {out}: validation accuracy {metrics['accuracy']:.3f}, with TTA "
+          f"{metrics['accuracy_tta']:.3f} (all figures: {out / 'metrics.json'})")
     return metrics
 
 
@@ -303,7 +305,11 @@ def main(argv=None):
     config = parse_args(argv)
     try:
         train(config)
-    except (FileNotFoundError, ValueError, WeightsUnavailableError) as error:
+    except WeightsUnavailableError as error:
+        sys.exit(f"error: {error} Offline, train from local weights: the shipped model's preset, --config "
+                 "configs/shipped.yaml, uses ../shared/weights/; or give --weights PATH to a local weights file "
+                 "(--weights none: random initial weights).")
+    except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
 
 
