@@ -101,6 +101,25 @@ def test_cli_errors_are_one_line_and_exit_nonzero(tiny_dataset, tmp_path, capsys
     assert "--out is required" in capsys.readouterr().err
 
 
+def test_help_and_flag_errors_load_no_tensorflow():
+    script = """import sys
+from training.train import main
+def run(*argv):
+    try:
+        main(list(argv))
+    except SystemExit:
+        pass
+run("--help")
+run("--optimizer", "rmsprop")
+print(sorted(name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras", "albumentations", "cv2")))
+run("--backbone", "Nope", "--data", "d", "--out", "o")  # checking a backbone name reads training.backbones (Keras)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "usage: python -m training.train" in result.stdout and "--backbone NAME" in result.stdout
+    assert "backbone 'Nope' is not one of: EfficientNetB0" in result.stderr and "invalid choice: 'rmsprop'" in result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"  # the heavy imports wait for training itself
+
+
 def test_progressive_resizing_over_two_roots_with_training_knobs(tiny_dataset, kaggle_dataset, tmp_path):
     main([*mobilenet(tmp_path, tiny_dataset, kaggle_dataset), "--class-names", ",".join(TINY_CLASSES),
           "--stage", "head:1:1e-3:0::64", "--stage", "large:2:1e-4:0.5:3:96", "--optimizer", "adamw",
