@@ -85,7 +85,7 @@
 
   function readTopK() {
     const n = parseInt(topK.value, 10);
-    const k = Number.isFinite(n) ? Math.min(10, Math.max(1, n)) : DEFAULT_TOP_K;
+    const k = Number.isFinite(n) ? Math.min(parseInt(topK.max, 10) || 10, Math.max(1, n)) : DEFAULT_TOP_K;
     topK.value = String(k); // show the user what was actually sent
     return k;
   }
