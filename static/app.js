@@ -287,8 +287,8 @@
     try {
       const ready = await fetch('/readyz');
       if (!ready.ok) {
-        setTimeout(refreshModelInfo, retryAfterSeconds(ready) * 1000);
-        return;
+        if (ready.headers.has('Retry-After')) setTimeout(refreshModelInfo, retryAfterSeconds(ready) * 1000);
+        return; // without Retry-After the model failed to load: nothing to wait for
       }
       const page = new DOMParser().parseFromString(await (await fetch('/')).text(), 'text/html');
       const fresh = page.getElementById('app');
