@@ -34,7 +34,7 @@ $(SERVE_ENV):
 	@touch $@
 
 $(DEV_ENV):
-	@echo "Installing the service's, training's and tests' packages (about 2.2 GB, a few minutes) into $(VENV)"
+	@echo "Installing the service's, training's and tests' packages (about 2.3 GB, a few minutes) into $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --require-hashes --only-binary=:all: --progress-bar on -r requirements-dev.txt
 	@touch $@
