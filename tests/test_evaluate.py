@@ -55,7 +55,8 @@ def test_ensemble_of_the_model_with_itself_equals_the_model(samples, evaluation)
     twice = evaluate([SHIPPED_MODEL, SHIPPED_MODEL], samples[:6], {"flip": VIEW_SETS["flip"]})
     for name in ("none", "flip"):
         assert np.allclose(twice.probabilities[name], evaluation.probabilities[name][:6], atol=1e-6)
-    assert twice.metrics["models"] == [str(SHIPPED_MODEL)] * 2
+    assert [Path(path).resolve() for path in twice.metrics["models"]] == [SHIPPED_MODEL] * 2
+    assert not any(os.path.isabs(path) for path in twice.metrics["models"])  # no path of this machine
 
 
 def test_evaluate_savedmodel_keeps_the_training_summary(samples):
