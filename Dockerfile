@@ -14,13 +14,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     MALLOC_ARENA_MAX=2 \
+    HOST=0.0.0.0 \
     PORT=8000 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/carclf-metrics
 
 WORKDIR /srv
-# Wheels only (no compiler in the slim image, none needed), no pip cache left behind.
+# The service's hashed lock (make lock); wheels only (no compiler in the slim image,
+# none needed), no pip cache left behind.
 COPY requirements-serve.txt .
-RUN python -m pip install --only-binary=:all: -r requirements-serve.txt \
+RUN python -m pip install --require-hashes --only-binary=:all: -r requirements-serve.txt \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 
 COPY app/ app/

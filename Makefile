@@ -1,35 +1,63 @@
-# make serve  -- set up .venv (first time) and serve the shipped model on http://127.0.0.1:8000
-# make test   -- set up .venv (first time) and run the test suite
+# make serve  -- set up .venv with what serving needs (first time) and serve the shipped model on http://127.0.0.1:8000
+# make test   -- set up .venv with everything (first time) and run the test suite
 # make train ARGS="--data DIR --out DIR ..."  -- python -m training.train
 # make bench  -- every benchmark in benchmarks/ (about 10 minutes on 2 cores; needs ../shared)
+# make lock   -- regenerate the hashed locks requirements-*.txt from pyproject.toml (needs PyPI)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+SERVE_ENV := $(VENV)/.serve-installed
+DEV_ENV := $(VENV)/.dev-installed
 
-.PHONY: serve test train bench
+.PHONY: serve test train bench lock
 
 # glibc keeps one malloc arena per thread; two cut a worker's resident memory
 # by about 35 MB with no measured slowdown (README "Performance"). Dockerfile: same.
 serve bench: export MALLOC_ARENA_MAX = 2
 
-$(VENV)/.installed: requirements-serve.txt requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	touch $@
+# Setting up .venv: `make serve` and `make test` started together (two
+# terminals) take turns. Each holds an exclusive lock on $(VENV).lock (flock(2);
+# through Python, as macOS has no flock command) and, holding it, runs make
+# again, which sees whether the other one installed meanwhile. A stamp is
+# written only once pip succeeded, so an interrupted install is redone.
+$(SERVE_ENV): requirements-serve.txt
+$(DEV_ENV): requirements-dev.txt
+ifndef HOLDING_VENV_LOCK
+$(SERVE_ENV) $(DEV_ENV):
+	@$(PYTHON) -c 'import fcntl, subprocess, sys; lock = open(sys.argv[1], "a"); fcntl.flock(lock, fcntl.LOCK_EX); sys.exit(subprocess.call(sys.argv[2:]))' \
+		$(VENV).lock $(MAKE) --no-print-directory HOLDING_VENV_LOCK=1 $@
+else
+$(SERVE_ENV):
+	@echo "Installing the service's packages (TensorFlow: about 1.6 GB, a few minutes) into $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --require-hashes --only-binary=:all: --progress-bar on -r requirements-serve.txt
+	@touch $@
 
-serve: $(VENV)/.installed
+$(DEV_ENV):
+	@echo "Installing the service's, training's and tests' packages (about 2.3 GB, a few minutes) into $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --require-hashes --only-binary=:all: --progress-bar on -r requirements-dev.txt
+	@touch $@
+endif
+
+serve: $(SERVE_ENV)
 	$(BIN)/gunicorn wsgi:app
 
-test: $(VENV)/.installed
+test: $(DEV_ENV)
 	$(BIN)/python -m pytest
 
-train: $(VENV)/.installed
+train: $(DEV_ENV)
 	$(BIN)/python -m training.train $(ARGS)
 
-bench: $(VENV)/.installed
+bench: $(DEV_ENV)
 	$(BIN)/python -m benchmarks.bare_model
 	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=2 $(BIN)/python -m benchmarks.bare_model --callers 1 2 --no-predict
 	$(BIN)/python -m benchmarks.service
 	$(BIN)/python -m benchmarks.load_test
 	$(BIN)/python -m benchmarks.training_throughput
+
+# Every platform's wheels are hashed (--universal): the same locks serve Linux, macOS and the Docker image.
+LOCK_OPTIONS := --universal --generate-hashes --python-version 3.11 --custom-compile-command "make lock"
+lock: $(DEV_ENV)
+	$(BIN)/uv pip compile pyproject.toml --extra train --extra dev $(LOCK_OPTIONS) -o requirements-dev.txt
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_OPTIONS) -c requirements-dev.txt -o requirements-serve.txt

@@ -29,11 +29,20 @@ on 2 cores (``benchmarks/service.py``; figures in README "Performance"):
 
 import os
 
-bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+from app.logs import GUNICORN_LOGCONFIG
+
+# Loopback unless told otherwise (the Docker image sets HOST=0.0.0.0).
+bind = os.environ.get("BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
-accesslog = "-"
+
+# One log stream (app/logs.py): gunicorn's own lines as JSON on stderr, like the
+# app's; no access log, since the app writes a JSON line per request.
+logconfig_dict = GUNICORN_LOGCONFIG
+# gunicorn 27's control socket (gunicornc) is not used here; off, so that no
+# socket is shared by parallel servers or refused in a read-only HOME.
+control_socket_disable = True
 
 # Read when each worker imports TensorFlow and builds the app: environment
 # variables, unlike tf.config.threading calls, need no code in the app. The

@@ -3,18 +3,22 @@
 ``create_app()`` is the application factory; ``wsgi.py`` calls it once per
 gunicorn worker, which then loads and warms up the model in a background
 thread (:mod:`app.model`) while already answering ``/healthz``.
+
+Importing this package is light (Flask only): gunicorn's master imports
+:mod:`app.logs` for its log format, and TensorFlow loads in the workers.
 """
 
+import os
 from pathlib import Path
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, errors, monitoring, pages, security
 from app.config import settings_from_env
-from app.model import ModelLoader
-from app.uploads import InMemoryRequest
-from inference.classifier import require_savedmodel
+from app.logs import configure_logging
+
+# TensorFlow's C++ logs are text: errors only. Read when TensorFlow is imported (create_app, below).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,10 +39,16 @@ def create_app(overrides=None):
         inference.classifier.ModelNotFoundError: no SavedModel at ``MODEL_DIR``
             (checked at once, so a wrong path fails the start, not later).
     """
+    settings = {**settings_from_env(), **(overrides or {})}
+    configure_logging(settings["LOG_LEVEL"])  # before TensorFlow's import, which adds a text handler otherwise
+    from app import api, errors, monitoring, pages, security
+    from app.model import ModelLoader
+    from app.uploads import InMemoryRequest
+    from inference.classifier import require_savedmodel
+
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.request_class = InMemoryRequest
-    app.config.from_mapping(settings_from_env())
-    app.config.update(overrides or {})
+    app.config.from_mapping(settings)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]

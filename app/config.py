@@ -2,13 +2,13 @@
 
 | variable                | default      | meaning                                             |
 |-------------------------|--------------|-----------------------------------------------------|
-| CARCLF_MODEL_DIR        | <repo>/model | SavedModel directory to serve                       |
+| CARCLF_MODEL_DIR        | <repo>/model | SavedModel directory to serve (relative: to the current directory) |
 | CARCLF_TOP_K            | 3            | predictions returned when top_k is absent           |
 | CARCLF_TTA              | 0            | TTA (original + mirrored view) when a request has no tta; 0: measured best (docs/experiments.md) |
 | CARCLF_MAX_UPLOAD_MB    | 10           | largest request body, in MiB (else 413)             |
 | CARCLF_MAX_PIXELS       | 40000000     | largest width*height accepted, checked before decoding |
 | CARCLF_MAX_FILES        | 8            | most images in one request                          |
-| CARCLF_EXAMPLES_DIR     | (unset)      | folder of example photos offered on the page        |
+| CARCLF_EXAMPLES_DIR     | (unset)      | folder of example photos offered on the page (relative: to the current directory) |
 | CARCLF_TRUSTED_PROXIES  | 0            | reverse proxies in front whose X-Forwarded-* to trust |
 | CARCLF_LOG_LEVEL        | INFO         | level of the JSON logs on stderr                    |
 | CARCLF_BATCH_SIZE | 0 | dynamic batching: largest forward pass, in rows (images x TTA views); 0: off |
@@ -38,15 +38,25 @@ def _boolean(text):
 _boolean.__name__ = "boolean (1/0, true/false)"
 
 
+def directory(raw):
+    """An absolute directory path from ``raw`` (relative: to the current directory), or ``""`` when empty.
+
+    Resolved once here, so that every part of the app (listing and serving the
+    example photos, loading the model) reads the same folder whatever Flask's
+    root path is.
+    """
+    return str(Path(raw).resolve()) if raw else ""
+
+
 # Flask config key -> (environment variable, default, parser)
 SETTINGS = {
-    "MODEL_DIR": ("CARCLF_MODEL_DIR", str(DEFAULT_MODEL_DIR), str),
+    "MODEL_DIR": ("CARCLF_MODEL_DIR", str(DEFAULT_MODEL_DIR), directory),
     "DEFAULT_TOP_K": ("CARCLF_TOP_K", 3, int),
     "DEFAULT_TTA": ("CARCLF_TTA", False, _boolean),
     "MAX_UPLOAD_MB": ("CARCLF_MAX_UPLOAD_MB", 10, float),
     "MAX_PIXELS": ("CARCLF_MAX_PIXELS", 40_000_000, int),
     "MAX_FILES": ("CARCLF_MAX_FILES", 8, int),
-    "EXAMPLES_DIR": ("CARCLF_EXAMPLES_DIR", "", str),
+    "EXAMPLES_DIR": ("CARCLF_EXAMPLES_DIR", "", directory),
     "TRUSTED_PROXIES": ("CARCLF_TRUSTED_PROXIES", 0, int),
     "LOG_LEVEL": ("CARCLF_LOG_LEVEL", "INFO", str),
     "BATCH_SIZE": ("CARCLF_BATCH_SIZE", 0, int),

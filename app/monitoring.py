@@ -2,23 +2,20 @@
 
 Every request gets an id (the client's ``X-Request-ID`` when it is a sane
 token, else a new one), returned in the ``X-Request-ID`` header and written
-in its log line. Logs are one JSON object per line on stderr.
+in its log line. Logs are one JSON object per line on stderr (:mod:`app.logs`).
 
 Under gunicorn with several workers, each worker counts for itself: set
 ``PROMETHEUS_MULTIPROC_DIR`` to an empty, writable directory (wiped before
 gunicorn starts) and prometheus_client's multiprocess mode adds them up.
 """
 
-import json
 import logging
 import os
 import re
-import sys
 import time
 import uuid
-from datetime import datetime, timezone
 
-from flask import Blueprint, Response, g, has_request_context, request
+from flask import Blueprint, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -46,36 +43,6 @@ IMAGES = Counter("carclf_images_classified", "Images classified, by whether the 
                  ["known_model"])
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message, the request id and ``extra={"fields": {...}}``."""
-
-    def format(self, record):
-        entry = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            "pid": record.process,
-        }
-        if has_request_context() and "request_id" in g:
-            entry["request_id"] = g.request_id
-        entry.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def configure_logging(level):
-    """Send the ``carclf`` loggers to stderr as JSON lines at ``level`` (once per process)."""
-    logger = logging.getLogger("carclf")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel(level.upper())
-
-
 def count_image(known):
     """Count one classified image by its known-model answer (``true``, ``false`` or ``none``)."""
     IMAGES.labels(known_model=str(known).lower()).inc()
@@ -83,7 +50,6 @@ def count_image(known):
 
 def register(app):
     """Install the request hooks (id, in-flight gauge, metrics, log line) and ``/metrics``."""
-    configure_logging(app.config["LOG_LEVEL"])
     app.register_blueprint(blueprint)
 
     @app.before_request

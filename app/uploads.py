@@ -1,4 +1,4 @@
-"""Reading a /predict request: the images (multipart or JSON base64) and the options.
+"""Reading a /predict request: the images (multipart, JSON base64 or a raw image body) and the options.
 
 Uploads never touch the disk: :class:`InMemoryRequest` keeps every multipart
 file in memory (the body is capped by ``MAX_CONTENT_LENGTH`` before parsing).
@@ -45,9 +45,11 @@ class Upload:
 def read_uploads(max_files):
     """The images of the current request, in order.
 
-    Accepts ``multipart/form-data`` with one or more ``file`` fields, or
+    Accepts ``multipart/form-data`` with one or more ``file`` fields,
     ``application/json`` ``{"instances": [{"b64": "..."}]}`` (TF Serving's
-    shape for binary inputs).
+    shape for binary inputs), or one image as the whole body with an
+    ``image/*`` content type (``curl --data-binary @car.jpg -H 'Content-Type:
+    image/jpeg'``); the body's bytes decide the format, not the type named.
 
     Args:
         max_files: most images accepted in one request.
@@ -68,10 +70,12 @@ def read_uploads(max_files):
         as_list = len(uploads) > 1
     elif request.is_json:
         uploads, as_list = _json_instances(), True
+    elif request.mimetype.startswith("image/"):
+        uploads, as_list = [Upload("request body", request.get_data())], False
     else:
         raise ApiError(415, "unsupported_media_type",
-                       "Send multipart/form-data with the photo in the field 'file', or JSON "
-                       '{"instances": [{"b64": "..."}]}.')
+                       "Send multipart/form-data with the photo in the field 'file', JSON "
+                       '{"instances": [{"b64": "..."}]}, or the photo itself as the body with Content-Type image/*.')
     if len(uploads) > max_files:
         raise ApiError(400, "too_many_files", f"{len(uploads)} images in one request; the limit is {max_files}.")
     return uploads, as_list

@@ -1,6 +1,8 @@
 // Front end for the car model classifier: pick/drop a photo, POST it to
 // /predict, render the probabilities. Plain DOM APIs only: everything coming
-// from the server or from file names goes through textContent, never innerHTML.
+// from the server or from file names goes through textContent, never innerHTML
+// (the one exception, refreshModelInfo, moves nodes of our own page, parsed as
+// an inert document).
 (function () {
   'use strict';
 
@@ -25,10 +27,12 @@
   const DEFAULT_TOP_K = parseInt(main.dataset.topK, 10) || 3;
   const MAX_UPLOAD_BYTES = (parseFloat(main.dataset.maxUploadMb) || 10) * 1024 * 1024;
   const GENERIC_ERROR = 'Something went wrong while classifying the photo. Please try again.';
+  const MAX_LOADING_RETRIES = 24; // while the model loads (503 with Retry-After): about 2 minutes
 
   let currentFile = null;
   let previewUrl = null;
   let inFlight = null; // AbortController of the running request, so a newer photo wins
+  let retryTimer = null; // the next try while the model loads
 
   // "kia_rio" -> "Kia Rio", "mazda_3" -> "Mazda 3" (same rule as the template).
   function prettyLabel(label) {
@@ -39,17 +43,32 @@
       .join(' ');
   }
 
+  // Seconds to wait from a Retry-After header (delta-seconds form), within 1-60.
+  function retryAfterSeconds(res) {
+    const seconds = parseInt(res.headers.get('Retry-After'), 10);
+    return Number.isFinite(seconds) ? Math.min(60, Math.max(1, seconds)) : 5;
+  }
+
+  // Scroll the least needed so that el is in view: the answer appears below the
+  // photo on narrow screens (beside it on wide ones, where nothing moves).
+  function reveal(el) {
+    const box = el.getBoundingClientRect();
+    if (box.top < 0 || box.bottom > window.innerHeight) el.scrollIntoView({ block: 'nearest' });
+  }
+
   function setState(state, message) {
     main.dataset.state = state;
     main.setAttribute('aria-busy', state === 'busy' ? 'true' : 'false');
-    statusEl.textContent = state === 'busy' ? 'Classifying…' : '';
+    statusEl.textContent = state === 'busy' ? message || 'Classifying…' : '';
     classifyBtn.disabled = state === 'busy' || !currentFile;
+    if (state === 'busy') reveal(statusEl);
 
     results.dataset.state = state === 'done' ? 'done' : 'idle';
     if (state === 'error') {
       errorEl.textContent = message || GENERIC_ERROR;
       errorEl.dataset.state = 'error';
       errorEl.hidden = false;
+      reveal(errorEl);
     } else {
       errorEl.textContent = '';
       delete errorEl.dataset.state;
@@ -66,16 +85,31 @@
 
   function readTopK() {
     const n = parseInt(topK.value, 10);
-    const k = Number.isFinite(n) ? Math.min(10, Math.max(1, n)) : DEFAULT_TOP_K;
+    const k = Number.isFinite(n) ? Math.min(parseInt(topK.max, 10) || 10, Math.max(1, n)) : DEFAULT_TOP_K;
     topK.value = String(k); // show the user what was actually sent
     return k;
   }
 
+  // Forget the previous photo, so that a refused file does not leave it on screen.
+  function clearPhoto() {
+    if (inFlight) inFlight.abort();
+    inFlight = null;
+    clearTimeout(retryTimer);
+    currentFile = null;
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = null;
+    preview.removeAttribute('src');
+    preview.hidden = true;
+    dropZone.classList.remove('has-image');
+  }
+
   function chooseFile(file) {
     if (!file) return;
+    clearPhoto();
+    fileName.textContent = file.name || '';
     // Browsers give an empty type for some files; let the server decide then.
     if (file.type && !file.type.startsWith('image/')) {
-      setState('error', 'Please choose an image file.');
+      setState('error', 'Please choose an image file (JPEG, PNG, WebP, BMP or GIF).');
       return;
     }
     if (file.size > MAX_UPLOAD_BYTES) { // spare a long upload that the server would refuse (413)
@@ -83,14 +117,19 @@
       return;
     }
     currentFile = file;
-    if (previewUrl) URL.revokeObjectURL(previewUrl); // free the previous preview
     previewUrl = URL.createObjectURL(file);
-    preview.src = previewUrl;
-    preview.hidden = false;
-    dropZone.classList.add('has-image');
-    fileName.textContent = file.name || '';
+    preview.src = previewUrl; // shown once it decodes (load event): never a broken-image icon
     classify();
   }
+
+  preview.addEventListener('load', () => {
+    preview.hidden = false;
+    dropZone.classList.add('has-image');
+  });
+  preview.addEventListener('error', () => {
+    preview.hidden = true;
+    dropZone.classList.remove('has-image');
+  });
 
   function renderPredictions(data) {
     // known_model: true, false, or null when the model has no calibration.
@@ -101,6 +140,7 @@
 
       const row = document.createElement('div');
       row.className = i === 0 ? 'result top' : 'result';
+      if (i === 0) row.dataset.testid = 'top-prediction';
 
       const label = document.createElement('span');
       label.className = 'result-label';
@@ -124,12 +164,16 @@
     results.replaceChildren(...rows);
 
     const parts = [];
-    if (data.tta_views != null) parts.push(data.tta_views === 1 ? 'no TTA' : data.tta_views + ' TTA views');
+    if (data.tta_views != null) {
+      parts.push(data.tta_views === 1 ? 'Photo alone' : 'Photo and its mirror image, averaged');
+    }
     if (Number.isFinite(Number(data.time_ms))) parts.push(Math.round(Number(data.time_ms)) + ' ms');
     const version = (data.model && data.model.version) || main.dataset.modelVersion;
     if (version) parts.push('model ' + version);
     meta.textContent = parts.join(' · ');
     resultsCard.hidden = false;
+    reveal(resultsCard);
+    reveal(rows[0]); // when the card is taller than the window
   }
 
   // Best human-readable message for a failed response; the body may be HTML
@@ -142,9 +186,10 @@
     return GENERIC_ERROR + ' (HTTP ' + res.status + ')';
   }
 
-  async function classify() {
+  async function classify(attempt = 0) {
     if (!currentFile) return;
     if (inFlight) inFlight.abort();
+    clearTimeout(retryTimer);
     const controller = new AbortController();
     inFlight = controller;
 
@@ -163,6 +208,13 @@
         data = null; // non-JSON answer
       }
       if (controller !== inFlight) return; // a newer request took over
+      if (res.status === 503 && data && data.error && data.error.code === 'model_loading' &&
+          attempt < MAX_LOADING_RETRIES) {
+        const seconds = retryAfterSeconds(res);
+        setState('busy', 'The model is still loading; trying again in ' + seconds + ' s…');
+        retryTimer = setTimeout(() => classify(attempt + 1), seconds * 1000);
+        return;
+      }
       if (!res.ok) {
         setState('error', errorMessage(res, data));
       } else if (!data || !Array.isArray(data.predictions)) {
@@ -229,5 +281,27 @@
   // A photo dropped just outside the zone should not make the browser navigate away.
   ['dragover', 'drop'].forEach((type) => window.addEventListener(type, (e) => e.preventDefault()));
 
+  // Rendered while the model loaded: wait for /readyz (by its Retry-After), then
+  // take the known models, the photo hint and the version from a fresh copy of the page.
+  async function refreshModelInfo() {
+    try {
+      const ready = await fetch('/readyz');
+      if (!ready.ok) {
+        if (ready.headers.has('Retry-After')) setTimeout(refreshModelInfo, retryAfterSeconds(ready) * 1000);
+        return; // without Retry-After the model failed to load: nothing to wait for
+      }
+      const page = new DOMParser().parseFromString(await (await fetch('/')).text(), 'text/html');
+      const fresh = page.getElementById('app');
+      if (!fresh || fresh.dataset.modelReady !== 'true') throw new Error('not ready yet');
+      $('model-info').replaceWith(document.adoptNode(page.getElementById('model-info')));
+      $('model-version').textContent = fresh.dataset.modelVersion;
+      main.dataset.modelVersion = fresh.dataset.modelVersion;
+      main.dataset.modelReady = 'true';
+    } catch (_) {
+      setTimeout(refreshModelInfo, 5000); // unreachable for now: try again later
+    }
+  }
+
   setState('idle');
+  if (main.dataset.modelReady !== 'true') refreshModelInfo();
 })();

@@ -148,11 +148,14 @@ def server_log(tmp_path_factory):
 @pytest.fixture(scope="session")
 def server(server_log, examples_dir, tmp_path_factory):
     """`gunicorn wsgi:app` serving model/ on a free loopback port (uploads capped at 1 MiB,
-    Prometheus multiprocess mode on, example photos from `examples_dir`), once ready."""
+    Prometheus multiprocess mode on, example photos from `examples_dir`, no HOME), once ready."""
     port = free_port()
     env = {**os.environ, "BIND": f"127.0.0.1:{port}", "CARCLF_MAX_UPLOAD_MB": "1",
            "CARCLF_EXAMPLES_DIR": str(examples_dir),
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prometheus"))}
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prometheus")),
+           # A HOME that does not exist: gunicorn's control socket, were it on, would fail there (logged).
+           "HOME": str(tmp_path_factory.mktemp("home") / "absent")}
+    env.pop("XDG_RUNTIME_DIR", None)
     with open(server_log, "w") as handle:
         process = subprocess.Popen([str(GUNICORN), "wsgi:app"], cwd=ROOT, env=env, stdout=handle, stderr=handle)
     url = f"http://127.0.0.1:{port}"

@@ -106,6 +106,25 @@ def test_json_base64_instances_match_multipart(client, validation_photos):
     assert all(result["predictions"] == multipart["predictions"] for result in answer.json["results"])
 
 
+@pytest.mark.parametrize("content_type", ["image/jpeg", "image/png", "image/webp"])
+def test_a_raw_image_body_matches_multipart(client, validation_photos, content_type):
+    path = Path(validation_photos[5].path)
+    answer = client.post("/predict?top_k=2&tta=0", data=path.read_bytes(), content_type=content_type)
+    assert answer.status_code == 200
+    assert_matches_schema(answer.json, "PredictResponse")  # one result, as for one multipart file
+    multipart = post_photo(client, path, top_k="2", tta="0").json
+    assert answer.json["predictions"] == multipart["predictions"] and answer.json["distance"] == multipart["distance"]
+    assert answer.json["predictions"][0]["label"] == validation_photos[5].label
+
+
+def test_a_raw_body_that_is_no_image_is_named_in_the_error(client):
+    answer = client.post("/predict", data=b"%PDF-1.7 not a photo", content_type="image/jpeg")
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "not_an_image"
+    assert answer.json["error"]["message"].startswith("request body: ")
+    other = client.post("/predict", data=b"just text", content_type="text/plain")
+    assert other.status_code == 415 and "image/*" in other.json["error"]["message"]
+
+
 def test_photos_of_other_car_models_are_mostly_not_known(client):
     photos = sorted(require(SF_TEST).glob("*.jpg"))
     answers = [post_photo(client, photo).json for photo in photos]

@@ -1,13 +1,18 @@
 """End-to-end in a real headless Chromium (Selenium + Debian's chromium and
-chromedriver) against gunicorn: a real photo and its result, a bad file and its
-error, the "not one of the known models" state, an example photo, script
-injection through a file name, a phone-width layout and the API page."""
+chromedriver) against gunicorn: a real photo and its result, in view on a laptop
+and on a phone, a bad file and its error (in view too), the "not one of the
+known models" state, an example photo, script injection through a file name,
+refused files, a touch screen, the page while the model loads, and the API page."""
 
 import shutil
+import threading
 
 import pytest
+from werkzeug.serving import make_server
 
-from tests.conftest import SF_TEST, curl, require, shipped_validation_samples
+import app.model
+from app import create_app
+from tests.conftest import SF_TEST, SHIPPED_MODEL, curl, free_port, require, shipped_validation_samples
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
@@ -15,7 +20,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-DESKTOP, PHONE = (1000, 1100), (390, 844)  # CSS pixels; the phone is an iPhone 12-14 screen
+LAPTOP, PHONE = (1280, 720), (390, 844)  # CSS pixels of the viewport; the phone is an iPhone 12-14 screen
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +31,37 @@ def browser():
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=%d,%d" % DESKTOP):
+                 "--no-first-run", "--window-size=%d,%d" % LAPTOP):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    viewport(driver, *LAPTOP)
     yield driver
     driver.quit()
+
+
+def viewport(browser, width, height, touch=False):
+    """Make the page's viewport exactly ``width x height`` CSS pixels (a phone's when
+    ``touch``: mobile layout, touch screen, no mouse to hover with)."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": touch})
+    browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": touch, "maxTouchPoints": 5 if touch else 1})
+
+
+@pytest.fixture()
+def phone(browser):
+    """The browser as a phone (390x844, touch) for one test, a laptop again afterwards."""
+    viewport(browser, *PHONE, touch=True)
+    yield browser
+    viewport(browser, *LAPTOP)
+
+
+def in_view(browser, element):
+    """Whether ``element`` is wholly inside the viewport as the page stands (no scrolling by the test)."""
+    return browser.execute_script(
+        "const box = arguments[0].getBoundingClientRect();"
+        "return box.height > 0 && box.top >= 0 && box.left >= 0 &&"
+        " box.bottom <= window.innerHeight && box.right <= window.innerWidth;", element)
 
 
 def state(browser):
@@ -123,27 +153,123 @@ def test_script_in_a_file_name_stays_text(browser, server, tmp_path):
         assert no_alert(browser) and browser.title == "Car model classifier"
 
 
-def test_phone_width_layout(browser, server):
+def test_phone_width_layout(phone, server):
     sample = next(s for s in shipped_validation_samples() if s.label == "toyota_camry")
-    browser.set_window_size(*PHONE)
-    try:
-        viewport = browser.execute_script("return document.documentElement.clientWidth")
-        assert upload(browser, server, sample.path) == "done"
-        assert browser.execute_script("return document.documentElement.scrollWidth") <= viewport  # no sideways scroll
-        for element_id in ("drop-zone", "classify", "results-card"):
-            box = browser.find_element(By.ID, element_id).rect
-            assert box["x"] >= 0 and box["x"] + box["width"] <= viewport, element_id
-        button = browser.find_element(By.ID, "classify").rect
-        assert button["width"] > viewport * 0.8  # full-width button on small screens
-    finally:
-        browser.set_window_size(*DESKTOP)
+    width = phone.execute_script("return document.documentElement.clientWidth")
+    assert width == PHONE[0]
+    assert upload(phone, server, sample.path) == "done"
+    assert phone.execute_script("return document.documentElement.scrollWidth") <= width  # no sideways scroll
+    for element_id in ("drop-zone", "classify", "results-card"):
+        box = phone.find_element(By.ID, element_id).rect
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, element_id
+    button = phone.find_element(By.ID, "classify").rect
+    assert button["width"] > width * 0.8  # full-width button on small screens
 
 
-def test_api_page_renders_the_openapi_document(browser, server):
-    browser.get(f"{server}/docs")
-    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".docs-op h3"))
-    titles = [h.text for h in browser.find_elements(By.CSS_SELECTOR, ".docs-op h3")]
+def test_the_answer_is_in_view_on_a_laptop_and_on_a_phone(browser, server, examples_dir):
+    sample = next(s for s in shipped_validation_samples() if s.label == "kia_rio")
+    for size, touch in ((LAPTOP, False), (PHONE, True)):
+        viewport(browser, *size, touch=touch)
+        assert upload(browser, server, sample.path) == "done", size
+        top = browser.find_element(By.CSS_SELECTOR, '[data-testid="top-prediction"]')
+        assert top.find_element(By.CSS_SELECTOR, ".result-label").text == "Kia Rio"
+        assert in_view(browser, top), size
+    viewport(browser, *LAPTOP)
+
+
+def test_an_error_is_in_view_on_a_laptop_and_on_a_phone(browser, server, tmp_path):
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("not a photo")
+    for size, touch in ((LAPTOP, False), (PHONE, True)):
+        viewport(browser, *size, touch=touch)
+        assert upload(browser, server, fake) == "error", size
+        assert in_view(browser, browser.find_element(By.ID, "error")), size
+    viewport(browser, *LAPTOP)
+
+
+def preview_shown(browser):
+    return browser.find_element(By.ID, "preview").is_displayed()
+
+
+def test_a_file_that_is_no_image_leaves_no_broken_image(browser, server, tmp_path):
+    fake = tmp_path / "holiday.jpg"
+    fake.write_bytes(b"%PDF-1.7 renamed to .jpg")
+    assert upload(browser, server, fake) == "error"
+    assert not preview_shown(browser)  # not a broken-image icon
+
+
+def test_a_pdf_chosen_after_a_photo_clears_the_photo(browser, server, tmp_path):
+    sample = next(s for s in shipped_validation_samples() if s.label == "mazda_3")
+    assert upload(browser, server, sample.path) == "done" and preview_shown(browser)
+    pdf = tmp_path / "invoice.pdf"
+    pdf.write_bytes(b"%PDF-1.7\n%%EOF\n")
+    browser.find_element(By.ID, "file-input").send_keys(str(pdf))
+    assert wait_for_answer(browser) == "error"
+    assert "image file" in browser.find_element(By.ID, "error").text
+    assert browser.find_element(By.ID, "file-name").text == "invoice.pdf"
+    assert not preview_shown(browser) and not browser.find_element(By.ID, "results-card").is_displayed()
+    assert not browser.find_element(By.ID, "classify").is_enabled()  # nothing left to classify
+
+
+def test_no_drag_and_drop_on_a_touch_screen(browser, server, phone):
+    phone.get(server)
+    assert not phone.find_element(By.CSS_SELECTOR, ".drop-hint").is_displayed()
+    viewport(browser, *LAPTOP)
+    browser.get(server)
+    assert "Drag and drop" in browser.find_element(By.CSS_SELECTOR, ".drop-hint").text
+
+
+def test_plain_words_and_the_photo_hint(browser, server):
+    browser.get(server)
+    page = browser.find_element(By.TAG_NAME, "body").text
+    assert "TTA" not in page and "mirror image" in page
+    assert browser.find_element(By.ID, "photo-hint").text  # from the model's metadata, or the model card's default
+
+
+@pytest.fixture()
+def loading_server(monkeypatch):
+    """The app in a thread (werkzeug) whose model stays loading until ``release`` is set: ``(url, release)``."""
+    release = threading.Event()
+
+    class HeldClassifier(app.model.Classifier):
+        def __init__(self, model_dir, **options):
+            release.wait(120)
+            super().__init__(model_dir, **options)
+
+    monkeypatch.setattr(app.model, "Classifier", HeldClassifier)
+    flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL)})
+    http = make_server("127.0.0.1", free_port(), flask_app, threaded=True)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{http.server_port}", release
+    release.set()
+    http.shutdown()
+    flask_app.extensions["model"].wait(120)
+
+
+def test_while_the_model_loads_the_page_retries_and_then_answers(browser, loading_server):
+    url, release = loading_server
+    sample = next(s for s in shipped_validation_samples() if s.label == "nissan_qashqai")
+    browser.get(url)
+    assert "loading" in browser.find_element(By.ID, "known").text
+    browser.find_element(By.ID, "file-input").send_keys(str(sample.path))
+    WebDriverWait(browser, 10).until(lambda b: "trying again" in b.find_element(By.ID, "status").text)
+    assert state(browser) == "busy"  # not an error: it waits for the model (Retry-After)
+    release.set()
+    WebDriverWait(browser, 60).until(lambda b: state(b) in ("done", "error"))
+    assert state(browser) == "done"
+    assert rows(browser)[0].find_element(By.CSS_SELECTOR, ".result-label").text == "Nissan Qashqai"
+    WebDriverWait(browser, 30).until(lambda b: "Known models" in b.find_element(By.ID, "known").text)
+    assert "Kia Rio" in browser.find_element(By.ID, "known").text
+    assert browser.find_element(By.ID, "model-version").text not in ("", "loading")
+
+
+def test_api_page_lists_the_operations_and_fits_a_phone(phone, server):
+    phone.get(f"{server}/docs")
+    titles = [h.text for h in phone.find_elements(By.CSS_SELECTOR, ".docs-op h3")]
     assert "POST /predict" in titles and "GET /v1/models/{name}" in titles
+    width = phone.execute_script("return document.documentElement.clientWidth")
+    assert phone.execute_script("return document.documentElement.scrollWidth") <= width  # no sideways scroll
+    assert phone.execute_script("return document.documentElement.scrollHeight") < 8 * PHONE[1]  # a page, not a dump
 
 
 def test_no_console_errors_under_the_content_security_policy(browser, server):

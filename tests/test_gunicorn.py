@@ -1,7 +1,7 @@
 """The service as deployed: `gunicorn wsgi:app` on a loopback port. A real photo
 is classified; a battery of bad uploads gets only 4xx JSON errors with stable
-codes while the same worker stays alive; metrics (multiprocess mode) and JSON
-request logs work there too."""
+codes while the same worker stays alive; metrics (multiprocess mode) work there
+too, and every line the service writes is one JSON object."""
 
 import base64
 import http.client
@@ -152,7 +152,10 @@ BATTERY = {
     "text/plain body": Case(lambda p: p, 415, "unsupported_media_type", headers={"Content-Type": "text/plain"}),
     "form-urlencoded body": Case(lambda p: b"file=car.jpg", 415, "unsupported_media_type",
                                  headers={"Content-Type": "application/x-www-form-urlencoded"}),
-    "raw JPEG body": Case(lambda p: p, 415, "unsupported_media_type", headers={"Content-Type": "image/jpeg"}),
+    "raw image/jpeg body of text": Case(lambda p: TEXT, 400, "not_an_image", headers={"Content-Type": "image/jpeg"}),
+    "raw image/png body, empty": Case(lambda p: b"", 400, "empty_file", headers={"Content-Type": "image/png"}),
+    "raw image body over the limit": Case(lambda p: b"\xff" * 2_000_000, 413, "request_entity_too_large",
+                                          headers={"Content-Type": "image/jpeg"}),
     "malformed JSON": Case(lambda p: b'{"instances": [', 400, "invalid_json", headers=JSON),
     "JSON without instances": Case(lambda p: b'{"inputs": []}', 400, "invalid_json", headers=JSON),
     "JSON bad base64": Case(lambda p: b'{"instances": [{"b64": "not*base64"}]}', 400, "invalid_base64", headers=JSON),
@@ -212,7 +215,22 @@ def test_metrics_and_json_request_logs_under_gunicorn(server, server_log, photo)
     _, _, metrics = send(server, "GET", "/metrics")
     assert 'carclf_http_requests_total{endpoint="/predict",method="POST",status="200"}' in metrics.decode()
     assert "carclf_model_inference_seconds_count" in metrics.decode()
-    entries = [json.loads(line) for line in server_log.read_text().splitlines() if line.startswith('{"time"')]
+    entries = [json.loads(line) for line in server_log.read_text().splitlines()]
     mine = [e for e in entries if e.get("request_id") == "gunicorn-log-check"]
     assert len(mine) == 1 and mine[0]["status"] == 200 and mine[0]["path"] == "/predict"
     assert mine[0]["top"] == ["toyota_camry"]
+
+
+def test_every_line_of_the_log_is_one_json_object(server, server_log, photo):
+    for path in ("/", "/docs", "/nowhere", "/readyz"):
+        send(server, "GET", path)
+    send(server, "POST", "/predict", one_file(TEXT))
+    lines = server_log.read_text().splitlines()
+    entries = [json.loads(line) for line in lines]  # fails on any text line (TensorFlow, gunicorn, warnings)
+    assert all(isinstance(entry, dict) and {"time", "level", "logger", "message"} <= set(entry) for entry in entries)
+    loggers = {entry["logger"] for entry in entries}
+    assert {"gunicorn.error", "carclf.model", "carclf.request"} <= loggers  # gunicorn's own lines are JSON too
+    assert "gunicorn.access" not in loggers  # one line per request: the app's
+    assert any(e.get("path") == "/nowhere" and e.get("status") == 404 for e in entries)
+    # gunicorn 27's control socket is off: no error although the server's HOME does not exist
+    assert not [entry for entry in entries if "control" in entry["message"].lower()]

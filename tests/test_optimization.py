@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.config import Stage, TrainConfig
+from training.config import OPTIMIZER_NAMES, Stage, TrainConfig
 from training.optimization import LOSSES, OPTIMIZERS, SCHEDULES, build_loss, build_optimizer, build_schedule
 
 STAGE = Stage("s", epochs=10, learning_rate=1e-3, unfreeze=0)
@@ -61,7 +61,11 @@ def test_focal_loss_down_weights_easy_examples():
     assert float(smoothed(targets, easy)) > float(cross_entropy(targets, easy))
 
 
-@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_every_accepted_optimizer_name_has_a_builder():
+    assert set(OPTIMIZER_NAMES) == set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZER_NAMES)
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_each_optimizer_with_each_schedule_takes_a_step(optimizer, schedule):
     keras.utils.set_random_seed(0)

@@ -102,9 +102,13 @@ def test_app_serves_the_freshly_trained_model(mobilenet_model, tiny_dataset):
     assert sorted(labels) == ["kia_rio", "lada_kalina", "mazda_3"]
 
 
-def test_efficientnet_tiny_run_from_random_init(tiny_dataset, tmp_path):
+def test_efficientnet_tiny_run_from_random_init(tiny_dataset, tmp_path, capsys):
     main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "EfficientNetB0", "--weights", "none",
           "--image-size", "64", *TINY, "--stage", "head:1:1e-3:0", "--stage", "all:1:1e-4:1"])
+    out = capsys.readouterr().out  # not a terminal: one plain line per epoch, no progress bar
+    training = out[out.index("== Stage 'head'"):out.index("SavedModel written")]  # epochs, then measuring the export
+    assert "Epoch 2/2" in training and "val_accuracy" in training
+    assert "\b" not in training and "\r" not in training
     classifier = Classifier(tmp_path)
     assert classifier.labels == ["kia_rio", "lada_kalina", "mazda_3"] and classifier.image_size == (64, 64)
     assert classifier.metadata["backbone"] == "EfficientNetB0"
@@ -116,10 +120,30 @@ def test_cli_errors_are_one_line_and_exit_nonzero(tiny_dataset, tmp_path, capsys
     with pytest.raises(SystemExit) as caught:
         main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "MobileNetV2",
               "--weights", str(tmp_path / "missing.h5"), *TINY])
-    assert "does not exist" in str(caught.value.code)
+    assert "does not exist" in str(caught.value.code) and "\n" not in str(caught.value.code)
+    assert "--config configs/shipped.yaml" in str(caught.value.code) and "--weights PATH" in str(caught.value.code)
     with pytest.raises(SystemExit):
         parse_args(["--data", str(tiny_dataset)])
     assert "--out is required" in capsys.readouterr().err
+
+
+def test_help_and_flag_errors_load_no_tensorflow():
+    script = """import sys
+from training.train import main
+def run(*argv):
+    try:
+        main(list(argv))
+    except SystemExit:
+        pass
+run("--help")
+run("--optimizer", "rmsprop")
+print(sorted(name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras", "albumentations", "cv2")))
+run("--backbone", "Nope", "--data", "d", "--out", "o")  # checking a backbone name reads training.backbones (Keras)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "usage: python -m training.train" in result.stdout and "--backbone NAME" in result.stdout
+    assert "backbone 'Nope' is not one of: EfficientNetB0" in result.stderr and "invalid choice: 'rmsprop'" in result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"  # the heavy imports wait for training itself
 
 
 def test_progressive_resizing_over_two_roots_with_training_knobs(tiny_dataset, kaggle_dataset, tmp_path):

@@ -22,7 +22,7 @@ The share given after each step is its probability per image.
 import albumentations as A
 import cv2
 
-POLICIES = ("light", "strong", "none")
+from training.config import POLICIES
 
 
 def _light():

@@ -123,8 +123,7 @@ def build_backbone(name, weights, input_size, alpha=1.0):
         except Exception as error:  # Keras raises a bare Exception on URL failures.
             raise WeightsUnavailableError(
                 f"Cannot download ImageNet weights for {described} ({error}); pass --weights PATH to a local "
-                f"weights file, or use a backbone whose weights are installed ({', '.join(INSTALLED_WEIGHTS)}: "
-                "configs/shipped.yaml)."
+                f"weights file, or use a backbone whose weights are installed: {', '.join(INSTALLED_WEIGHTS)}."
             ) from None
     return _with_local_weights(spec, described, Path(weights), kwargs)
 

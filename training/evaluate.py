@@ -4,9 +4,11 @@ without and with TTA.
     python -m training.evaluate --model DIR [--model DIR2 ...] --data DIR
         [--split all|validation] [--tta-views SET ...] [--out metrics.json] [--report DIR]
 
-Prints JSON (and writes it to ``--out``): accuracy, top-2 accuracy, macro-F1,
-expected calibration error, per-class precision and recall, the most confident
-mistakes and the latency per image, for no TTA and for each TTA view set.
+Prints a Markdown table of the key figures and writes all of them as JSON to
+``--out`` (default ``runs/evaluation.json``): accuracy, top-2 accuracy,
+macro-F1, expected calibration error, per-class precision and recall, the most
+confident mistakes and the latency per image, for no TTA and for each TTA view
+set. Paths in it are relative to the current directory.
 ``--split validation`` re-creates the group-aware validation split of the
 first model's ``training_config.json``; ``all`` (default) uses every photo
 (for a held-out dataset). ``--report DIR`` adds PNG plots and ``report.md``.
@@ -14,6 +16,7 @@ first model's ``training_config.json``; ``all`` (default) uses every photo
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -30,7 +33,7 @@ from inference.tta import DEFAULT_VIEWS, VIEW_SETS, parse_views, tta_batch
 from training.config import TrainConfig
 from training.data import load_samples, split_by_group
 from training.metrics import classification_metrics
-from training.report import summary_table, write_evaluation_report
+from training.report import progress_verbosity, summary_table, write_evaluation_report
 
 LATENCY_IMAGES = 20  # images timed per view set
 WARM_UP_IMAGES = 3  # classified before timing: graph tracing, thread pools and caches
@@ -90,7 +93,7 @@ def view_probabilities(predictor, paths, views):
         inference.images.ImageDecodeError: an unreadable image.
     """
     results, kept = [], []
-    progress = keras.utils.Progbar(len(paths), unit_name="image")
+    progress = keras.utils.Progbar(len(paths), unit_name="image", verbose=progress_verbosity())
     for path in paths:
         image = read_image(predictor, path)
         if len(kept) < LATENCY_IMAGES:
@@ -123,16 +126,22 @@ def latency_ms(predictor, images, views):
     return round(statistics.median(timings), 2)
 
 
+def shown_path(path):
+    """``path`` as metrics record it: relative to the current directory, so that
+    no absolute path of this machine is printed or saved."""
+    return os.path.relpath(path)
+
+
 def mistakes(paths, targets, probabilities, labels):
     """Wrong predictions, most confident first, as ``{file, path, label, predicted, probability}``
-    (``file``: the file name; ``path``: as given)."""
+    (``file``: the file name; ``path``: :func:`shown_path`)."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != targets)
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")]
     return [
         {
             "file": Path(paths[i]).name,
-            "path": str(paths[i]),
+            "path": shown_path(paths[i]),
             "label": labels[targets[i]],
             "predicted": labels[predicted[i]],
             "probability": round(float(probabilities[i, predicted[i]]), 4),
@@ -188,7 +197,7 @@ def evaluate(model_dirs, samples, view_sets):
             "errors": mistakes(paths, targets, probabilities[name], predictor.labels),
         }
     metrics = {
-        "models": [str(path) for path in model_dirs],
+        "models": [shown_path(path) for path in model_dirs],
         "images": len(samples),
         "labels": predictor.labels,
         "no_tta": blocks.pop("none"),
@@ -237,7 +246,8 @@ def main(argv=None):
     parser.add_argument("--tta-views", action="append", metavar="SET",
                         help=f"a TTA view set, repeatable: one of {', '.join(VIEW_SETS)} or view names joined by "
                              f"commas (e.g. original,hflip,zoom_out); default: {' '.join(DEFAULT_VIEW_SETS)}")
-    parser.add_argument("--out", help="also write the JSON to this file")
+    parser.add_argument("--out", default="runs/evaluation.json", help="where all figures go, as JSON "
+                                                                     "(default: %(default)s)")
     parser.add_argument("--report", metavar="DIR", help="write PNG plots and report.md to DIR")
     args = parser.parse_args(argv)
     try:
@@ -247,15 +257,13 @@ def main(argv=None):
             config = TrainConfig.from_dict(json.loads((Path(args.model[0]) / "training_config.json").read_text()))
             samples = split_by_group(samples, config.val_fraction, config.seed)[1]
         evaluation = evaluate(args.model, samples, view_sets)
-        evaluation.metrics.update(data=args.data, split=args.split)
-        text = json.dumps(evaluation.metrics, indent=2)
-        print(text)
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(text + "\n")
+        evaluation.metrics.update(data=shown_path(args.data), split=args.split)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(evaluation.metrics, indent=2) + "\n")
         if args.report:
             print(f"report: {write_evaluation_report(evaluation, args.report)}")
         print(summary_table(evaluation.metrics))
+        print(f"All figures (per class, mistakes): {args.out}")
     except (FileNotFoundError, ModelNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
 

@@ -7,6 +7,9 @@ the accepted values of its ``optimizer``, ``loss`` and ``schedule`` fields.
 import keras
 from keras import ops
 
+from training.config import LOSSES, SCHEDULES  # noqa: F401 (the accepted names, kept in the light config module)
+
+# Builders by name; the names are training.config.OPTIMIZER_NAMES.
 OPTIMIZERS = {
     "adam": lambda config, lr: keras.optimizers.Adam(lr),
     # Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization".
@@ -15,8 +18,6 @@ OPTIMIZERS = {
     # Dozat 2016, "Incorporating Nesterov Momentum into Adam".
     "nadam": lambda config, lr: keras.optimizers.Nadam(lr),
 }
-LOSSES = ("crossentropy", "focal")
-SCHEDULES = ("onecycle", "cosine", "exponential", "cyclic", "plateau")
 
 
 def build_optimizer(config, learning_rate):

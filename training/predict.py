@@ -27,6 +27,7 @@ from inference.images import ImageDecodeError
 from inference.tta import DEFAULT_VIEWS, VIEW_SETS, parse_views
 from training.data import IMAGE_SUFFIXES
 from training.evaluate import read_image
+from training.report import progress_verbosity
 
 
 def submission_ids(images_dir, sample_submission=None):
@@ -84,7 +85,7 @@ def predict_categories(predictor, images_dir, ids, views=DEFAULT_VIEWS, skip_unr
             ``skip_unreadable``; the message names the file.
     """
     categories, skipped = {}, []
-    progress = keras.utils.Progbar(len(ids), unit_name="image")
+    progress = keras.utils.Progbar(len(ids), unit_name="image", verbose=progress_verbosity())
     for name in ids:
         try:
             image = read_image(predictor, Path(images_dir) / name)

@@ -38,6 +38,13 @@ GALLERY_SIZE = 24  # most photos in a gallery
 DPI = 100
 
 
+def progress_verbosity():
+    """Keras progress display: ``1``, a live progress bar, on a terminal; ``2``, one plain
+    line per epoch (or per run), when stdout is a file or a pipe, which would otherwise
+    fill with the bar's control characters."""
+    return 1 if sys.stdout.isatty() else 2
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the optimizer's learning rate to every epoch's logs, as
     ``learning_rate``, so that the Keras ``History`` (and ``history.json``)

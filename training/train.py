@@ -22,22 +22,10 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-import keras
-import numpy as np
-import tensorflow as tf
-
-from training.augment import build_augmentation
-from training.backbones import WeightsUnavailableError
-from training.calibrate import calibrate
 from training.config import TrainConfig, read_config_file
-from training.data import class_weights, load_samples, make_dataset, split_by_group
-from training.distribute import is_chief, make_strategy, precision
-from training.evaluate import evaluate_savedmodel
-from training.export import export_savedmodel
-from training.model import FEATURES_LAYER, build_classifier, set_head, set_trainable
-from training.optimization import build_loss, build_optimizer, build_schedule
-from training.probe import fit_linear_probe, head_weights
-from training.report import LearningRateLogger, write_training_report
+
+# TensorFlow, Keras and albumentations (seconds to import) are imported by the
+# functions that use them, so that --help and flag errors answer at once.
 
 
 def build_parser():
@@ -51,14 +39,13 @@ def build_parser():
     )
     parser.add_argument("--config", help="JSON or YAML file of config fields (e.g. configs/*.yaml or a saved "
                                          "training_config.json); flags override it")
-    defaults = TrainConfig()
     for item in dataclasses.fields(TrainConfig):
         options = dict(item.metadata["flag"])
         name = options.pop("flag_name", "--" + item.name.replace("_", "-"))
-        default = getattr(defaults, item.name)
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
         shown = " ".join(map(str, default)) if isinstance(default, list) else default
         options["help"] = f"{item.metadata['help']} ({f'default: {shown}' if shown != '' else 'required'})"
-        if item.metadata["choices"]:
+        if isinstance(item.metadata["choices"], tuple):  # not the backbones: read late, TrainConfig checks them
             options["choices"] = item.metadata["choices"]
         if isinstance(default, bool):
             options["action"] = argparse.BooleanOptionalAction
@@ -111,6 +98,10 @@ def stage_callbacks(config, checkpoint_path, best_so_far, logs):
     stages; ReduceLROnPlateau for the ``plateau`` schedule; TensorBoard (in
     ``logs/tensorboard``) on request.
     """
+    import keras
+
+    from training.report import LearningRateLogger
+
     callbacks = [LearningRateLogger()]
     if checkpoint_path is not None:
         callbacks.append(
@@ -155,7 +146,8 @@ def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbo
         strategy: the ``tf.distribute.Strategy`` the model was built under.
         scratch: a directory for the best-weights checkpoint.
         logs: the directory of ``training_log.csv`` and ``tensorboard/``.
-        verbose: Keras ``fit`` verbosity (``"auto"``, 0, 1 progress bar, 2 one line per epoch).
+        verbose: Keras ``fit`` verbosity (0, 1 progress bar, 2 one line per epoch; ``"auto"``:
+            :func:`training.report.progress_verbosity`).
 
     Returns:
         ``list`` of ``dict`` per stage: the stage's fields (batch and image
@@ -163,6 +155,10 @@ def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbo
         history (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``,
         ``learning_rate``).
     """
+    from training.model import set_trainable
+    from training.optimization import build_loss, build_optimizer, build_schedule
+    from training.report import progress_verbosity
+
     checkpoint_path = f"{scratch}/best.weights.h5"
     histories, best, epoch = [], None, 0
     checkpointed = checkpointed_stages(config)
@@ -187,7 +183,7 @@ def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbo
             shuffle=False,  # the tf.data pipeline shuffles
             class_weight=weights,
             callbacks=stage_callbacks(config, checkpoint_path if index in checkpointed else None, best, logs),
-            verbose=verbose,
+            verbose=progress_verbosity() if verbose == "auto" else verbose,
         )
         if index in checkpointed:
             best = max(history.history["val_accuracy"] + ([best] if best is not None else []))
@@ -252,6 +248,14 @@ def fit_and_export(config, train_samples, val_samples, labels, strategy=None, ve
             ``class_weight balanced``).
         training.backbones.WeightsUnavailableError: see ``--weights``.
     """
+    import keras
+    import tensorflow as tf
+
+    from training.augment import build_augmentation
+    from training.data import class_weights, make_dataset
+    from training.distribute import is_chief, make_strategy, precision
+    from training.model import build_classifier
+
     strategy = strategy or make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
@@ -297,6 +301,12 @@ def init_head_from_probe(model, dataset, num_classes):
     Raises:
         ValueError: a class without a training photo.
     """
+    import keras
+    import numpy as np
+
+    from training.model import FEATURES_LAYER, set_head
+    from training.probe import fit_linear_probe, head_weights
+
     extractor = keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output)
     features, targets = [], []
     for pixels, one_hot in dataset:
@@ -312,6 +322,10 @@ def init_head_from_probe(model, dataset, num_classes):
 def _export(config, model, labels, val_samples, train_samples, histories, strategy):
     """Write the SavedModel and its files (on the chief; other workers write to a
     scratch directory, as every worker must take part in saving) and measure it."""
+    from training.distribute import is_chief
+    from training.evaluate import evaluate_savedmodel
+    from training.export import export_savedmodel
+
     metadata = {
         "name": "car-model-classifier",
         "version": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"),
@@ -336,7 +350,8 @@ def _export(config, model, labels, val_samples, train_samples, histories, strate
     (out / "training_config.json").write_text(config.to_json() + "\n")
     (out / "history.json").write_text(json.dumps(histories, indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"\nSavedModel written to {out}\n{json.dumps(metrics, indent=2)}")
+    print(f"\nSavedModel written to {out}: validation accuracy {metrics['accuracy']:.3f}, with TTA "
+          f"{metrics['accuracy_tta']:.3f} (all figures: {out / 'metrics.json'})")
     return metrics
 
 
@@ -351,6 +366,11 @@ def train(config):
         FileNotFoundError, ValueError: bad dataset or config.
         training.backbones.WeightsUnavailableError: see ``--weights``.
     """
+    from training.calibrate import calibrate
+    from training.data import load_samples, split_by_group
+    from training.distribute import is_chief, make_strategy
+    from training.report import write_training_report
+
     strategy = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF ops
     samples, labels = load_samples(config.data, config.class_names)
     train_samples, val_samples = split_by_group(samples, config.val_fraction, config.seed)
@@ -366,9 +386,15 @@ def train(config):
 def main(argv=None):
     """Command-line entry point; exits with status 1 and a one-line message on bad input."""
     config = parse_args(argv)
+    from training.backbones import WeightsUnavailableError
+
     try:
         train(config)
-    except (FileNotFoundError, ValueError, WeightsUnavailableError) as error:
+    except WeightsUnavailableError as error:
+        sys.exit(f"error: {error} The shipped model's preset, --config configs/shipped.yaml, trains "
+                 "EfficientNet-Lite0 with its installed ImageNet weights, offline; or give --weights PATH to a local "
+                 "weights file (--weights none: random initial weights).")
+    except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
 
 
