@@ -52,9 +52,24 @@ def test_config_file_round_trip(tmp_path, suffix):
         assert json.loads(path.read_text())["stages"][1]["image_size"] == 288
 
 
+# The first release's model/training_config.json (data a string; no knob added since).
+FIRST_RELEASE = """{"data": "../shared/data/cars-ru10", "out": "model", "backbone": "MobileNetV2", "alpha": 0.35,
+ "weights": "../shared/weights/mobilenet_v2_0.35_224_imagenet_notop.weights.h5", "image_size": null,
+ "batch_size": 32, "val_fraction": 0.2, "seed": 42, "dropout": 0.3, "label_smoothing": 0.1, "augment": "light",
+ "schedule": "onecycle", "patience": 4, "train_bn": false,
+ "stages": [{"name": "head", "epochs": 8, "learning_rate": 0.001, "unfreeze": 0.0},
+            {"name": "finetune", "epochs": 12, "learning_rate": 0.0001, "unfreeze": 0.3}]}"""
+
+
 def test_first_release_config_still_loads():
-    config = TrainConfig.from_dict(json.loads((CONFIGS.parent / "model" / "training_config.json").read_text()))
+    config = TrainConfig.from_dict(json.loads(FIRST_RELEASE))
     assert config.data == ["../shared/data/cars-ru10"] and config.stages[1] == Stage("finetune", 12, 1e-4, 0.3)
+    assert config.backbone == "MobileNetV2" and config.head_init == "probe"  # knobs added later take their defaults
+
+
+def test_shipped_model_config_loads():
+    config = TrainConfig.from_dict(json.loads((CONFIGS.parent / "model" / "training_config.json").read_text()))
+    assert config.backbone == "EfficientNetLite0" and config.head_init == "probe" and config.deterministic
 
 
 def test_yaml_preset_then_flags_override(tmp_path):

@@ -74,7 +74,8 @@ def test_model_metadata(client):
     body = answer.json
     assert_matches_schema(body, "ModelMetadata")
     assert len(body["labels"]) == 10 and "kia_rio" in body["labels"]
-    assert body["input_size"] == {"height": 224, "width": 224} and body["backbone"] == "MobileNetV2"
+    assert body["input_size"] == {"height": 224, "width": 224} and body["backbone"] == "EfficientNetLite0"
+    assert body["default_tta_views"] == ["original"]
     metrics = json.loads((SHIPPED_MODEL / "metrics.json").read_text())
     assert body["training_metrics"]["accuracy"] == metrics["accuracy"]
     calibration = json.loads((SHIPPED_MODEL / "calibration.json").read_text())
