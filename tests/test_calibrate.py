@@ -49,6 +49,12 @@ def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calib
                 turned_away.append(Path(sample.path).name)
         assert turned_away == report["validation"]["files"]
         assert set(report["comparison"]) == {"mahalanobis_features", "max_softmax", "energy"}
+        # The comparison applies the test's own rule to its score: the same photos turned away.
+        shipped = report["comparison"]["mahalanobis_features"]
+        assert shipped["validation_turned_away"] == report["validation"]["turned_away"]
+        assert shipped["unknown_turned_away"] == report["unknown"]["turned_away"]
+        unknown = report["unknown"]
+        assert unknown["by_root"] == {"sf-test-photos": {"images": 5, "turned_away": unknown["turned_away"]}}
 
 
 @pytest.mark.parametrize(

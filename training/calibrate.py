@@ -136,7 +136,7 @@ def compare_scores(val, unknown, quantile):
     """
     table = {}
     for name, known in val.items():
-        threshold = float(np.quantile(known, 1 - quantile, method="lower"))
+        threshold = float(np.quantile(known, 1 - quantile, method="midpoint"))  # the rule of fit_test
         other = unknown[name]
         auroc = None
         if len(other):
@@ -236,9 +236,10 @@ def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=
         comparison = compare_scores(scores(val, views, test), scores(unknown, views, test), quantile)
         test.report["comparison"] = comparison
         if unknown_paths:
+            by_root = turned_away_by_root(unknown_paths, unknown, views, test, unknown_roots)
             test.report["unknown"] = {"images": len(unknown_paths),
-                                      "turned_away": comparison[METHOD]["unknown_turned_away"],
-                                      "by_root": turned_away_by_root(unknown_paths, unknown, views, test, unknown_roots)}
+                                      "turned_away": sum(counts["turned_away"] for counts in by_root.values()),
+                                      "by_root": by_root}
         if other_angle:
             test.report["other_angle"] = other_angle_outcomes(angles, views, test, angle_targets)
         modes[mode_key(views)] = test
