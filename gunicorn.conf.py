@@ -44,3 +44,13 @@ _cores_per_worker = str(max(1, _cores // workers))
 os.environ.setdefault("CARCLF_BATCH_THREADS", _cores_per_worker)
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", _cores_per_worker)
+
+
+def child_exit(server, worker):
+    """A worker ended (killed, crashed or replaced): drop its live gauges
+    (``carclf_http_requests_in_flight``) from the multiprocess metrics, which
+    would otherwise count its last value forever."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
