@@ -11,7 +11,7 @@
 | CARCLF_EXAMPLES_DIR     | (unset)      | folder of example photos offered on the page        |
 | CARCLF_TRUSTED_PROXIES  | 0            | reverse proxies in front whose X-Forwarded-* to trust |
 | CARCLF_LOG_LEVEL        | INFO         | level of the JSON logs on stderr                    |
-| CARCLF_LOAD_WAIT_S      | 10           | how long /predict waits for a model still loading before 503 |
+| CARCLF_LOAD_WAIT_S      | 30           | how long /predict waits for a model still loading before 503 |
 | CARCLF_BATCH_SIZE | 0 | dynamic batching: largest forward pass, in rows (images x TTA views); 0: off |
 | CARCLF_BATCH_WAIT_MS | 0 | longest wait for other requests to join a batch |
 | CARCLF_BATCH_THREADS | 1 | batches run side by side (gunicorn.conf.py: cores per worker) |
@@ -35,7 +35,7 @@ SETTINGS = {
     "EXAMPLES_DIR": ("CARCLF_EXAMPLES_DIR", "", str),
     "TRUSTED_PROXIES": ("CARCLF_TRUSTED_PROXIES", 0, int),
     "LOG_LEVEL": ("CARCLF_LOG_LEVEL", "INFO", str),
-    "LOAD_WAIT_S": ("CARCLF_LOAD_WAIT_S", 10.0, float),
+    "LOAD_WAIT_S": ("CARCLF_LOAD_WAIT_S", 30.0, float),
     "BATCH_SIZE": ("CARCLF_BATCH_SIZE", 0, int),
     "BATCH_WAIT_MS": ("CARCLF_BATCH_WAIT_MS", 0.0, float),
     "BATCH_THREADS": ("CARCLF_BATCH_THREADS", 1, int),

@@ -32,6 +32,11 @@ export CARCLF_TRUSTED_PROXIES="${CARCLF_TRUSTED_PROXIES:-1}"
 # Two glibc malloc arenas, not one per thread: less resident memory (README
 # "Performance") and large decodes' memory reused rather than kept per thread.
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
+# Pillow allocates images in 16 MB blocks, which glibc serves from its arenas
+# and keeps after a large decode; 64 MB blocks are over glibc's largest mmap
+# threshold (32 MB), so a large image's memory is mapped and returned at once
+# (16 concurrent 39.7 Mpx PNGs: +626 MB with 16 MB blocks, +300 MB with 64 MB).
+export PILLOW_BLOCK_SIZE="${PILLOW_BLOCK_SIZE:-64m}"
 # Prometheus' multiprocess mode needs an empty folder at every start.
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN_DIR/metrics}"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
