@@ -1,6 +1,8 @@
-# The car-model classifier service: gunicorn + Flask + the SavedModel in model/.
+# The car-model classifier service: nginx in front of gunicorn + Flask + the SavedModel in model/.
 #   docker build -t car-classifier .
 #   docker run -p 8000:8000 car-classifier
+# nginx (Debian's) listens on $PORT and hands whole requests to gunicorn on a
+# unix socket: slow clients never hold a gunicorn thread (deploy/, README "Reliability").
 # Configuration is by environment variables only (README, "Configuration").
 # The base is pinned to an exact Python and Debian release; to pin its digest too:
 #   docker buildx imagetools inspect python:3.11.14-slim-bookworm  ->  FROM python:3.11.14-slim-bookworm@sha256:...
@@ -14,11 +16,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     MALLOC_ARENA_MAX=2 \
-    HOST=0.0.0.0 \
     PORT=8000 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/carclf-metrics
 
 WORKDIR /srv
+# Debian's nginx, the front of the service (deploy/start.sh runs it as user 10001).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nginx \
+    && rm -rf /var/lib/apt/lists/*
 # The service's hashed lock (make lock); wheels only (no compiler in the slim image,
 # none needed), no pip cache left behind.
 COPY requirements-serve.txt .
@@ -31,10 +36,11 @@ COPY templates/ templates/
 COPY static/ static/
 COPY model/ model/
 COPY wsgi.py gunicorn.conf.py ./
+COPY deploy/ deploy/
 
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/healthz', timeout=4)"
-# Prometheus' multiprocess mode needs an empty folder at every start (app/monitoring.py).
-CMD ["sh", "-c", "rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec gunicorn wsgi:app"]
+# nginx on 0.0.0.0:$PORT, gunicorn on a unix socket; wipes PROMETHEUS_MULTIPROC_DIR at each start.
+CMD ["deploy/start.sh"]

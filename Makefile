@@ -1,4 +1,5 @@
 # make serve  -- set up .venv with what serving needs (first time) and serve the shipped model on http://127.0.0.1:8000
+# make serve-prod  -- the production stack (nginx in front of gunicorn, deploy/) on http://127.0.0.1:8080
 # make test   -- set up .venv with everything (first time) and run the test suite
 # make train ARGS="--data DIR --out DIR ..."  -- python -m training.train
 # make bench  -- every benchmark in benchmarks/ (about 10 minutes on 2 cores; needs ../shared)
@@ -9,11 +10,11 @@ BIN := $(VENV)/bin
 SERVE_ENV := $(VENV)/.serve-installed
 DEV_ENV := $(VENV)/.dev-installed
 
-.PHONY: serve test train bench lock
+.PHONY: serve serve-prod test train bench lock
 
 # glibc keeps one malloc arena per thread; two cut a worker's resident memory
 # by about 35 MB with no measured slowdown (README "Performance"). Dockerfile: same.
-serve bench: export MALLOC_ARENA_MAX = 2
+serve serve-prod bench: export MALLOC_ARENA_MAX = 2
 
 # Setting up .venv: `make serve` and `make test` started together (two
 # terminals) take turns. Each holds an exclusive lock on $(VENV).lock (flock(2);
@@ -42,6 +43,11 @@ endif
 
 serve: $(SERVE_ENV)
 	$(BIN)/gunicorn wsgi:app
+
+# What the Docker image runs (deploy/start.sh, same nginx config), without Docker; needs nginx
+# (Debian: apt-get install nginx). README "Reliability".
+serve-prod: $(SERVE_ENV)
+	PATH="$(abspath $(BIN)):$$PATH" LISTEN=127.0.0.1:8080 deploy/start.sh
 
 test: $(DEV_ENV)
 	$(BIN)/python -m pytest

@@ -31,7 +31,7 @@ import os
 
 from app.logs import GUNICORN_LOGCONFIG
 
-# Loopback unless told otherwise (the Docker image sets HOST=0.0.0.0).
+# Loopback unless told otherwise (HOST, or BIND: the Docker image and make serve-prod bind a unix socket behind nginx).
 bind = os.environ.get("BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
@@ -53,3 +53,13 @@ _cores_per_worker = str(max(1, _cores // workers))
 os.environ.setdefault("CARCLF_BATCH_THREADS", _cores_per_worker)
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", _cores_per_worker)
+
+
+def child_exit(server, worker):
+    """A worker ended (killed, crashed or replaced): drop its live gauges
+    (``carclf_http_requests_in_flight``) from the multiprocess metrics, which
+    would otherwise count its last value forever."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -50,6 +50,7 @@ def create_app(overrides=None):
     app.request_class = InMemoryRequest
     app.config.from_mapping(settings)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
+    app.config["MAX_FORM_PARTS"] = app.config["MAX_FILES"] + 8  # the files and a few options; more: 413 at once
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)

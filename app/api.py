@@ -36,7 +36,7 @@ def predict():
         message names the file); 503 while the model loads.
     """
     started = time.perf_counter()
-    classifier = loader().get()
+    classifier = loader().get(wait=current_app.config["LOAD_WAIT_S"])  # a restarted worker: wait, not 503
     uploads, as_list = read_uploads(current_app.config["MAX_FILES"])
     top_k = int_param("top_k", current_app.config["DEFAULT_TOP_K"], 1, len(classifier.labels))
     views = served_views(bool_param("tta", current_app.config["DEFAULT_TTA"]))
@@ -63,7 +63,7 @@ def _classify_upload(classifier, upload, views, top_k):
         app.errors.ApiError: 400 with the decoding error's code, naming the file.
     """
     try:
-        image = classifier.decode(upload.data, current_app.config["MAX_PIXELS"])
+        image = classifier.decode(upload.data, current_app.config["MAX_PIXELS"], current_app.config["MAX_PIXELS_FULL"])
     except ImageDecodeError as error:
         raise ApiError(400, error.code, f"{upload.name}: {error}") from None
     _, probabilities, features = run_model(classifier, image, views)

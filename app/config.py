@@ -7,10 +7,12 @@
 | CARCLF_TTA              | 0            | TTA (original + mirrored view) when a request has no tta; 0: measured best (docs/experiments.md) |
 | CARCLF_MAX_UPLOAD_MB    | 10           | largest request body, in MiB (else 413)             |
 | CARCLF_MAX_PIXELS       | 40000000     | largest width*height accepted, checked before decoding |
+| CARCLF_MAX_PIXELS_FULL  | 16000000     | the same for images decoded at full size (all but JPEG) |
 | CARCLF_MAX_FILES        | 8            | most images in one request                          |
 | CARCLF_EXAMPLES_DIR     | (unset)      | folder of example photos offered on the page (relative: to the current directory) |
 | CARCLF_TRUSTED_PROXIES  | 0            | reverse proxies in front whose X-Forwarded-* to trust |
 | CARCLF_LOG_LEVEL        | INFO         | level of the JSON logs on stderr                    |
+| CARCLF_LOAD_WAIT_S      | 30           | how long /predict waits for a model still loading before 503 |
 | CARCLF_BATCH_SIZE | 0 | dynamic batching: largest forward pass, in rows (images x TTA views); 0: off |
 | CARCLF_BATCH_WAIT_MS | 0 | longest wait for other requests to join a batch |
 | CARCLF_BATCH_THREADS | 1 | batches run side by side (gunicorn.conf.py: cores per worker) |
@@ -55,10 +57,12 @@ SETTINGS = {
     "DEFAULT_TTA": ("CARCLF_TTA", False, _boolean),
     "MAX_UPLOAD_MB": ("CARCLF_MAX_UPLOAD_MB", 10, float),
     "MAX_PIXELS": ("CARCLF_MAX_PIXELS", 40_000_000, int),
+    "MAX_PIXELS_FULL": ("CARCLF_MAX_PIXELS_FULL", 16_000_000, int),
     "MAX_FILES": ("CARCLF_MAX_FILES", 8, int),
     "EXAMPLES_DIR": ("CARCLF_EXAMPLES_DIR", "", directory),
     "TRUSTED_PROXIES": ("CARCLF_TRUSTED_PROXIES", 0, int),
     "LOG_LEVEL": ("CARCLF_LOG_LEVEL", "INFO", str),
+    "LOAD_WAIT_S": ("CARCLF_LOAD_WAIT_S", 30.0, float),
     "BATCH_SIZE": ("CARCLF_BATCH_SIZE", 0, int),
     "BATCH_WAIT_MS": ("CARCLF_BATCH_WAIT_MS", 0.0, float),
     "BATCH_THREADS": ("CARCLF_BATCH_THREADS", 1, int),

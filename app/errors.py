@@ -7,6 +7,7 @@ The codes are stable (clients branch on them) and listed in
 import logging
 
 from flask import current_app, jsonify
+from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("carclf.error")
@@ -45,10 +46,16 @@ def register(app):
         message = error.description
         if error.code == 413:  # the body, or one text field (Flask's MAX_FORM_MEMORY_SIZE), is over its limit
             limit = current_app.config["MAX_UPLOAD_MB"]
-            message = f"The request is too large: at most {limit:g} MiB in all, and 500 kB per text field."
+            message = (f"The request is too large: at most {limit:g} MiB in all, 500 kB per text field and "
+                       f"{current_app.config['MAX_FORM_PARTS']} multipart parts.")
         # Keep headers such as Allow (405), not Werkzeug's HTML content type.
         headers = {key: value for key, value in error.get_headers() if key.lower() != "content-type"}
         return error_response(error.code, code, message, headers)
+
+    @app.errorhandler(ParseException)
+    @app.errorhandler(NoMoreData)
+    def _malformed_body(error):  # gunicorn, reading the body as the app asks for it: a bad chunk, a short body
+        return error_response(400, "malformed_request", f"The request body is not valid HTTP: {error}.")
 
     @app.errorhandler(Exception)
     def _unexpected(error):

@@ -9,7 +9,7 @@ import threading
 import time
 
 from app.errors import ApiError
-from inference.classifier import Classifier
+from inference.classifier import Classifier, ModelLoadError
 
 log = logging.getLogger("carclf.model")
 
@@ -47,7 +47,9 @@ class ModelLoader:
             classifier.warm_up()
         except Exception as error:  # any failure must reach /readyz, not vanish with the thread
             self._error, self.state = error, FAILED
-            log.exception("model failed to load", extra={"fields": {"model_dir": str(self.model_dir)}})
+            # A broken model folder's message names the file and the fix; anything else needs the trace.
+            log.error(f"model failed to load: {error}", exc_info=not isinstance(error, ModelLoadError),
+                      extra={"fields": {"model_dir": str(self.model_dir)}})
         else:
             self._classifier, self.state = classifier, READY
             seconds = round(time.perf_counter() - started, 2)
@@ -66,13 +68,19 @@ class ModelLoader:
         """The classifier once ready, else ``None``."""
         return self._classifier if self.state == READY else None
 
-    def get(self):
+    def get(self, wait=0.0):
         """The ready classifier.
+
+        Args:
+            wait: seconds to wait for a model still loading (a worker that
+                was just started or restarted) before answering 503.
 
         Raises:
             app.errors.ApiError: 503 ``model_loading`` (with ``Retry-After``)
                 or 503 ``model_failed``.
         """
+        if self.state == LOADING and wait > 0:
+            self.wait(wait)
         if self.state == READY:
             return self._classifier
         if self.state == FAILED:

@@ -7,9 +7,11 @@ file in memory (the body is capped by ``MAX_CONTENT_LENGTH`` before parsing).
 import base64
 import binascii
 import io
+import json
 from dataclasses import dataclass
 
-from flask import Request, request
+from flask import Request, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.config import BOOLEANS
 from app.errors import ApiError
@@ -82,7 +84,7 @@ def read_uploads(max_files):
 
 
 def _json_instances():
-    body = request.get_json(silent=True)
+    body = json_body()
     instances = body.get("instances") if isinstance(body, dict) else None
     if not isinstance(instances, list) or not instances:
         raise ApiError(400, "invalid_json", 'The JSON body must be {"instances": [{"b64": "<base64 image>"}, ...]}.')
@@ -99,13 +101,74 @@ def _json_instances():
     return uploads
 
 
+# JSON outside its strings: a valid request is {"instances": [{"b64": ...}, ...]}
+# plus a few options, so its structure is tiny. These bounds are checked on the
+# raw bytes (C-speed bytes methods) before json.loads builds any object: a
+# 10 MiB body of 800,000 empty instances costs milliseconds, not seconds.
+JSON_MAX_DEPTH = 8
+_JSON_SLACK = 16  # strings allowed beyond those of max_files instances (option keys and values)
+
+
+def json_body():
+    """The request's JSON body, parsed once (cached on ``flask.g``) after cheap bounds.
+
+    Checked on the raw body first: at most ``MAX_FILES`` + 1 objects, at most
+    4 strings per image plus 16, at most 64 bytes of structure (everything
+    outside strings) per image plus 1 KiB, nesting at most
+    :data:`JSON_MAX_DEPTH` deep.
+
+    Returns:
+        the parsed JSON value (``dict`` for a valid request).
+
+    Raises:
+        werkzeug.exceptions.RequestEntityTooLarge: a streamed (chunked) body
+            over ``MAX_CONTENT_LENGTH`` (413).
+        app.errors.ApiError: 400 ``too_many_files`` or ``invalid_json``.
+    """
+    if "json_body" not in g:
+        data = request.get_data(cache=True)
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is None and limit is not None and len(data) >= limit:
+            raise RequestEntityTooLarge()  # Werkzeug stops reading a chunked body at the limit, silently
+        _check_json_shape(data, current_app.config["MAX_FILES"])
+        try:
+            g.json_body = json.loads(data)
+        except (ValueError, RecursionError):
+            raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+    return g.json_body
+
+
+def _check_json_shape(data, max_files):
+    """Raise ``ApiError`` 400 when the raw JSON ``data`` holds more than ``max_files`` images need."""
+    text = data.replace(b"\\\\", b"").replace(b'\\"', b"")  # no escaped quotes: each '"' left delimits a string
+    if text.count(b"{") > max_files + 1:  # base64 has no braces: these are objects
+        raise ApiError(400, "too_many_files", f"More than {max_files} instances in one request; the limit is {max_files}.")
+    too_much = ApiError(400, "invalid_json", f"The JSON body holds more than {max_files} images need: "
+                                             f'{{"instances": [{{"b64": "..."}}]}} and options, nested at most '
+                                             f"{JSON_MAX_DEPTH} deep.")
+    if text.count(b'"') > 2 * (4 * max_files + _JSON_SLACK):
+        raise too_much
+    structure = b"".join(text.split(b'"')[::2]).translate(None, b" \t\r\n")
+    if len(structure) > 64 * max_files + 1024 or _depth(structure) > JSON_MAX_DEPTH:
+        raise too_much
+
+
+def _depth(structure):
+    """The deepest nesting in ``structure`` (JSON without its strings, a few hundred bytes)."""
+    depth = deepest = 0
+    for byte in structure:
+        depth += (byte in b"[{") - (byte in b"]}")
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def param(name):
     """A request option from the query string, a form field or a JSON key (``None`` if absent)."""
     value = request.args.get(name)
     if value is None and request.mimetype == "multipart/form-data":
         value = request.form.get(name)
     if value is None and request.is_json:
-        body = request.get_json(silent=True)
+        body = json_body()
         value = body.get(name) if isinstance(body, dict) else None
     return None if value is None else str(value)
 

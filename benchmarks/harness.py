@@ -95,6 +95,9 @@ class Server:
         app: WSGI target, e.g. ``wsgi:app``.
         env: extra environment variables (``WEB_CONCURRENCY``, ``CARCLF_*``...).
         ready_timeout: seconds to wait for readiness before giving up.
+        front: start the production stack instead (``deploy/start.sh``, as
+            ``make serve-prod`` and the Docker image do: nginx on the port,
+            gunicorn behind it on a unix socket); needs ``nginx`` on ``PATH``.
 
     Attributes:
         host, port: where it listens.
@@ -106,18 +109,21 @@ class Server:
         RuntimeError: gunicorn exited or was not ready in time (its log tail in the message).
     """
 
-    def __init__(self, app="wsgi:app", env=None, ready_timeout=120):
-        self.app, self.env, self.ready_timeout = app, env or {}, ready_timeout
+    def __init__(self, app="wsgi:app", env=None, ready_timeout=120, front=False):
+        self.app, self.env, self.ready_timeout, self.front = app, env or {}, ready_timeout, front
         self.host, self.port = "127.0.0.1", free_port()
 
     def __enter__(self):
-        env = {**os.environ, "BIND": f"{self.host}:{self.port}", "TF_CPP_MIN_LOG_LEVEL": "2", **self.env}
+        address = f"{self.host}:{self.port}"
+        env = {**os.environ, "BIND": address, "TF_CPP_MIN_LOG_LEVEL": "2", **self.env}
+        command = [str(GUNICORN), self.app]
+        if self.front:  # nginx on the port; start.sh sets gunicorn's BIND; gunicorn from this Python's venv
+            env.update(LISTEN=address, PATH=f"{GUNICORN.parent}{os.pathsep}{env.get('PATH', '')}")
+            command = [str(ROOT / "deploy" / "start.sh")]
         handle, self.log_path = tempfile.mkstemp(prefix="carclf-bench-", suffix=".log")
         self._log = os.fdopen(handle, "w")
         started = time.perf_counter()
-        self.process = subprocess.Popen(
-            [str(GUNICORN), self.app], cwd=ROOT, env=env, stdout=self._log, stderr=self._log
-        )
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log, stderr=self._log)
         try:
             self.ready_path = self._wait_ready(started)
         except BaseException:
@@ -159,9 +165,16 @@ class Server:
         finally:
             connection.close()
 
+    def master(self):
+        """``psutil.Process`` of the gunicorn master (the process started, or start.sh's child)."""
+        process = psutil.Process(self.process.pid)
+        if not self.front:
+            return process
+        return next(child for child in process.children() if "gunicorn" in " ".join(child.cmdline()))
+
     def workers(self):
         """``psutil.Process`` of each live gunicorn worker."""
-        return psutil.Process(self.process.pid).children()
+        return self.master().children()
 
     def log_tail(self, chars=2000):
         """The last ``chars`` characters of gunicorn's log (stdout and stderr; all with ``None``)."""

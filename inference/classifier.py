@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
+from tensorflow.core.protobuf import saved_model_pb2
 
 from inference.batching import Batcher
 from inference.calibration import Calibration
@@ -14,6 +16,17 @@ from inference.tta import DEFAULT_VIEWS, tta_batch
 
 class ModelNotFoundError(FileNotFoundError):
     """The model directory holds no SavedModel."""
+
+
+class ModelLoadError(ValueError):
+    """A SavedModel folder that cannot be served; the message names the file and the fix."""
+
+
+_FIX = ("Copy the whole model folder again (the shipped model: 'git checkout -- model/'), or point "
+        "CARCLF_MODEL_DIR at a model exported by 'python -m training.train'.")
+# What the service calls (README "SavedModel signature"): signature -> its outputs.
+_SIGNATURE_OUTPUTS = {"serving_default": {"logits", "probabilities"},
+                      "metadata": {"labels", "image_size", "metadata_json"}}
 
 
 def require_savedmodel(model_dir):
@@ -27,6 +40,66 @@ def require_savedmodel(model_dir):
             f"No SavedModel in '{model_dir}' (no saved_model.pb). Train one with "
             "'python -m training.train --data DIR --out DIR' or point CARCLF_MODEL_DIR at one."
         )
+
+
+def load_savedmodel(model_dir):
+    """``tf.saved_model.load`` with an error that says which file is broken and what to do.
+
+    Args:
+        model_dir: the SavedModel directory (``pathlib.Path`` or ``str``).
+
+    Returns:
+        the loaded module, with the signatures of :class:`Classifier`.
+
+    Raises:
+        ModelNotFoundError: no ``saved_model.pb`` (e.g. an empty folder).
+        ModelLoadError: ``saved_model.pb`` empty or truncated, the weights in
+            ``variables/`` missing, truncated or damaged, or signatures other
+            than ``serving_default`` (uint8 ``images`` to ``logits`` and
+            ``probabilities``) and ``metadata``.
+    """
+    model_dir = Path(model_dir)
+    require_savedmodel(model_dir)
+    graph = model_dir / "saved_model.pb"
+    try:
+        meta_graphs = saved_model_pb2.SavedModel.FromString(graph.read_bytes()).meta_graphs
+    except DecodeError:
+        meta_graphs = None
+    if not meta_graphs:
+        raise ModelLoadError(f"{graph} is empty or truncated ({graph.stat().st_size} bytes). {_FIX}")
+    try:
+        module = tf.saved_model.load(str(model_dir))
+    except (IndexError, OSError, tf.errors.OpError) as error:  # what TensorFlow raises on bad checkpoint files
+        raise ModelLoadError(f"The weights in {model_dir / 'variables'} could not be read "
+                             f"({str(error).splitlines()[0]}): {_weight_files(model_dir)}. {_FIX}") from error
+    _check_signatures(module, graph)
+    return module
+
+
+def _weight_files(model_dir):
+    """``variables/`` as text: each file with its size, for the error message."""
+    files = sorted((model_dir / "variables").glob("variables.*"))
+    if not files:
+        return "no variables.index and variables.data-* files there"
+    return "files " + ", ".join(f"{path.name} ({path.stat().st_size} bytes)" for path in files) + \
+        ", one of them missing, truncated or damaged"
+
+
+def _check_signatures(module, graph):
+    problems = []
+    for name, outputs in _SIGNATURE_OUTPUTS.items():
+        function = module.signatures.get(name)
+        if function is None:
+            problems.append(f"no '{name}' signature")
+        elif not outputs <= set(function.structured_outputs):
+            problems.append(f"'{name}' lacks the outputs {sorted(outputs - set(function.structured_outputs))}")
+    serving = module.signatures.get("serving_default")
+    images = serving.structured_input_signature[1].get("images") if serving is not None else None
+    if serving is not None and (images is None or images.dtype != tf.uint8 or images.shape.rank != 4):
+        problems.append("'serving_default' does not take uint8 'images' of shape (batch, height, width, 3)")
+    if problems:
+        raise ModelLoadError(f"{graph} is not a model of this project ({'; '.join(problems)}): export one with "
+                             "'python -m training.train' (README \"SavedModel signature\"). " + _FIX)
 
 
 class Classifier:
@@ -64,13 +137,13 @@ class Classifier:
 
     Raises:
         ModelNotFoundError: ``model_dir`` has no ``saved_model.pb``.
+        ModelLoadError: a broken SavedModel (:func:`load_savedmodel`).
         ValueError: ``calibration.json`` is malformed or names other labels.
     """
 
     def __init__(self, model_dir, batch_size=0, batch_wait_ms=0.0, batch_threads=1):
         model_dir = Path(model_dir)
-        require_savedmodel(model_dir)
-        self._module = tf.saved_model.load(str(model_dir))
+        self._module = load_savedmodel(model_dir)
         self._serve = self._module.signatures["serving_default"]
         facts = self._module.signatures["metadata"]()
         self.labels = [label.decode() for label in facts["labels"].numpy()]
@@ -153,13 +226,14 @@ class Classifier:
         distance = float(test.distances(features))
         return distance <= test.threshold, distance
 
-    def decode(self, data, max_pixels):
+    def decode(self, data, max_pixels, max_full_pixels=None):
         """Decode uploaded bytes and resize them to the model's input size.
 
         JPEGs are decoded in draft mode at the smallest reduction covering the
         input size; resizing before the model (as training does, see
         :func:`training.data.load_image`) makes every image the same shape, so
-        that concurrent requests can share a batch.
+        that concurrent requests can share a batch. ``max_pixels`` and
+        ``max_full_pixels`` are :func:`inference.images.decode_image`'s limits.
 
         Returns:
             ``uint8`` array ``(height, width, 3)`` of :attr:`image_size`, RGB.
@@ -168,7 +242,8 @@ class Classifier:
             inference.images.ImageDecodeError: the bytes are no usable image.
         """
         height, width = self.image_size
-        return resize(decode_image(data, max_pixels=max_pixels, min_size=(width, height)), (width, height))
+        pixels = decode_image(data, max_pixels=max_pixels, min_size=(width, height), max_full_pixels=max_full_pixels)
+        return resize(pixels, (width, height))
 
     def top_k(self, probabilities, k):
         """The ``k`` most probable labels as ``[{"label", "probability"}]``, best first."""

@@ -5,12 +5,27 @@ identically decoded pixels in both (EXIF orientation applied, RGB).
 """
 
 import io
+import threading
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
+
+# Decoding memory: a JPEG with a ``min_size`` is decoded at reduced size (draft
+# mode: a 40-megapixel photo becomes about 0.6 megapixels in the DCT); other
+# formats are decoded at full size, 3-4 bytes per pixel plus one conversion,
+# before they can be shrunk. So decodes over LARGE_DECODE_PIXELS (counted
+# after draft mode) take one of LARGE_DECODE_SLOTS per process: at most two
+# large images are in memory at once, however many requests bring them; the
+# others wait their turn (README "Reliability": 16 concurrent 16-megapixel
+# PNGs add at most 2 decodes' worth of memory).
+LARGE_DECODE_PIXELS = 4_000_000
+LARGE_DECODE_SLOTS = 2
+_LARGE_DECODES = threading.BoundedSemaphore(LARGE_DECODE_SLOTS)
+# Modes Image.reduce() shrinks to the same result as after conversion to RGB.
+_REDUCIBLE = ("L", "RGB")
 
 # The only Pillow decoders an upload can reach (JPEG includes the multi-picture
 # JPEGs of phone cameras, which Pillow then names MPO). Everything else (TIFF,
@@ -44,17 +59,22 @@ class ImageDecodeError(ValueError):
         self.code = code
 
 
-def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, min_size=None):
+def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, min_size=None, max_full_pixels=None):
     """Decode encoded image bytes (one of :data:`FORMATS`) to RGB.
 
     The pixel count is checked from the header, before any pixel is decoded,
-    so decompression bombs are refused cheaply. EXIF orientation is applied;
+    so decompression bombs are refused cheaply; decodes over
+    :data:`LARGE_DECODE_PIXELS` run at most :data:`LARGE_DECODE_SLOTS` at a
+    time per process (the others wait). EXIF orientation is applied;
     grayscale, palette, CMYK, RGBA (alpha dropped) and 16-bit images become
     8-bit RGB; animated images give their first frame.
 
     Args:
         data: the encoded file, ``bytes``.
         max_pixels: largest accepted ``width * height``.
+        max_full_pixels: largest ``width * height`` of an image decoded at
+            full size (every format but JPEG with ``min_size``: they cost
+            3-4 bytes per pixel, twice while converted); ``None``: ``max_pixels``.
         min_size: optional ``(width, height)`` the caller will resize to.
             JPEGs are then decoded at the smallest power-of-two reduction that
             still covers it (Pillow's draft mode, in the DCT), which is much
@@ -88,14 +108,40 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, min_size=None):
     try:
         if min_size is not None and image.format in ("JPEG", "MPO"):
             image.draft("RGB", min_size)
-        image = _to_rgb(ImageOps.exif_transpose(image))
-        if min_size is not None:
-            factor = min(image.width // min_size[0], image.height // min_size[1])
-            if factor >= 2:
-                image = image.reduce(factor)
-        return np.asarray(image, dtype=np.uint8)
+        full_limit = max_pixels if max_full_pixels is None else max_full_pixels
+        if image.format not in ("JPEG", "MPO") or min_size is None:
+            _check_full_size(image, full_limit)
+        if image.width * image.height <= LARGE_DECODE_PIXELS:
+            return _decode(image, min_size)
+        with _LARGE_DECODES:
+            return _decode(image, min_size)
     except _DECODER_ERRORS as error:
         raise ImageDecodeError("corrupt_image", f"The image could not be decoded: {error}") from None
+
+
+def _check_full_size(image, limit):
+    width, height = image.size
+    if width * height > limit:
+        raise ImageDecodeError(
+            "too_many_pixels", f"The {image.format} image has {width}x{height} pixels; the limit for images "
+                               f"other than JPEG (decoded at full size) is {limit} pixels."
+        )
+
+
+def _decode(image, min_size):
+    """Decode the opened ``image`` to RGB ``uint8 (height, width, 3)``: turned upright, then
+    shrunk toward ``min_size`` while still in its decoded mode when :meth:`Image.reduce`
+    takes it, so that a large image is held at full size once (twice when turned or
+    converted), never in the copies a conversion of the full image would make."""
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    if min_size is not None:
+        if image.mode not in _REDUCIBLE:
+            image = _to_rgb(image)
+        factor = min(image.width // min_size[0], image.height // min_size[1])
+        if factor >= 2:
+            image = image.reduce(factor)
+    return np.asarray(_to_rgb(image), dtype=np.uint8)
 
 
 def resize(pixels, size):
@@ -119,9 +165,17 @@ def resize(pixels, size):
 
 
 def _to_rgb(image):
-    """Convert any Pillow mode to 8-bit RGB (16-bit modes are scaled, not clipped)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    """Convert any Pillow mode to 8-bit RGB (16-bit modes are scaled, not clipped;
+    in integers, 5 bytes per pixel at most, as a 16-bit bomb is decoded at full size)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I;16"):
+        pixels = np.asarray(image, dtype=np.uint32)
+        pixels *= 255
+        pixels //= 65535
+        image = Image.fromarray(pixels.astype(np.uint8), mode="L")
+    elif image.mode == "I":
         pixels = np.asarray(image, dtype=np.float64)
-        scale = 255.0 / 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 1.0
+        scale = 255.0 / 65535.0 if pixels.max() > 255 else 1.0
         image = Image.fromarray(np.clip(pixels * scale, 0, 255).astype(np.uint8), mode="L")
     return image.convert("RGB")

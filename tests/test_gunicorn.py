@@ -51,7 +51,7 @@ def send(server, method, path, body=None, headers=None, chunked=False):
         lines.append("Transfer-Encoding: chunked")
         chunks = [payload[i:i + 65536] for i in range(0, len(payload), 65536)]
         payload = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
-    elif body is not None:
+    elif body is not None and "Transfer-Encoding" not in (headers or {}):  # else the body is chunked by hand
         lines.append(f"Content-Length: {len(payload)}")
     with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
         try:
@@ -117,6 +117,11 @@ def b64_instances(data):
     return json.dumps({"instances": [{"b64": base64.b64encode(data).decode()}]}).encode()
 
 
+JSON_CHUNKED = {**JSON, "Transfer-Encoding": "chunked"}
+MULTIPART_CHUNKED = {**MULTIPART, "Transfer-Encoding": "chunked"}
+FLOOD = b'{"instances": [' + b",".join([b"{}"] * 100_000) + b"]}"  # 0.3 MB: over the limit in count, not size
+
+
 BATTERY = {
     "empty file": Case(lambda p: one_file(b""), 400, "empty_file"),
     "text renamed .jpg": Case(lambda p: one_file(TEXT), 400, "not_an_image"),
@@ -160,6 +165,22 @@ BATTERY = {
     "JSON without instances": Case(lambda p: b'{"inputs": []}', 400, "invalid_json", headers=JSON),
     "JSON bad base64": Case(lambda p: b'{"instances": [{"b64": "not*base64"}]}', 400, "invalid_base64", headers=JSON),
     "JSON base64 of text": Case(lambda p: b64_instances(TEXT), 400, "not_an_image", headers=JSON),
+    "chunked JSON over the limit": Case(lambda p: b64_instances(b"\xff" * 900_000), 413, "request_entity_too_large",
+                                        headers=JSON, chunked=True),
+    "chunk size not hexadecimal (JSON)": Case(lambda p: b"zz\r\n{}\r\n0\r\n\r\n", 400, "malformed_request",
+                                              headers=JSON_CHUNKED),
+    "chunk without its CRLF (JSON)": Case(lambda p: b"2\r\n{}XX0\r\n\r\n", 400, "malformed_request",
+                                          headers=JSON_CHUNKED),
+    "chunk size not hexadecimal (multipart)": Case(lambda p: b"zz\r\n" + one_file(p)[:100] + b"\r\n0\r\n\r\n", 400,
+                                                   "malformed_request", headers=MULTIPART_CHUNKED),
+    "JSON nested 10,000 deep": Case(lambda p: b"[" * 10_000 + b"]" * 10_000, 400, "invalid_json", headers=JSON),
+    "JSON instances nested deep": Case(lambda p: b'{"instances": ' + b"[" * 50 + b"]" * 50 + b"}", 400,
+                                       "invalid_json", headers=JSON),
+    "JSON with 100,000 instances": Case(lambda p: FLOOD, 400, "too_many_files", headers=JSON),
+    "JSON with 100,000 numbers": Case(lambda p: b'{"instances": [' + b"1," * 100_000 + b"1]}", 400, "invalid_json",
+                                      headers=JSON),
+    "multipart with 1,000 parts": Case(lambda p: multipart(*[("x", None, b"1")] * 1000), 413,
+                                       "request_entity_too_large"),
     "top_k out of range": Case(one_file, 400, "invalid_parameter", path="/predict?top_k=99"),
     "tta not a boolean": Case(one_file, 400, "invalid_parameter", path="/predict?tta=maybe"),
     "script in the file name": Case(lambda p: one_file(TEXT, '"><img src=x onerror=alert(1)>.jpg'), 400,

@@ -38,7 +38,7 @@ def test_model_loads_in_the_background_while_healthz_answers(monkeypatch):
             super().__init__(model_dir, **options)
 
     monkeypatch.setattr(app.model, "Classifier", HeldClassifier)
-    flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL)})
+    flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL), "LOAD_WAIT_S": 0.2})
     client = flask_app.test_client()
     assert client.get("/healthz").status_code == 200 and client.get("/healthz").json["status"] == "loading"
     for answer in (client.get("/readyz"), client.post("/predict", data={"file": (io.BytesIO(jpeg_bytes()), "a.jpg")})):
@@ -49,6 +49,24 @@ def test_model_loads_in_the_background_while_healthz_answers(monkeypatch):
     assert flask_app.extensions["model"].wait(120) == "ready"
     assert client.get("/readyz").json == {"status": "ready"}
     assert client.get("/healthz").json["status"] == "ready"
+
+
+def test_predict_waits_for_a_model_still_loading(monkeypatch):
+    """A worker that was just (re)started holds /predict until its model is ready, within CARCLF_LOAD_WAIT_S."""
+    release = threading.Event()
+
+    class HeldClassifier(app.model.Classifier):
+        def __init__(self, model_dir, **options):
+            release.wait(60)
+            super().__init__(model_dir, **options)
+
+    monkeypatch.setattr(app.model, "Classifier", HeldClassifier)
+    flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL), "LOAD_WAIT_S": 120})
+    client = flask_app.test_client()
+    threading.Timer(0.5, release.set).start()
+    assert flask_app.extensions["model"].state == "loading"
+    answer = client.post("/predict", data={"file": (io.BytesIO(jpeg_bytes()), "a.jpg")})
+    assert answer.status_code == 200 and answer.json["predictions"]
 
 
 def test_a_corrupt_savedmodel_fails_readiness_and_liveness(tmp_path):
