@@ -237,7 +237,8 @@ def loading_server(monkeypatch):
             super().__init__(model_dir, **options)
 
     monkeypatch.setattr(app.model, "Classifier", HeldClassifier)
-    flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL)})
+    # /predict answers 503 at once (no wait for the model), so that the page's own Retry-After loop runs.
+    flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL), "LOAD_WAIT_S": 0})
     http = make_server("127.0.0.1", free_port(), flask_app, threaded=True)
     threading.Thread(target=http.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{http.server_port}", release
