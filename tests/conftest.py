@@ -20,6 +20,24 @@ SHIPPED_MODEL = ROOT / "model"
 TINY_CLASSES = ("kia_rio", "lada_kalina", "mazda_3")
 
 
+def hold_model_loading(monkeypatch, seconds):
+    """Make every app created afterwards keep its model loading until the returned
+    ``threading.Event`` is set (or ``seconds`` pass): a worker just (re)started."""
+    import threading
+
+    import app.model
+
+    release = threading.Event()
+
+    class HeldClassifier(app.model.Classifier):
+        def __init__(self, model_dir, **options):
+            release.wait(seconds)
+            super().__init__(model_dir, **options)
+
+    monkeypatch.setattr(app.model, "Classifier", HeldClassifier)
+    return release
+
+
 def require(path):
     """Skip the calling test, saying why, when a file from ../shared is absent."""
     if not path.exists():

@@ -10,9 +10,9 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-import app.model
 from app import create_app
-from tests.conftest import SF_TEST, SHIPPED_MODEL, curl, free_port, require, shipped_validation_samples
+from tests.conftest import (SF_TEST, SHIPPED_MODEL, curl, free_port, hold_model_loading, require,
+                            shipped_validation_samples)
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
@@ -229,14 +229,7 @@ def test_plain_words_and_the_photo_hint(browser, server):
 @pytest.fixture()
 def loading_server(monkeypatch):
     """The app in a thread (werkzeug) whose model stays loading until ``release`` is set: ``(url, release)``."""
-    release = threading.Event()
-
-    class HeldClassifier(app.model.Classifier):
-        def __init__(self, model_dir, **options):
-            release.wait(120)
-            super().__init__(model_dir, **options)
-
-    monkeypatch.setattr(app.model, "Classifier", HeldClassifier)
+    release = hold_model_loading(monkeypatch, 120)
     # /predict answers 503 at once (no wait for the model), so that the page's own Retry-After loop runs.
     flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL), "LOAD_WAIT_S": 0})
     http = make_server("127.0.0.1", free_port(), flask_app, threaded=True)

@@ -17,12 +17,12 @@ from openapi_spec_validator import validate
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-import app.model
 from app import create_app
 from app.logs import JsonFormatter
 from app.pages import DEFAULT_PHOTO_HINT
 from inference.classifier import ModelNotFoundError
-from tests.conftest import CARS, OPENAPI, ROOT, SHIPPED_MODEL, assert_matches_schema, ready_app, require
+from tests.conftest import (CARS, OPENAPI, ROOT, SHIPPED_MODEL, assert_matches_schema, hold_model_loading, ready_app,
+                            require)
 
 
 def jpeg_bytes():
@@ -30,14 +30,7 @@ def jpeg_bytes():
 
 
 def test_model_loads_in_the_background_while_healthz_answers(monkeypatch):
-    release = threading.Event()
-
-    class HeldClassifier(app.model.Classifier):
-        def __init__(self, model_dir, **options):
-            release.wait(60)  # hold the real load until the assertions on the loading state are done
-            super().__init__(model_dir, **options)
-
-    monkeypatch.setattr(app.model, "Classifier", HeldClassifier)
+    release = hold_model_loading(monkeypatch, 60)  # the real load waits until the loading state is checked
     flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL), "LOAD_WAIT_S": 0.2})
     client = flask_app.test_client()
     assert client.get("/healthz").status_code == 200 and client.get("/healthz").json["status"] == "loading"
@@ -53,14 +46,7 @@ def test_model_loads_in_the_background_while_healthz_answers(monkeypatch):
 
 def test_predict_waits_for_a_model_still_loading(monkeypatch):
     """A worker that was just (re)started holds /predict until its model is ready, within CARCLF_LOAD_WAIT_S."""
-    release = threading.Event()
-
-    class HeldClassifier(app.model.Classifier):
-        def __init__(self, model_dir, **options):
-            release.wait(60)
-            super().__init__(model_dir, **options)
-
-    monkeypatch.setattr(app.model, "Classifier", HeldClassifier)
+    release = hold_model_loading(monkeypatch, 60)
     flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL), "LOAD_WAIT_S": 120})
     client = flask_app.test_client()
     threading.Timer(0.5, release.set).start()
