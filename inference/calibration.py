@@ -59,6 +59,11 @@ class KnownModelTest:
 
     ARRAYS = ("class_means", "components", "variances")
 
+    def __post_init__(self):
+        # float64 once here, not on every request's distance.
+        for name in self.ARRAYS:
+            setattr(self, name, np.asarray(getattr(self, name), np.float64))
+
     def distances(self, features):
         """Squared Mahalanobis distance to the nearest class centre, under the
         stored covariance (see the module docstring).
@@ -70,7 +75,7 @@ class KnownModelTest:
             ``float64`` array ``(batch,)`` (a scalar array for one image).
         """
         residuals = np.asarray(features, np.float64)[..., None, :] - self.class_means  # (..., classes, F)
-        projected = residuals @ np.asarray(self.components, np.float64).T  # (..., classes, k)
+        projected = residuals @ self.components.T  # (..., classes, k)
         inside = np.sum(projected**2 / self.variances, axis=-1)
         outside = (np.sum(residuals**2, axis=-1) - np.sum(projected**2, axis=-1)) / self.noise_variance
         return (inside + outside).min(axis=-1)
