@@ -217,7 +217,7 @@ class Classifier:
 
         Returns:
             ``(known, distance)``: ``bool`` (distance within the calibrated
-            threshold) and the squared Mahalanobis distance as ``float``;
+            threshold) and the cosine distance to the nearest training photo as ``float``;
             ``(None, None)`` when the model has no calibration for ``views``.
         """
         test = self.calibration.test(views) if self.calibration else None

@@ -8,8 +8,20 @@ import pytest
 
 from inference.calibration import Calibration
 from inference.classifier import Classifier
-from tests.conftest import CARS, SF_TEST, SHIPPED_MODEL, require
-from training.calibrate import main, model_split
+from tests.conftest import CARS, SF_TEST, SHARED, SHIPPED_MODEL, require
+from inference.calibration import METHOD
+from training.calibrate import main, model_split, read_other_models
+
+STANFORD = SHARED / "data" / "stanford-cars"
+ANGLES = {"136_hyundai_accent_sedan_2012": "hyundai_solaris", "187_toyota_camry_sedan_2012": "toyota_camry"}
+
+
+def first_per_class(samples, count):
+    """The first ``count`` samples of each label, in order."""
+    per_class = {}
+    for sample in samples:
+        per_class.setdefault(sample.label, []).append(sample)
+    return [sample for samples in per_class.values() for sample in samples[:count]]
 
 
 @pytest.fixture(scope="module")
@@ -21,19 +33,15 @@ def calibrated(tmp_path_factory):
     model = tmp_path_factory.mktemp("calibrated") / "model"
     shutil.copytree(SHIPPED_MODEL, model, ignore=shutil.ignore_patterns("calibration.*"))
     train, val = model_split(model, require(CARS))
-    per_class = {}
-    for sample in train:
-        per_class.setdefault(sample.label, []).append(sample)
-    train = [sample for samples in per_class.values() for sample in samples[:4]]
     unknown = sorted(require(SF_TEST).glob("*.jpg"))[:5]
-    calibrate(model, train, val[:20], unknown, quantile=0.9)
+    calibrate(model, first_per_class(train, 4), val[:20], unknown, quantile=0.9)
     return model, val[:20]
 
 
 def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calibrated):
     model, val = calibrated
     calibration = Calibration.load(model)
-    assert calibration.method == "mahalanobis_features" and calibration.quantile == 0.9
+    assert calibration.method == METHOD and calibration.quantile == 0.9
     assert set(calibration.modes) == {"original", "original+hflip"}
     classifier = Classifier(model)
     for key, views in (("original", ("original",)), ("original+hflip", ("original", "hflip"))):
@@ -48,13 +56,44 @@ def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calib
             if not known:
                 turned_away.append(Path(sample.path).name)
         assert turned_away == report["validation"]["files"]
-        assert set(report["comparison"]) == {"mahalanobis_features", "max_softmax", "energy"}
+        assert set(report["comparison"]) == {METHOD, "mahalanobis", "max_softmax", "energy"}
         # The comparison applies the test's own rule to its score: the same photos turned away.
-        shipped = report["comparison"]["mahalanobis_features"]
+        shipped = report["comparison"][METHOD]
         assert shipped["validation_turned_away"] == report["validation"]["turned_away"]
         assert shipped["unknown_turned_away"] == report["unknown"]["turned_away"]
         unknown = report["unknown"]
         assert unknown["by_root"] == {"sf-test-photos": {"images": 5, "turned_away": unknown["turned_away"]}}
+
+
+def test_other_models_are_split_by_model_and_other_angles_kept_apart():
+    background, measured, angles = read_other_models([require(STANFORD)], ANGLES)
+    model_of = {half: {path.parent.name for path in paths} for half, paths in (("fit", background), ("measured", measured))}
+    models = sorted(path.name for path in STANFORD.iterdir() if path.is_dir() and path.name not in ANGLES)
+    assert sorted(model_of["fit"]) == models[::2] and sorted(model_of["measured"]) == models[1::2]
+    assert len(background) + len(measured) + len(angles) == len(list(STANFORD.glob("*/*.jpg")))
+    assert {Path(sample.path).parent.name: sample.label for sample in angles} == ANGLES
+
+
+def test_a_background_of_other_models_turns_away_more_models_it_never_saw(tmp_path):
+    """model/ calibrated on 20 training photos per class and 60 validation
+    photos; the relative Mahalanobis comparison gets a background of 60 photos
+    of 30 other models and is measured on 60 photos of 30 models it never saw."""
+    from training.calibrate import calibrate
+
+    background, measured, _ = read_other_models([require(STANFORD)], ANGLES)
+    background = [path for path in background if path.stem[-1] in "02"][:60]
+    measured = [path for path in measured if path.stem[-1] in "02"][:60]
+    train, val = model_split(SHIPPED_MODEL, require(CARS))
+    model = tmp_path / "model"
+    shutil.copytree(SHIPPED_MODEL, model, ignore=shutil.ignore_patterns("calibration.*"))
+    calibrate(model, first_per_class(train, 20), val[:60], measured, 0.99, background_paths=background)
+    report = Calibration.load(model).modes["original"].report
+    assert report["background"]["images"] == 60 and report["unknown"]["images"] == 60
+    comparison = report["comparison"]
+    assert comparison[METHOD]["unknown_turned_away"] == report["unknown"]["turned_away"]
+    # Same rule (keep 99% of validation), same photos: the background makes the difference.
+    assert comparison["mahalanobis_minus_background"]["unknown_turned_away"] > \
+        comparison["mahalanobis"]["unknown_turned_away"]
 
 
 @pytest.mark.parametrize(

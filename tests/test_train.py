@@ -43,10 +43,11 @@ def test_mobilenet_run_writes_savedmodel_config_history_and_metrics(mobilenet_mo
     metrics = json.loads((mobilenet_model / "metrics.json").read_text())
     assert metrics["train_images"] + metrics["validation_images"] == 12
     assert 0 <= metrics["accuracy"] <= 1 and metrics["tta_views"] == ["original", "hflip"]
-    best = max(stage["val_accuracy"][0] for stage in history)
-    first_best = next(i for i, stage in enumerate(history) if stage["val_accuracy"][0] == best)
-    assert metrics["kept_epoch"] == {"epoch": first_best + 1, "stage": ["head", "finetune"][first_best],
-                                     "val_accuracy": round(best, 4)}
+    # Epoch 0 is the linear probe the head started from (head_init probe, the default).
+    accuracies = [history[0]["start_val_accuracy"]] + [stage["val_accuracy"][0] for stage in history]
+    first_best = accuracies.index(max(accuracies))
+    assert metrics["kept_epoch"] == {"epoch": first_best, "stage": ["linear-probe", "head", "finetune"][first_best],
+                                     "val_accuracy": round(max(accuracies), 4)}
 
 
 def test_same_command_and_seed_give_the_same_model(tiny_dataset, tmp_path):
@@ -65,9 +66,11 @@ def test_early_stopping_says_when_it_stopped_and_which_epoch_it_kept(tiny_datase
     main([*mobilenet(tmp_path, tiny_dataset), "--image-size", "64", "--stage", "head:6:1e-9:0"])
     history = json.loads((tmp_path / "history.json").read_text())[0]
     printed = capsys.readouterr().out
-    # A learning rate of 1e-9 changes nothing: no gain after epoch 1, patience 1 stops at epoch 2.
+    # A learning rate of 1e-9 changes nothing: no gain after epoch 1, patience 1 stops at epoch 2, and no
+    # epoch beats the linear probe the head started from, which is kept.
     assert history["stopped_early"] == {"epoch": 2, "best_epoch": 1}
-    assert "Stage 'head' stopped early at epoch 2 of 6" in printed and "Kept epoch 1 (stage 'head'" in printed
+    assert "Stage 'head' stopped early at epoch 2 of 6" in printed
+    assert f"Kept epoch 0 (stage 'linear-probe', val_accuracy {history['start_val_accuracy']:.4f})" in printed
 
 
 def test_savedmodel_loads_with_tensorflow_alone(mobilenet_model, tmp_path):

@@ -1,26 +1,32 @@
 """Calibrate the known-model test of an exported SavedModel: ``calibration.json``.
 
-    python -m training.calibrate --model DIR --data DIR [--unknown DIR ...] [--other-angle FOLDER=LABEL ...]
-        [--quantile 0.99]
+    python -m training.calibrate --model DIR --data DIR [--other-models DIR ...] [--unknown DIR ...]
+        [--other-angle FOLDER=LABEL ...] [--quantile 0.98]
 
 Re-creates the model's own group-aware train/validation split from its
-``training_config.json``, fits the class centres and shared covariance of the
-pooled features on the training split, and sets the threshold at the
-``--quantile`` of the validation distances (see :mod:`inference.calibration`),
-for each TTA setting the service offers. ``--unknown`` (a folder of photos of other car
-models, searched recursively) measures how many of them the threshold turns
-away, beside two other scores chosen by the same rule: the maximum softmax
-probability (Hendrycks & Gimpel 2017) and the energy score (Liu et al. 2020).
-``--other-angle FOLDER=LABEL`` names a sub-folder of an ``--unknown`` root
-whose photos show the known model ``LABEL`` (other angles or generations, e.g.
-Stanford Cars' ``136_hyundai_accent_sedan_2012=hyundai_solaris``): they are
-measured apart, as answered right, answered wrong, or turned away. None of
-these photos changes the fit. ``training.train`` runs this after every export.
+``training_config.json``, keeps the pooled features of the training split as
+the test's neighbours and sets the threshold at the ``--quantile`` of the
+validation scores (see :mod:`inference.calibration`), for each TTA setting the
+service offers. ``--unknown`` (folders of photos of other car models, searched
+recursively) and ``--other-models`` (one sub-folder per car model the model
+does not know) are measured: how many of them the threshold turns away,
+beside other scores chosen by the same rule: the Mahalanobis distance to the
+class centres (Lee et al. 2018), the maximum softmax probability (Hendrycks &
+Gimpel 2017), the energy score (Liu et al. 2020) and, with
+``--other-models``, the Mahalanobis distance relative to a background
+Gaussian fitted on every other one of those models (sorted; the others are
+measured only). ``--other-angle FOLDER=LABEL`` names a sub-folder of either
+root whose photos show the known model ``LABEL`` (other angles or
+generations, e.g. Stanford Cars' ``136_hyundai_accent_sedan_2012=hyundai_solaris``):
+they are measured apart, as answered right, answered wrong, or turned away,
+and never fitted. Nothing but the training and validation photos changes the
+test. ``training.train`` runs this after every export, without other photos.
 """
 
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -29,14 +35,16 @@ from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
-from inference.calibration import METHOD, Calibration, KnownModelTest, mode_key
+from inference.calibration import ARRAYS_FILENAME, FILENAME, METHOD, Calibration, KnownModelTest, mode_key
 from inference.classifier import Classifier, ModelNotFoundError
 from inference.tta import DEFAULT_VIEWS, tta_batch
 from training.config import TrainConfig
 from training.data import IMAGE_SUFFIXES, Sample, load_samples, split_by_group
 
-DEFAULT_QUANTILE = 0.99
-# Eigenvectors of the within-class covariance kept apart; the others share one variance.
+# Keep 98% of validation: the product answers at least 97% of photos of the known models,
+# and the threshold of 172 photos varies by about a point between folds (docs: the model card).
+DEFAULT_QUANTILE = 0.98
+# Eigenvectors of a compared covariance kept apart; the others share one variance.
 DEFAULT_COMPONENTS = 256
 # The TTA settings the service offers: a prefix of DEFAULT_VIEWS each.
 MODES = (DEFAULT_VIEWS[:1], DEFAULT_VIEWS)
@@ -61,32 +69,53 @@ def view_outputs(classifier, paths):
     return tuple(np.stack([out[i] for out in outputs]) for i in range(3))
 
 
-def fit_test(train_features, train_classes, val_features, quantile, components=DEFAULT_COMPONENTS):
-    """Fit class centres and a shared covariance, then the threshold.
+@dataclass
+class Gaussians:
+    """Gaussians with one shared covariance, in probabilistic-PCA form
+    (Tipping & Bishop 1999): ``U diag(variances) U^T + noise_variance (I - U U^T)``.
 
-    The covariance of the features around their class centres is the
-    Ledoit-Wolf shrunk estimate (Ledoit & Wolf 2004; scikit-learn's
-    ``ledoit_wolf_shrinkage``), well conditioned although the features have
-    more dimensions (1280) than the training split has photos; it is stored
-    by its ``components`` leading eigenvectors and eigenvalues, the other
-    eigenvalues replaced by their mean (the probabilistic-PCA form of
-    :class:`inference.calibration.KnownModelTest`): 256 of the at most 685
-    non-zero eigenvalues of 686 training photos, 1.3 MB per TTA setting
-    instead of 6.5 MB for the full matrix.
+    Attributes:
+        means: ``(m, F)`` centres (one per class, or one for a background).
+        components: ``(k, F)`` orthonormal leading eigenvectors of the shared covariance.
+        variances: ``(k,)`` its eigenvalues along them.
+        noise_variance: its mean eigenvalue in the other ``F - k`` directions.
+    """
+
+    means: np.ndarray
+    components: np.ndarray
+    variances: np.ndarray
+    noise_variance: float
+
+    def distances(self, features):
+        """Squared Mahalanobis distance of ``(n, F)`` features to the nearest centre: ``float64 (n,)``."""
+        residuals = np.asarray(features, np.float64)[:, None, :] - self.means  # (n, m, F)
+        projected = residuals @ self.components.T  # (n, m, k)
+        inside = np.sum(projected**2 / self.variances, axis=-1)
+        outside = (np.sum(residuals**2, axis=-1) - np.sum(projected**2, axis=-1)) / self.noise_variance
+        return (inside + outside).min(axis=-1)
+
+
+def fit_gaussians(features, classes, components=DEFAULT_COMPONENTS):
+    """Class centres and one shared covariance around them (Lee et al. 2018's
+    Mahalanobis score, a comparison in the calibration's report).
+
+    The covariance is the Ledoit-Wolf shrunk estimate (Ledoit & Wolf 2004;
+    scikit-learn's ``ledoit_wolf_shrinkage``), well conditioned although the
+    features have more dimensions (1280) than there are photos, stored by its
+    ``components`` leading eigenvectors and eigenvalues, the other eigenvalues
+    replaced by their mean.
 
     Args:
-        train_features: ``(n_train, F)`` features of the training split.
-        train_classes: ``(n_train,)`` int class indices.
-        val_features: ``(n_val, F)`` features of held-out photos of the known models.
-        quantile: share of validation photos to keep inside the threshold.
+        features: ``(n, F)`` features.
+        classes: ``(n,)`` int class indices ``0..m-1`` (all zeros: one Gaussian).
         components: eigenvectors kept apart.
 
     Returns:
-        :class:`inference.calibration.KnownModelTest`.
+        :class:`Gaussians` with ``m`` centres.
     """
-    num_classes = int(train_classes.max()) + 1
-    means = np.stack([train_features[train_classes == c].mean(axis=0) for c in range(num_classes)])
-    residuals = np.asarray(train_features - means[train_classes], np.float64)
+    num_classes = int(classes.max()) + 1
+    means = np.stack([features[classes == c].mean(axis=0) for c in range(num_classes)])
+    residuals = np.asarray(features - means[classes], np.float64)
     shrinkage = ledoit_wolf_shrinkage(residuals, assume_centered=True)
     pca = PCA(svd_solver="full").fit(residuals)
     eigenvalues = np.zeros(residuals.shape[1])
@@ -94,7 +123,21 @@ def fit_test(train_features, train_classes, val_features, quantile, components=D
     eigenvalues[: pca.n_components_] = pca.explained_variance_ * (len(residuals) - 1) / len(residuals)
     shrunk = (1 - shrinkage) * eigenvalues + shrinkage * eigenvalues.mean()
     kept = min(components, pca.n_components_)
-    test = KnownModelTest(means, pca.components_[:kept], shrunk[:kept], float(shrunk[kept:].mean()), threshold=0.0)
+    return Gaussians(means, pca.components_[:kept], shrunk[:kept], float(shrunk[kept:].mean()))
+
+
+def fit_test(train_features, val_features, quantile):
+    """The nearest-neighbour test: the training photos' features, then the threshold.
+
+    Args:
+        train_features: ``(n_train, F)`` features of the training split.
+        val_features: ``(n_val, F)`` features of held-out photos of the known models.
+        quantile: share of validation photos to keep inside the threshold.
+
+    Returns:
+        :class:`inference.calibration.KnownModelTest`.
+    """
+    test = KnownModelTest(train_features, threshold=0.0)
     # Midway between two photos, so that rounding never moves a validation photo across it.
     test.threshold = float(np.quantile(test.distances(val_features), quantile, method="midpoint"))
     return test
@@ -106,16 +149,34 @@ def mean_outputs(outputs, views, index):
     return outputs[index][:, : len(views)].mean(axis=1)
 
 
-def scores(outputs, views, test):
-    """Three known-model scores of each photo, higher = more like a known model.
+def scores(outputs, views, test, mahalanobis, background=None):
+    """Known-model scores of each photo, higher = more like a known model.
+
+    Args:
+        outputs: :func:`view_outputs` of the photos.
+        views: the TTA setting.
+        test: its :class:`inference.calibration.KnownModelTest`.
+        mahalanobis: :class:`Gaussians` of the known classes.
+        background: :class:`Gaussians` of other car models, or ``None``.
 
     Returns:
-        ``dict``: the negated distance of ``test``, ``max_softmax`` (the top
-        probability) and ``energy`` (the negative energy ``logsumexp(logits)``,
-        Liu et al. 2020, temperature 1), each ``(n,)``.
+        ``dict`` of ``(n,)`` arrays: the negated score of ``test``;
+        ``mahalanobis``, the negated distance to the nearest class centre (Lee
+        et al. 2018); with a background, ``mahalanobis_minus_background``, the
+        same minus the distance to the background (the relative Mahalanobis
+        distance of Ren et al. 2021 with the background fitted on other car
+        models, as in outlier exposure, Hendrycks et al. 2019);
+        ``max_softmax`` (the top probability, Hendrycks & Gimpel 2017) and
+        ``energy`` (``logsumexp(logits)``, Liu et al. 2020, temperature 1).
     """
+    features = mean_outputs(outputs, views, 2)
+    to_centres = mahalanobis.distances(features)
+    relative = {} if background is None else {
+        "mahalanobis_minus_background": background.distances(features) - to_centres}
     return {
-        METHOD: -test.distances(mean_outputs(outputs, views, 2)),
+        METHOD: -test.distances(features),
+        "mahalanobis": -to_centres,
+        **relative,
         "max_softmax": mean_outputs(outputs, views, 1).max(axis=1),
         "energy": np.logaddexp.reduce(mean_outputs(outputs, views, 0), axis=1),
     }
@@ -184,7 +245,7 @@ def turned_away_by_root(paths, outputs, views, test, roots):
 
 
 def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=DEFAULT_QUANTILE, other_angle=(),
-              unknown_roots=()):
+              unknown_roots=(), background_paths=()):
     """Fit and write ``calibration.json`` for the SavedModel in ``model_dir``.
 
     Args:
@@ -197,6 +258,9 @@ def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=
         other_angle: ``training.data.Sample`` photos of known models seen
             otherwise (other angles, generations), measured only.
         unknown_roots: the folders ``unknown_paths`` were read from.
+        background_paths: photos of other car models (none of them in
+            ``unknown_paths``) that the compared relative Mahalanobis score's
+            background is fitted on; empty: no such comparison.
 
     Returns:
         the :class:`inference.calibration.Calibration` written.
@@ -209,6 +273,9 @@ def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=
         raise ValueError(f"quantile must be in (0, 1], got {quantile}")
     if not train_samples or not val_samples:
         raise ValueError("calibration needs photos in both the training and the validation split")
+    # The old calibration goes first: one from an older release would stop the model loading.
+    for name in (FILENAME, ARRAYS_FILENAME):
+        (Path(model_dir) / name).unlink(missing_ok=True)
     classifier = Classifier(model_dir)
     unknown_labels = {sample.label for sample in train_samples + val_samples} - set(classifier.labels)
     if unknown_labels:
@@ -217,23 +284,29 @@ def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=
     if untrained:
         raise ValueError(f"no training photo of {sorted(untrained)}: their centres cannot be fitted")
     train_classes = np.array([classifier.labels.index(sample.label) for sample in train_samples])
-    print(f"Features of {len(train_samples)} training, {len(val_samples)} validation "
-          f"and {len(unknown_paths)} unknown-model photos")
+    print(f"Features of {len(train_samples)} training, {len(val_samples)} validation, "
+          f"{len(background_paths)} background and {len(unknown_paths)} unknown-model photos")
     train = view_outputs(classifier, [sample.path for sample in train_samples])
     val = view_outputs(classifier, [sample.path for sample in val_samples])
     unknown = view_outputs(classifier, list(unknown_paths))
+    background = view_outputs(classifier, list(background_paths))
     angles = view_outputs(classifier, [sample.path for sample in other_angle])
     angle_targets = np.array([classifier.labels.index(sample.label) for sample in other_angle], int)
     modes = {}
     for views in MODES:
-        test = fit_test(mean_outputs(train, views, 2), train_classes, mean_outputs(val, views, 2), quantile)
+        test = fit_test(mean_outputs(train, views, 2), mean_outputs(val, views, 2), quantile)
+        mahalanobis = fit_gaussians(mean_outputs(train, views, 2), train_classes)
+        other_cars = fit_gaussians(mean_outputs(background, views, 2), np.zeros(len(background_paths), int)) \
+            if background_paths else None
         turned_away = test.distances(mean_outputs(val, views, 2)) > test.threshold
         test.report["validation"] = {
             "images": len(val_samples),
             "turned_away": int(turned_away.sum()),
             "files": [Path(s.path).name for s, out in zip(val_samples, turned_away) if out],
         }
-        comparison = compare_scores(scores(val, views, test), scores(unknown, views, test), quantile)
+        comparison = compare_scores(scores(val, views, test, mahalanobis, other_cars),
+                                    scores(unknown, views, test, mahalanobis, other_cars), quantile)
+        test.report["background"] = {"images": len(background_paths)}
         test.report["comparison"] = comparison
         if unknown_paths:
             by_root = turned_away_by_root(unknown_paths, unknown, views, test, unknown_roots)
@@ -284,6 +357,11 @@ def _folder_label(text):
     return folder, label
 
 
+def image_files(folder):
+    """The images under ``folder`` (recursive), sorted: ``list[Path]``."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def read_unknown(roots, other_angle):
     """The photos under ``roots``, split into unknown models and known models from other angles.
 
@@ -301,14 +379,41 @@ def read_unknown(roots, other_angle):
     unknown, angles = [], []
     for root in map(Path, roots):
         if not root.is_dir():
-            raise FileNotFoundError(f"--unknown '{root}' is not a directory")
-        for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+            raise FileNotFoundError(f"'{root}' is not a directory")
+        for path in image_files(root):
             label = other_angle.get(path.parent.name)
             if label is None:
                 unknown.append(path)
             else:
                 angles.append(Sample(str(path), label, path.name))
     return unknown, angles
+
+
+def read_other_models(roots, other_angle):
+    """Photos of other car models, one sub-folder per model, split by model:
+    the 1st, 3rd, 5th... sub-folder (sorted by name) fit the background, the
+    others are only measured, so that the measured figures are on car models
+    the test never saw.
+
+    Args:
+        roots: folders with one sub-folder per car model.
+        other_angle: ``{sub-folder name: known label}``: measured apart, in neither half.
+
+    Returns:
+        ``(background_paths, measured_paths, other_angle_samples)``.
+
+    Raises:
+        FileNotFoundError: a root is not a directory.
+    """
+    background, measured, angles = [], [], []
+    for root in map(Path, roots):
+        unknown, root_angles = read_unknown([root], other_angle)
+        angles += root_angles
+        models = sorted({path.relative_to(root).parts[0] for path in unknown})
+        fitted = set(models[::2])
+        for path in unknown:
+            (background if path.relative_to(root).parts[0] in fitted else measured).append(path)
+    return background, measured, angles
 
 
 def main(argv=None):
@@ -319,17 +424,22 @@ def main(argv=None):
     parser.add_argument("--unknown", action="append", default=[],
                         help="folder of photos of car models the model does not know, searched recursively; "
                              "repeatable (measured only)")
+    parser.add_argument("--other-models", action="append", default=[],
+                        help="folder of photos of other car models, one sub-folder per model: every other model "
+                             "(sorted) fits the background of a compared score (relative Mahalanobis), the rest "
+                             "are measured only; repeatable")
     parser.add_argument("--other-angle", action="append", default=[], type=_folder_label, metavar="FOLDER=LABEL",
-                        help="sub-folder of an --unknown root whose photos show the known model LABEL from other "
-                             "angles; repeatable (measured apart)")
+                        help="sub-folder of an --unknown or --other-models root whose photos show the known model "
+                             "LABEL from other angles; repeatable (measured apart, never fitted)")
     parser.add_argument("--quantile", type=float, default=DEFAULT_QUANTILE,
                         help=f"share of validation photos kept as known; default {DEFAULT_QUANTILE}")
     args = parser.parse_args(argv)
     try:
         train_samples, val_samples = model_split(args.model, args.data)
         unknown, other_angle = read_unknown(args.unknown, dict(args.other_angle))
-        calibration = calibrate(args.model, train_samples, val_samples, unknown, args.quantile, other_angle,
-                                args.unknown)
+        background, measured, more_angles = read_other_models(args.other_models, dict(args.other_angle))
+        calibration = calibrate(args.model, train_samples, val_samples, unknown + measured, args.quantile,
+                                other_angle + more_angles, args.unknown + args.other_models, background)
     except (FileNotFoundError, ModelNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     print(f"{Path(args.model) / 'calibration.json'} written\n{summary(calibration)}")

@@ -162,6 +162,14 @@ def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbo
     checkpoint_path = f"{scratch}/best.weights.h5"
     histories, best, epoch = [], None, 0
     checkpointed = checkpointed_stages(config)
+    if config.head_init == "probe" and 0 in checkpointed:
+        # The linear probe competes as epoch 0: LP-FT keeps it unless a fine-tuned epoch validates better.
+        with strategy.scope():
+            model.compile(loss=build_loss(config), metrics=["accuracy"])
+        best = model.evaluate(datasets(config.stages[0])[1], verbose=0, return_dict=True)["accuracy"]
+        model.save_weights(checkpoint_path)
+        print(f"Linear probe (epoch 0): val_accuracy {best:.4f}")
+    start_accuracy = best
     for index, stage in enumerate(config.stages):
         train_data, val_data, weights = datasets(stage)
         trained = set_trainable(backbone, stage.unfreeze, config.train_bn)
@@ -192,6 +200,7 @@ def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbo
             "seconds": round(time.perf_counter() - started, 1),
             "first_epoch": epoch,
             "stopped_early": _stopped_early(history, epoch, stage),
+            **({"start_val_accuracy": start_accuracy} if index == 0 and start_accuracy is not None else {}),
             **history.history,
         })
         epoch += len(history.history["val_accuracy"])
@@ -217,14 +226,18 @@ def _stopped_early(history, first_epoch, stage):
 
 def kept_epoch(histories, checkpointed):
     """The epoch whose weights the best checkpoint holds: the first epoch of
-    highest validation accuracy among the ``checkpointed`` stages.
+    highest validation accuracy among the ``checkpointed`` stages, epoch 0
+    being the linear probe before the first stage (``start_val_accuracy``).
 
     Returns:
-        ``{"epoch", "stage", "val_accuracy"}`` (epoch 1-based, counted across stages).
+        ``{"epoch", "stage", "val_accuracy"}`` (epoch 1-based, counted across
+        stages; 0 and stage ``linear-probe``: no fine-tuned epoch did better).
     """
     candidates = [(accuracy, -(stage["first_epoch"] + i + 1), stage["stage"]["name"])
                   for index, stage in enumerate(histories) if index in checkpointed
                   for i, accuracy in enumerate(stage["val_accuracy"])]
+    if "start_val_accuracy" in histories[0]:
+        candidates.append((histories[0]["start_val_accuracy"], 0, "linear-probe"))
     accuracy, negative_epoch, name = max(candidates)
     return {"epoch": -negative_epoch, "stage": name, "val_accuracy": round(float(accuracy), 4)}
 
