@@ -67,3 +67,5 @@ LOCK_OPTIONS := --universal --generate-hashes --python-version 3.11 --custom-com
 lock: $(DEV_ENV)
 	$(BIN)/uv pip compile pyproject.toml --extra train --extra dev $(LOCK_OPTIONS) -o requirements-dev.txt
 	$(BIN)/uv pip compile pyproject.toml $(LOCK_OPTIONS) -c requirements-dev.txt -o requirements-serve.txt
+	$(BIN)/uv pip compile pyproject.toml --extra tensorflow $(LOCK_OPTIONS) -c requirements-dev.txt \
+		-o requirements-serve-tensorflow.txt
