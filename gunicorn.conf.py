@@ -51,6 +51,7 @@ control_socket_disable = True
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 _cores_per_worker = str(max(1, _cores // workers))
 os.environ.setdefault("CARCLF_BATCH_THREADS", _cores_per_worker)
+os.environ.setdefault("CARCLF_INTERPRETERS", _cores_per_worker)
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", _cores_per_worker)
 
