@@ -60,13 +60,21 @@ class KnownModelTest:
     ARRAYS = ("class_means", "components", "variances")
 
     def __post_init__(self):
-        # float64 once here, not on every request's distance.
+        # float64 once here, not on every request's distance; the centres' projections and
+        # squared norms too, so that a request projects its own features only (see distances).
         for name in self.ARRAYS:
             setattr(self, name, np.asarray(getattr(self, name), np.float64))
+        self._projected_means = self.class_means @ self.components.T  # (classes, k)
+        self._squared_means = np.sum(self.class_means**2, axis=-1)  # (classes,)
 
     def distances(self, features):
         """Squared Mahalanobis distance to the nearest class centre, under the
         stored covariance (see the module docstring).
+
+        The residual ``features - centre`` is never formed per class: its
+        projection is the features' minus the centre's (precomputed), and its
+        squared norm ``|f|^2 - 2 f.m + |m|^2``; one ``F x k`` product per
+        image instead of one per class (a tenth of the work, in float64).
 
         Args:
             features: ``float`` array ``(F,)`` or ``(batch, F)``.
@@ -74,10 +82,11 @@ class KnownModelTest:
         Returns:
             ``float64`` array ``(batch,)`` (a scalar array for one image).
         """
-        residuals = np.asarray(features, np.float64)[..., None, :] - self.class_means  # (..., classes, F)
-        projected = residuals @ self.components.T  # (..., classes, k)
+        features = np.asarray(features, np.float64)
+        projected = (features @ self.components.T)[..., None, :] - self._projected_means  # (..., classes, k)
         inside = np.sum(projected**2 / self.variances, axis=-1)
-        outside = (np.sum(residuals**2, axis=-1) - np.sum(projected**2, axis=-1)) / self.noise_variance
+        squared = np.sum(features**2, axis=-1)[..., None] - 2 * features @ self.class_means.T + self._squared_means
+        outside = (squared - np.sum(projected**2, axis=-1)) / self.noise_variance
         return (inside + outside).min(axis=-1)
 
 

@@ -227,7 +227,8 @@ def test_favicon_is_served(client):
 def test_gunicorn_binds_the_loopback_interface_unless_told(monkeypatch):
     for variable in ("BIND", "HOST", "PORT"):
         monkeypatch.delenv(variable, raising=False)
-    for variable in ("CARCLF_BATCH_THREADS", "CARCLF_INTERPRETERS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    for variable in ("CARCLF_BATCH_THREADS", "CARCLF_INTERPRETERS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                     "TF_NUM_INTEROP_THREADS"):
         monkeypatch.setenv(variable, os.environ.get(variable, "1"))  # restored afterwards: the file sets defaults
     assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == "127.0.0.1:8000"
     monkeypatch.setenv("HOST", "0.0.0.0")  # as the Docker image does
