@@ -22,7 +22,8 @@ two interpreters side by side), TensorFlow's default threads and one
 thread per call (one or two calls side by side), each measured in a
 subprocess, since thread pools are fixed once per process.
 
-Variants: ``service`` (the real app as configured: LiteRT), ``tensorflow``
+Variants: ``service`` (the real app as configured: LiteRT), ``2 workers``
+(the same with ``WEB_CONCURRENCY=2``), ``tensorflow``
 (the real app on ``CARCLF_RUNTIME=tensorflow``), ``batched`` (the real
 app on TensorFlow with dynamic batching, ``CARCLF_BATCH_SIZE=8``) and ``naive``
 (``benchmarks/naive_app.py``: one Keras ``model.predict`` per request), all
@@ -51,6 +52,7 @@ from benchmarks.harness import (
 
 VARIANTS = {
     "service": ("wsgi:app", {}),
+    "2 workers": ("wsgi:app", {"WEB_CONCURRENCY": "2"}),
     "tensorflow": ("wsgi:app", {"CARCLF_RUNTIME": "tensorflow"}),
     "batched": ("wsgi:app", {"CARCLF_RUNTIME": "tensorflow", "CARCLF_BATCH_SIZE": "8"}),
     "naive": ("benchmarks.naive_app:app", {}),
