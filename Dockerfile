@@ -1,5 +1,7 @@
-# The car-model classifier service: nginx in front of gunicorn + Flask + the SavedModel in model/.
+# The car-model classifier service: nginx in front of gunicorn + Flask + the model in model/,
+# on LiteRT (model.tflite; no TensorFlow in the image) unless built with RUNTIME=tensorflow (the SavedModel):
 #   docker build -t car-classifier .
+#   docker build --build-arg RUNTIME=tensorflow -t car-classifier:tensorflow .
 #   docker run -p 8000:8000 car-classifier
 # nginx (Debian's) listens on $PORT and hands whole requests to gunicorn on a
 # unix socket: slow clients never hold a gunicorn thread (deploy/, README "Reliability").
@@ -7,6 +9,8 @@
 # The base is pinned to an exact Python and Debian release; to pin its digest too:
 #   docker buildx imagetools inspect python:3.11.14-slim-bookworm  ->  FROM python:3.11.14-slim-bookworm@sha256:...
 FROM python:3.11.14-slim-bookworm
+# litert: requirements-serve.txt (about 0.2 GB of packages); tensorflow: requirements-serve-tensorflow.txt (1.6 GB).
+ARG RUNTIME=litert
 
 # MALLOC_ARENA_MAX: two glibc malloc arenas instead of one per thread, about
 # 35 MB less resident memory per worker (README "Performance").
@@ -17,6 +21,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     MALLOC_ARENA_MAX=2 \
     PORT=8000 \
+    CARCLF_RUNTIME=${RUNTIME} \
     PROMETHEUS_MULTIPROC_DIR=/tmp/carclf-metrics
 
 WORKDIR /srv
@@ -24,10 +29,16 @@ WORKDIR /srv
 RUN apt-get update \
     && apt-get install -y --no-install-recommends nginx \
     && rm -rf /var/lib/apt/lists/*
-# The service's hashed lock (make lock); wheels only (no compiler in the slim image,
-# none needed), no pip cache left behind.
-COPY requirements-serve.txt .
-RUN python -m pip install --require-hashes --only-binary=:all: -r requirements-serve.txt \
+# The service's hashed lock for its runtime (make lock); wheels only (no compiler in the
+# slim image, none needed), no pip cache left behind.
+COPY requirements-serve.txt requirements-serve-tensorflow.txt ./
+RUN case "$RUNTIME" in \
+        litert) lock=requirements-serve.txt ;; \
+        tensorflow) lock=requirements-serve-tensorflow.txt ;; \
+        *) echo "RUNTIME must be litert or tensorflow, not '$RUNTIME'" >&2; exit 1 ;; \
+    esac \
+    && python -m pip install --require-hashes --only-binary=:all: -r "$lock" \
+    && rm requirements-serve*.txt \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 
 COPY app/ app/

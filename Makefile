@@ -2,7 +2,7 @@
 # make serve-prod  -- the production stack (nginx in front of gunicorn, deploy/) on http://127.0.0.1:8080
 # make test   -- set up .venv with everything (first time) and run the test suite
 # make train ARGS="--data DIR --out DIR ..."  -- python -m training.train
-# make bench  -- every benchmark in benchmarks/ (about 10 minutes on 2 cores; needs ../shared)
+# make bench  -- every benchmark in benchmarks/ (about 12 minutes on 2 idle cores; needs ../shared)
 # make lock   -- regenerate the hashed locks requirements-*.txt from pyproject.toml (needs PyPI)
 PYTHON ?= python3
 VENV ?= .venv
@@ -29,7 +29,7 @@ $(SERVE_ENV) $(DEV_ENV):
 		$(VENV).lock $(MAKE) --no-print-directory HOLDING_VENV_LOCK=1 $@
 else
 $(SERVE_ENV):
-	@echo "Installing the service's packages (TensorFlow: about 1.6 GB, a few minutes) into $(VENV)"
+	@echo "Installing the service's packages (LiteRT, no TensorFlow: about 0.2 GB) into $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --require-hashes --only-binary=:all: --progress-bar on -r requirements-serve.txt
 	@touch $@
@@ -56,6 +56,7 @@ train: $(DEV_ENV)
 	$(BIN)/python -m training.train $(ARGS)
 
 bench: $(DEV_ENV)
+	$(BIN)/python -m benchmarks.runtimes
 	$(BIN)/python -m benchmarks.bare_model
 	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=2 $(BIN)/python -m benchmarks.bare_model --callers 1 2 --no-predict
 	$(BIN)/python -m benchmarks.service
@@ -67,3 +68,5 @@ LOCK_OPTIONS := --universal --generate-hashes --python-version 3.11 --custom-com
 lock: $(DEV_ENV)
 	$(BIN)/uv pip compile pyproject.toml --extra train --extra dev $(LOCK_OPTIONS) -o requirements-dev.txt
 	$(BIN)/uv pip compile pyproject.toml $(LOCK_OPTIONS) -c requirements-dev.txt -o requirements-serve.txt
+	$(BIN)/uv pip compile pyproject.toml --extra tensorflow $(LOCK_OPTIONS) -c requirements-dev.txt \
+		-o requirements-serve-tensorflow.txt

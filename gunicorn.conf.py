@@ -1,13 +1,20 @@
 """gunicorn settings, each overridable by an environment variable.
 
 gunicorn reads this file from the working directory. Chosen from measurements
-on 2 cores (``benchmarks/service.py``; figures in README "Performance"):
+on 2 cores (``benchmarks/service.py``, ``benchmarks/runtimes.py``; figures in
+README "Performance"):
 
-- one worker (``WEB_CONCURRENCY``): each worker holds TensorFlow and the
-  model (about 0.7 GB resident), and one worker already keeps both cores busy;
+- one worker (``WEB_CONCURRENCY``): on LiteRT (the default runtime) a worker
+  holds about 180 MB with two interpreters, so two workers (about 150 MB
+  each, one interpreter each) now fit a 1 GB VPS too; one worker can keep
+  both cores busy, as LiteRT releases the GIL while it runs (two threads:
+  1.97 times one thread's forward passes, measured for issue 12). On TensorFlow
+  (``CARCLF_RUNTIME=tensorflow``) a worker holds about 0.7 GB: keep one;
 - per worker, its share of the cores runs forward passes side by side, each
-  pass on one core (``TF_NUM_INTRAOP_THREADS=1``, ``TF_NUM_INTEROP_THREADS``
-  = cores per worker): one core per pass costs 3.4-4 ms per image at any batch
+  pass on one core: LiteRT, one single-threaded interpreter per core
+  (``CARCLF_INTERPRETERS`` = cores per worker); TensorFlow,
+  ``TF_NUM_INTRAOP_THREADS=1`` and ``TF_NUM_INTEROP_THREADS`` = cores per
+  worker: one core per pass costs 3.4-4 ms per image at any batch
   size, while two cores per pass save little on the few images a request
   brings and take the core that decodes the next requests (8 concurrent TTA
   clients: 180 requests/s; 120 with default TensorFlow threads and 4 gunicorn
@@ -18,9 +25,9 @@ on 2 cores (``benchmarks/service.py``; figures in README "Performance"):
   hand-offs cancel (172 against 180 requests/s), and it costs memory. It pays
   where a batched pass is much cheaper per image (several cores per pass, an
   accelerator); ``CARCLF_BATCH_THREADS`` then defaults to cores per worker;
-- no ``preload_app``: each worker loads TensorFlow and the model after the
+- no ``preload_app``: each worker loads its runtime and the model after the
   fork, since TensorFlow's thread pools and batch threads do not survive a
-  fork;
+  fork (LiteRT loads in a fraction of a second anyway);
 - ``timeout``: start-up (importing TensorFlow, loading and warming up the
   model) takes seconds on a busy machine; requests never block the worker's
   main thread, so this only catches a hung worker. No ``max_requests``:
@@ -51,6 +58,11 @@ control_socket_disable = True
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 _cores_per_worker = str(max(1, _cores // workers))
 os.environ.setdefault("CARCLF_BATCH_THREADS", _cores_per_worker)
+os.environ.setdefault("CARCLF_INTERPRETERS", _cores_per_worker)
+# NumPy's BLAS on one thread: the known-model test's small products (one image's features against
+# the calibration) cost more in hand-offs between BLAS threads than they gain, and requests already
+# run side by side (2 cores, busy machine: 11 ms with two threads, 0.3 ms with one).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", _cores_per_worker)
 

@@ -5,7 +5,8 @@ gunicorn worker, which then loads and warms up the model in a background
 thread (:mod:`app.model`) while already answering ``/healthz``.
 
 Importing this package is light (Flask only): gunicorn's master imports
-:mod:`app.logs` for its log format, and TensorFlow loads in the workers.
+:mod:`app.logs` for its log format; the model's runtime (LiteRT or
+TensorFlow) loads in the workers.
 """
 
 import os
@@ -36,15 +37,16 @@ def create_app(overrides=None):
 
     Raises:
         ValueError: a malformed environment variable.
-        inference.classifier.ModelNotFoundError: no SavedModel at ``MODEL_DIR``
-            (checked at once, so a wrong path fails the start, not later).
+        inference.runtime.ModelNotFoundError: ``MODEL_DIR`` lacks what
+            ``RUNTIME`` loads (checked at once, so a wrong path fails the
+            start, not later).
     """
     settings = {**settings_from_env(), **(overrides or {})}
     configure_logging(settings["LOG_LEVEL"])  # before TensorFlow's import, which adds a text handler otherwise
     from app import api, errors, monitoring, pages, security
     from app.model import ModelLoader
     from app.uploads import InMemoryRequest
-    from inference.classifier import require_savedmodel
+    from inference.runtime import require_model
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.request_class = InMemoryRequest
@@ -54,12 +56,13 @@ def create_app(overrides=None):
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
-    require_savedmodel(app.config["MODEL_DIR"])
+    require_model(app.config["MODEL_DIR"], app.config["RUNTIME"])
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
     monitoring.register(app)
     security.register(app)
     errors.register(app)
-    batching = {key.lower(): app.config[key] for key in ("BATCH_SIZE", "BATCH_WAIT_MS", "BATCH_THREADS")}
-    app.extensions["model"] = ModelLoader(app.config["MODEL_DIR"], **batching).start()
+    options = {key.lower(): app.config[key]
+               for key in ("BATCH_SIZE", "BATCH_WAIT_MS", "BATCH_THREADS", "INTERPRETERS")}
+    app.extensions["model"] = ModelLoader(app.config["MODEL_DIR"], app.config["RUNTIME"], **options).start()
     return app

@@ -13,15 +13,19 @@
 | CARCLF_TRUSTED_PROXIES  | 0            | reverse proxies in front whose X-Forwarded-* to trust |
 | CARCLF_LOG_LEVEL        | INFO         | level of the JSON logs on stderr                    |
 | CARCLF_LOAD_WAIT_S      | 30           | how long /predict waits for a model still loading before 503 |
-| CARCLF_BATCH_SIZE | 0 | dynamic batching: largest forward pass, in rows (images x TTA views); 0: off |
+| CARCLF_BATCH_SIZE | 0 | TensorFlow: dynamic batching: largest forward pass, in rows (images x TTA views); 0: off |
 | CARCLF_BATCH_WAIT_MS | 0 | longest wait for other requests to join a batch |
 | CARCLF_BATCH_THREADS | 1 | batches run side by side (gunicorn.conf.py: cores per worker) |
+| CARCLF_RUNTIME | litert | litert: model.tflite on LiteRT, no TensorFlow imported; tensorflow: the SavedModel |
+| CARCLF_INTERPRETERS | 1 | LiteRT: passes side by side, one interpreter each (gunicorn.conf.py: cores per worker) |
 
 ``PROMETHEUS_MULTIPROC_DIR`` is read by prometheus_client itself (see README).
 """
 
 import os
 from pathlib import Path
+
+from inference import DEFAULT_RUNTIME, RUNTIMES
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 
@@ -38,6 +42,17 @@ def _boolean(text):
 
 
 _boolean.__name__ = "boolean (1/0, true/false)"
+
+
+def runtime(raw):
+    """One of :data:`inference.runtime.RUNTIMES` (any case)."""
+    name = raw.strip().lower()
+    if name not in RUNTIMES:
+        raise ValueError(raw)
+    return name
+
+
+runtime.__name__ = f"runtime ({' or '.join(RUNTIMES)})"
 
 
 def directory(raw):
@@ -66,6 +81,8 @@ SETTINGS = {
     "BATCH_SIZE": ("CARCLF_BATCH_SIZE", 0, int),
     "BATCH_WAIT_MS": ("CARCLF_BATCH_WAIT_MS", 0.0, float),
     "BATCH_THREADS": ("CARCLF_BATCH_THREADS", 1, int),
+    "RUNTIME": ("CARCLF_RUNTIME", DEFAULT_RUNTIME, runtime),
+    "INTERPRETERS": ("CARCLF_INTERPRETERS", 1, int),
 }
 
 

@@ -1,7 +1,8 @@
 """The served model, loaded in a background thread so the process answers at once.
 
-``/healthz`` answers while TensorFlow loads and warms up the SavedModel (a few
-seconds); ``/readyz`` and ``/predict`` answer 503 until it is ready.
+``/healthz`` answers while the runtime (LiteRT or TensorFlow,
+:mod:`inference.runtime`) loads and warms up the model; ``/readyz`` and
+``/predict`` answer 503 until it is ready.
 """
 
 import logging
@@ -9,7 +10,8 @@ import threading
 import time
 
 from app.errors import ApiError
-from inference.classifier import Classifier, ModelLoadError
+from inference import DEFAULT_RUNTIME
+from inference.runtime import ModelLoadError, load_predictor
 
 log = logging.getLogger("carclf.model")
 
@@ -17,19 +19,26 @@ LOADING, READY, FAILED = "loading", "ready", "failed"
 
 
 class ModelLoader:
-    """Loads and warms up a :class:`inference.classifier.Classifier` off the request path.
+    """Loads and warms up the model (:func:`inference.runtime.load_predictor`) off the request path.
 
     Call :meth:`start` after the process forked (gunicorn imports ``wsgi.py``
     in each worker, without ``preload_app``): a thread does not survive a fork.
 
+    Args:
+        model_dir: the model folder.
+        runtime: ``"litert"`` or ``"tensorflow"``.
+        options: :func:`inference.runtime.load_predictor`'s keyword arguments
+            (interpreters, dynamic batching).
+
     Attributes:
-        model_dir: the SavedModel directory.
+        model_dir: the model folder.
         state: ``"loading"``, ``"ready"`` or ``"failed"``.
     """
 
-    def __init__(self, model_dir, **options):
+    def __init__(self, model_dir, runtime=DEFAULT_RUNTIME, **options):
         self.model_dir = model_dir
-        self._options = options  # Classifier keyword arguments (dynamic batching)
+        self.runtime = runtime
+        self._options = options
         self.state = LOADING
         self._classifier = None
         self._error = None
@@ -43,7 +52,7 @@ class ModelLoader:
     def _load(self):
         started = time.perf_counter()
         try:
-            classifier = Classifier(self.model_dir, **self._options)
+            classifier = load_predictor(self.model_dir, self.runtime, **self._options)
             classifier.warm_up()
         except Exception as error:  # any failure must reach /readyz, not vanish with the thread
             self._error, self.state = error, FAILED
@@ -54,6 +63,7 @@ class ModelLoader:
             self._classifier, self.state = classifier, READY
             seconds = round(time.perf_counter() - started, 2)
             log.info("model ready", extra={"fields": {"model_dir": str(self.model_dir), "seconds": seconds,
+                                                       "runtime": self.runtime,
                                                        "version": classifier.metadata.get("version")}})
         finally:
             self._done.set()

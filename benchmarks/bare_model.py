@@ -1,6 +1,6 @@
-"""The bare model: forward time per image of the shipped SavedModel, no service.
+"""The bare model: forward time per image of the shipped model, no service.
 
-    python -m benchmarks.bare_model [--model model] [--batch-sizes 1 2 4 8 16 32]
+    python -m benchmarks.bare_model [--model model] [--batch-sizes 1 2 4 8 16 32] [--runtime litert]
 
 For each batch size (in images) and with/without the TTA views, feeds real
 photos already resized to the model's input size (what the service feeds it)
@@ -10,7 +10,9 @@ pay) and the median of the following calls, per batch and per image:
 - ``signature``: the SavedModel's ``serving_default`` concrete function, the
   way :class:`inference.classifier.Classifier` calls it, by ``--callers``
   threads side by side (times per batch are then wall time over calls: what
-  sets the throughput);
+  sets the throughput); with ``--runtime litert``, ``model.tflite`` on
+  LiteRT instead (:class:`inference.litert.LiteRTClassifier`, one
+  single-threaded interpreter per caller), TensorFlow not imported;
 - ``predict``: the naive baseline, one Keras ``Model.predict`` call per batch on
   the same SavedModel wrapped in ``keras.layers.TFSMLayer`` (what a Keras
   upload demo does per request; each call builds a tf.data pipeline).
@@ -33,9 +35,10 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from benchmarks.harness import ROOT, machine_summary, photo_summary, real_photos, table  # noqa: E402
+from inference import RUNTIMES  # noqa: E402
+from inference.calibration import Calibration  # noqa: E402
 from inference.images import decode_image, resize  # noqa: E402
 from inference.tta import DEFAULT_VIEWS, tta_batch  # noqa: E402
 
@@ -44,9 +47,23 @@ BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 
 def load_signature(model_dir):
     """``(serving_default concrete function, (height, width))`` of a SavedModel."""
+    import tensorflow as tf
+
     module = tf.saved_model.load(str(model_dir))
     image_size = tuple(int(side) for side in module.signatures["metadata"]()["image_size"].numpy())
     return module.signatures["serving_default"], image_size
+
+
+def load_call(model_dir, runtime, callers):
+    """``(batch -> probabilities, (height, width))`` of the model on ``runtime``
+    (``tensorflow``: :func:`signature_call`; ``litert``: one interpreter per caller)."""
+    if runtime == "tensorflow":
+        signature, image_size = load_signature(model_dir)
+        return signature_call(signature), image_size
+    from inference.litert import LiteRTClassifier
+
+    predictor = LiteRTClassifier(model_dir, interpreters=callers)
+    return (lambda batch: predictor.predict(batch)[1]), predictor.image_size
 
 
 def model_inputs(photos, image_size):
@@ -59,8 +76,10 @@ def model_inputs(photos, image_size):
     return np.stack([resize(decode_image(data, min_size=size), size) for data in photos])
 
 
-def preprocessing_times(photos, image_size):
-    """Median time per photo of each step the service runs before the model.
+def around_model_times(photos, image_size, model_dir):
+    """Median time per photo of each step the service runs around the model:
+    decoding, resizing and TTA views before it, the known-model test after it
+    (on a class centre's features, when the model has a calibration).
 
     Returns:
         ``dict`` step name -> seconds.
@@ -71,6 +90,10 @@ def preprocessing_times(photos, image_size):
         "resize to the input size (Pillow)": lambda pixels: resize(pixels, size),
         "TTA views (original + flip)": lambda pixels: tta_batch(pixels, DEFAULT_VIEWS),
     }
+    calibration = Calibration.load(model_dir)
+    if calibration is not None:
+        test = next(iter(calibration.modes.values()))
+        steps["known-model test (one image's features)"] = lambda _: test.distances(test.class_means[0])
     times = {name: [] for name in steps}
     for data in photos * 2:  # the first pass warms caches up
         value = data
@@ -129,6 +152,8 @@ def time_calls(call, batch, min_seconds=0.5, min_calls=5, callers=1):
 
 def signature_call(signature):
     """``batch -> probabilities`` through the concrete function, as the service calls it."""
+    import tensorflow as tf
+
     return lambda batch: signature(images=tf.convert_to_tensor(batch, dtype=tf.uint8))["probabilities"].numpy()
 
 
@@ -189,20 +214,23 @@ def main(argv=None):
     parser.add_argument("--no-predict", action="store_true", help="skip the Keras model.predict baseline")
     parser.add_argument("--callers", type=int, nargs="+", default=[1],
                         help="threads calling the model side by side, as the service's batch threads do")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="tensorflow",
+                        help="the SavedModel on TensorFlow or model.tflite on LiteRT (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON only (for service.py)")
     args = parser.parse_args(argv)
     photos = real_photos(args.photos)
     machine = machine_summary()
-    signature, image_size = load_signature(args.model)
-    predict = None if args.no_predict else keras_predict_call(args.model)
-    results = measure(signature_call(signature), model_inputs(photos, image_size), args.batch_sizes,
-                      args.min_seconds, args.callers, predict)
+    call, image_size = load_call(args.model, args.runtime, max(args.callers))
+    predict = None if args.no_predict or args.runtime != "tensorflow" else keras_predict_call(args.model)
+    results = measure(call, model_inputs(photos, image_size), args.batch_sizes, args.min_seconds, args.callers,
+                      predict)
     if args.json:
         print(json.dumps(results))
         return
     print(machine)
     print(photo_summary(photos) + ", resized to the model's input size")
-    print(threads_summary())
+    print(f"runtime: {args.runtime}; " + threads_summary() if args.runtime == "tensorflow" else
+          "runtime: litert, one thread per interpreter, one interpreter per caller")
     headers = ["TTA", "images", "rows", "callers", "first ms", "ms/batch", "ms/image", "images/s"]
     if predict is not None:
         headers += ["predict first ms", "predict ms/batch", "predict images/s"]
@@ -220,8 +248,8 @@ def main(argv=None):
         rows.append(row)
     print(table(headers, rows))
     print()
-    steps = preprocessing_times(photos, image_size)
-    print(table(["per request, before the model", "ms"], [[name, f"{t * 1e3:.2f}"] for name, t in steps.items()]))
+    steps = around_model_times(photos, image_size, args.model)
+    print(table(["per request, around the model", "ms"], [[name, f"{t * 1e3:.2f}"] for name, t in steps.items()]))
 
 
 if __name__ == "__main__":

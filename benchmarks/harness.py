@@ -23,7 +23,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CARCLF_SHARED", ROOT.parent / "shared"))
 CARS = SHARED / "data" / "cars-ru10"
-GUNICORN = Path(sys.executable).with_name("gunicorn")
+# The servers' gunicorn: this Python's, or that of another environment, e.g. a virtual environment holding
+# requirements-serve.txt only, as the Docker image does (README "Performance").
+GUNICORN = Path(os.environ.get("CARCLF_BENCH_GUNICORN") or Path(sys.executable).with_name("gunicorn"))
 
 
 def require_photos():
@@ -33,14 +35,19 @@ def require_photos():
     return CARS
 
 
-def real_photos(count, target_bytes=100_000):
+def real_photo_paths(count, target_bytes=100_000):
     """The ``count`` JPEGs of cars-ru10 whose file size is closest to ``target_bytes``.
 
     Returns:
-        ``list[bytes]`` of encoded JPEG files, in a fixed order.
+        ``list[pathlib.Path]``, in a fixed order.
     """
     paths = sorted(require_photos().glob("*/*.jpg"), key=lambda p: (abs(p.stat().st_size - target_bytes), p.name))
-    return [path.read_bytes() for path in paths[:count]]
+    return paths[:count]
+
+
+def real_photos(count, target_bytes=100_000):
+    """The encoded files of :func:`real_photo_paths`: ``list[bytes]``."""
+    return [path.read_bytes() for path in real_photo_paths(count, target_bytes)]
 
 
 def photo_summary(photos):

@@ -17,12 +17,15 @@ threads: model, HTTP, decoding). The same run measures the bare model (see
 - ``tput/bare``: requests/s over the bare batched throughput at that batch
   (``clients`` images / its forward time).
 
-The bare figures are the best of TensorFlow's default threads and of one
+The bare figures are the best of LiteRT (one thread per interpreter, one or
+two interpreters side by side), TensorFlow's default threads and one
 thread per call (one or two calls side by side), each measured in a
 subprocess, since thread pools are fixed once per process.
 
-Variants: ``service`` (the real app as configured), ``batched`` (the real
-app with dynamic batching, ``CARCLF_BATCH_SIZE=8``) and ``naive``
+Variants: ``service`` (the real app as configured: LiteRT), ``2 workers``
+(the same with ``WEB_CONCURRENCY=2``), ``tensorflow``
+(the real app on ``CARCLF_RUNTIME=tensorflow``), ``batched`` (the real
+app on TensorFlow with dynamic batching, ``CARCLF_BATCH_SIZE=8``) and ``naive``
 (``benchmarks/naive_app.py``: one Keras ``model.predict`` per request), all
 run by the same ``gunicorn.conf.py``.
 """
@@ -49,10 +52,12 @@ from benchmarks.harness import (
 
 VARIANTS = {
     "service": ("wsgi:app", {}),
-    "batched": ("wsgi:app", {"CARCLF_BATCH_SIZE": "8"}),
+    "2 workers": ("wsgi:app", {"WEB_CONCURRENCY": "2"}),
+    "tensorflow": ("wsgi:app", {"CARCLF_RUNTIME": "tensorflow"}),
+    "batched": ("wsgi:app", {"CARCLF_RUNTIME": "tensorflow", "CARCLF_BATCH_SIZE": "8"}),
     "naive": ("benchmarks.naive_app:app", {}),
 }
-TARGETS = "lone p50 <= 1.3x bare | 8 clients >= 0.9x bare throughput | cold start <= 10 s | RSS <= 700 MB"
+TARGETS = "lone p50 <= 1.3x bare | 8 clients >= 0.9x bare throughput | cold start <= 2.5 s | RSS <= 250 MB"
 
 
 def run_variant(name, bodies, concurrency, requests, env=None, tta_modes=(True, False)):
@@ -91,15 +96,17 @@ def cpu_seconds(processes):
     return sum(sum(process.cpu_times()[:2]) for process in processes)
 
 
-BARE_SETUPS = {  # name: (environment, callers side by side)
-    "default threads": ({}, [1]),
-    "1 thread per call": ({"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"}, [1, 2]),
+BARE_SETUPS = {  # name: (runtime, environment, callers side by side)
+    "TensorFlow, default threads": ("tensorflow", {}, [1]),
+    "TensorFlow, 1 thread per call": ("tensorflow", {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"},
+                                      [1, 2]),
+    "LiteRT, 1 thread per interpreter": ("litert", {}, [1, 2]),
 }
 
 
 def bare_reference(model_dir, concurrency, photos):
     """The bare model's best figures, from ``benchmarks/bare_model.py`` run in a
-    subprocess per TensorFlow thread setup of :data:`BARE_SETUPS`.
+    subprocess per runtime and thread setup of :data:`BARE_SETUPS`.
 
     Returns:
         ``{(tta, images): (latency seconds, seconds per batch at best throughput)}``:
@@ -107,9 +114,10 @@ def bare_reference(model_dir, concurrency, photos):
         shortest wall time per call over setups and callers side by side.
     """
     best = {}
-    for name, (env, callers) in BARE_SETUPS.items():
+    for name, (runtime, env, callers) in BARE_SETUPS.items():
         print(f"bare model, {name} ...", file=sys.stderr, flush=True)
         command = [sys.executable, "-m", "benchmarks.bare_model", "--json", "--no-predict", "--model", model_dir,
+                   "--runtime", runtime,
                    "--photos", str(photos), "--batch-sizes", *map(str, sorted(set(concurrency))),
                    "--callers", *map(str, callers)]
         output = subprocess.run(command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,

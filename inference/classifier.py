@@ -9,37 +9,14 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import saved_model_pb2
 
 from inference.batching import Batcher
-from inference.calibration import Calibration
-from inference.images import decode_image, resize
-from inference.tta import DEFAULT_VIEWS, tta_batch
+from inference.runtime import FIX as _FIX
+from inference.runtime import ModelLoadError, ModelNotFoundError, ServedModel, require_savedmodel  # noqa: F401
+from inference.tta import DEFAULT_VIEWS
 
 
-class ModelNotFoundError(FileNotFoundError):
-    """The model directory holds no SavedModel."""
-
-
-class ModelLoadError(ValueError):
-    """A SavedModel folder that cannot be served; the message names the file and the fix."""
-
-
-_FIX = ("Copy the whole model folder again (the shipped model: 'git checkout -- model/'), or point "
-        "CARCLF_MODEL_DIR at a model exported by 'python -m training.train'.")
 # What the service calls (README "SavedModel signature"): signature -> its outputs.
 _SIGNATURE_OUTPUTS = {"serving_default": {"logits", "probabilities"},
                       "metadata": {"labels", "image_size", "metadata_json"}}
-
-
-def require_savedmodel(model_dir):
-    """Check that ``model_dir`` holds a SavedModel, cheaply (no TensorFlow load).
-
-    Raises:
-        ModelNotFoundError: no ``saved_model.pb`` there.
-    """
-    if not (Path(model_dir) / "saved_model.pb").is_file():
-        raise ModelNotFoundError(
-            f"No SavedModel in '{model_dir}' (no saved_model.pb). Train one with "
-            "'python -m training.train --data DIR --out DIR' or point CARCLF_MODEL_DIR at one."
-        )
 
 
 def load_savedmodel(model_dir):
@@ -102,7 +79,7 @@ def _check_signatures(module, graph):
                              "'python -m training.train' (README \"SavedModel signature\"). " + _FIX)
 
 
-class Classifier:
+class Classifier(ServedModel):
     """A car-model classifier backed by an exported SavedModel.
 
     The SavedModel's ``serving_default`` signature takes ``images``: ``uint8``
@@ -149,11 +126,7 @@ class Classifier:
         self.labels = [label.decode() for label in facts["labels"].numpy()]
         self.image_size = tuple(int(side) for side in facts["image_size"].numpy())
         self.metadata = json.loads(facts["metadata_json"].numpy().decode())
-        metrics_path = model_dir / "metrics.json"
-        self.metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        self.calibration = Calibration.load(model_dir)
-        if self.calibration is not None and self.calibration.labels != self.labels:
-            raise ValueError(f"{model_dir}/calibration.json was fitted for other labels; rerun training.calibrate")
+        self._load_beside(model_dir)
         # In rows, for warm_up: what the service sends (its TTA views, or a batch).
         self._largest_batch = max(batch_size, len(DEFAULT_VIEWS))
         self._batcher = Batcher(self._forward, batch_size, batch_wait_ms / 1000, batch_threads) if batch_size else None
@@ -180,75 +153,6 @@ class Classifier:
         among its callers."""
         outputs = self._serve(images=tf.convert_to_tensor(images, dtype=tf.uint8))
         return np.concatenate([outputs[name].numpy() for name in ("logits", "probabilities", "features")], axis=1)
-
-    def predict_probabilities(self, images):
-        """Probabilities of a batch: ``float32 (batch, num_classes)`` (see :meth:`predict`)."""
-        return self.predict(images)[1]
-
-    def predict_views(self, image, views=DEFAULT_VIEWS):
-        """Logits, probabilities and features of one image, each averaged over its TTA views.
-
-        Args:
-            image: ``uint8`` array ``(height, width, 3)``, RGB.
-            views: TTA view names (:data:`inference.tta.VIEWS`), run as one
-                batch; ``("original",)`` turns TTA off.
-
-        Returns:
-            ``(logits, probabilities, features)``, ``float32`` arrays
-            ``(num_classes,)``, ``(num_classes,)`` and ``(F,)``; the
-            probabilities sum to 1.
-        """
-        return tuple(outputs.mean(axis=0) for outputs in self.predict(tta_batch(image, views)))
-
-    def classify(self, image, views=DEFAULT_VIEWS):
-        """Probabilities of one image averaged over its TTA views: ``float32 (num_classes,)``.
-
-        Goes through :meth:`predict_probabilities`, which
-        :class:`inference.ensemble.Ensemble` overrides.
-        """
-        return self.predict_probabilities(tta_batch(image, views)).mean(axis=0)
-
-    def known_model(self, features, views=DEFAULT_VIEWS):
-        """Whether the top class is trustworthy (:mod:`inference.calibration`).
-
-        Args:
-            features: ``float32 (F,)``, averaged over ``views``.
-            views: the TTA views the logits came from.
-
-        Returns:
-            ``(known, distance)``: ``bool`` (distance within the calibrated
-            threshold) and the cosine distance to the nearest training photo as ``float``;
-            ``(None, None)`` when the model has no calibration for ``views``.
-        """
-        test = self.calibration.test(views) if self.calibration else None
-        if test is None:
-            return None, None
-        distance = float(test.distances(features))
-        return distance <= test.threshold, distance
-
-    def decode(self, data, max_pixels, max_full_pixels=None):
-        """Decode uploaded bytes and resize them to the model's input size.
-
-        JPEGs are decoded in draft mode at the smallest reduction covering the
-        input size; resizing before the model (as training does, see
-        :func:`training.data.load_image`) makes every image the same shape, so
-        that concurrent requests can share a batch. ``max_pixels`` and
-        ``max_full_pixels`` are :func:`inference.images.decode_image`'s limits.
-
-        Returns:
-            ``uint8`` array ``(height, width, 3)`` of :attr:`image_size`, RGB.
-
-        Raises:
-            inference.images.ImageDecodeError: the bytes are no usable image.
-        """
-        height, width = self.image_size
-        pixels = decode_image(data, max_pixels=max_pixels, min_size=(width, height), max_full_pixels=max_full_pixels)
-        return resize(pixels, (width, height))
-
-    def top_k(self, probabilities, k):
-        """The ``k`` most probable labels as ``[{"label", "probability"}]``, best first."""
-        order = np.argsort(probabilities)[::-1][:k]
-        return [{"label": self.labels[i], "probability": float(probabilities[i])} for i in order]
 
     def warm_up(self):
         """Run the model once at every batch size a service request can meet

@@ -6,26 +6,20 @@ Convolutional Networks", sec. 3.2, average over flipped views; Krizhevsky et
 al. 2012, "ImageNet Classification with Deep CNNs", sec. 4.1, the centre and
 four corner crops).
 
-Every view maps an image ``(height, width, 3)`` to an array of the same shape
-and dtype, so that all views of one image stack into a single batch: crops are
+Every view maps an image ``uint8 (height, width, 3)`` to an array of the same
+shape and dtype, so that all views of one image stack into a single batch: crops are
 resized back to the image's size and the zoomed-out view is padded back to it.
+Resizing is Pillow's antialiased bilinear filter, as before the model
+(:func:`inference.images.resize`), not TensorFlow's: serving on LiteRT imports
+no TensorFlow.
 """
 
 import numpy as np
-import tensorflow as tf
+
+from inference.images import resize
 
 CROP_FRACTION = 0.9  # side of the crop views, as a share of the image's side
 ZOOM_OUT_FRACTION = 0.9  # side of the shrunken image inside the zoom-out view
-
-
-def _resize(image, height, width):
-    """``image`` resized to ``(height, width)`` (bilinear, antialiased, as the
-    SavedModel resizes), rounded back to ``image``'s dtype."""
-    resized = tf.image.resize(image, (height, width), antialias=True).numpy()
-    if np.issubdtype(image.dtype, np.integer):
-        info = np.iinfo(image.dtype)
-        resized = np.clip(np.round(resized), info.min, info.max)
-    return resized.astype(image.dtype)
 
 
 def _crop(vertical, horizontal):
@@ -38,7 +32,7 @@ def _crop(vertical, horizontal):
         crop_h, crop_w = max(1, round(height * CROP_FRACTION)), max(1, round(width * CROP_FRACTION))
         top = round((height - crop_h) * anchors[vertical])
         left = round((width - crop_w) * anchors[horizontal])
-        return _resize(image[top : top + crop_h, left : left + crop_w], height, width)
+        return resize(image[top : top + crop_h, left : left + crop_w], (width, height))
 
     return view
 
@@ -50,7 +44,7 @@ def _zoom_out(image):
     inner_h, inner_w = max(1, round(height * ZOOM_OUT_FRACTION)), max(1, round(width * ZOOM_OUT_FRACTION))
     top, left = (height - inner_h) // 2, (width - inner_w) // 2
     padding = ((top, height - inner_h - top), (left, width - inner_w - left), (0, 0))
-    return np.pad(_resize(image, inner_h, inner_w), padding, mode="edge")
+    return np.pad(resize(image, (inner_w, inner_h)), padding, mode="edge")
 
 
 VIEWS = {
@@ -103,12 +97,11 @@ def tta_batch(image, views=DEFAULT_VIEWS):
     """Stack the TTA views of one image into a batch.
 
     Args:
-        image: ``np.ndarray``, shape ``(height, width, 3)``, any dtype.
+        image: ``uint8`` array ``(height, width, 3)``, RGB.
         views: names from :data:`VIEWS`, in batch order.
 
     Returns:
-        ``np.ndarray`` of shape ``(len(views), height, width, 3)``, the dtype of
-        ``image``.
+        ``uint8`` array ``(len(views), height, width, 3)``.
 
     Raises:
         KeyError: a view name that is not in :data:`VIEWS`.

@@ -29,12 +29,13 @@ def hold_model_loading(monkeypatch, seconds):
 
     release = threading.Event()
 
-    class HeldClassifier(app.model.Classifier):
-        def __init__(self, model_dir, **options):
-            release.wait(seconds)
-            super().__init__(model_dir, **options)
+    load_predictor = app.model.load_predictor
 
-    monkeypatch.setattr(app.model, "Classifier", HeldClassifier)
+    def held_load_predictor(*args, **options):
+        release.wait(seconds)
+        return load_predictor(*args, **options)
+
+    monkeypatch.setattr(app.model, "load_predictor", held_load_predictor)
     return release
 
 

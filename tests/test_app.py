@@ -30,15 +30,32 @@ def post_bytes(client, data, name="car.jpg"):
     return client.post("/predict", data={"file": (io.BytesIO(data), name)})
 
 
-def test_shipped_model_classifies_held_out_real_photos(client, validation_photos):
+@pytest.fixture(scope="module", params=["litert", "tensorflow"])
+def runtime_client(request):
+    """A test client of the shipped model on each runtime (CARCLF_RUNTIME)."""
+    return ready_app({"MODEL_DIR": str(SHIPPED_MODEL), "RUNTIME": request.param}).test_client()
+
+
+def test_shipped_model_classifies_held_out_real_photos(runtime_client, validation_photos):
     assert len(validation_photos) == 10
     correct = known = 0
     for sample in validation_photos:
-        answer = post_photo(client, Path(sample.path))
+        answer = post_photo(runtime_client, Path(sample.path))
         assert answer.status_code == 200
         correct += answer.json["predictions"][0]["label"] == sample.label
         known += answer.json["known_model"] is True
     assert correct >= 9 and known >= 9
+
+
+def test_both_runtimes_answer_the_same(runtime_client, client, validation_photos):
+    """Each runtime against the default (LiteRT): same labels, probabilities within 1e-4, same known-model answer."""
+    for sample in validation_photos[:4]:
+        for tta in ("0", "1"):
+            answer, expected = (post_photo(c, Path(sample.path), tta=tta).json for c in (runtime_client, client))
+            assert [p["label"] for p in answer["predictions"]] == [p["label"] for p in expected["predictions"]]
+            assert [p["probability"] for p in answer["predictions"]] == pytest.approx(
+                [p["probability"] for p in expected["predictions"]], abs=1e-4)
+            assert answer["known_model"] == expected["known_model"]
 
 
 def test_json_contract(client, validation_photos):
@@ -202,6 +219,20 @@ def test_tta_setting_parses_yes_and_no(raw, expected):
     from app.config import settings_from_env
 
     assert settings_from_env({} if raw is None else {"CARCLF_TTA": raw})["DEFAULT_TTA"] is expected
+
+
+@pytest.mark.parametrize("raw, expected", [(None, "litert"), ("TensorFlow", "tensorflow"), (" litert", "litert")])
+def test_runtime_setting_parses(raw, expected):
+    from app.config import settings_from_env
+
+    assert settings_from_env({} if raw is None else {"CARCLF_RUNTIME": raw})["RUNTIME"] == expected
+
+
+def test_a_bad_runtime_setting_is_named():
+    from app.config import settings_from_env
+
+    with pytest.raises(ValueError, match="CARCLF_RUNTIME='onnx' is not a valid runtime"):
+        settings_from_env({"CARCLF_RUNTIME": "onnx"})
 
 
 def test_a_bad_tta_setting_is_named():

@@ -72,7 +72,7 @@ def test_the_service_logs_the_actionable_message_without_a_trace(tmp_path, caplo
     logger = logging.getLogger("carclf.model")
     logger.addHandler(caplog.handler)  # the app's JSON logging stops propagation to the root logger
     try:
-        assert ModelLoader(folder).start().wait(120) == "failed"
+        assert ModelLoader(folder, "tensorflow").start().wait(120) == "failed"
     finally:
         logger.removeHandler(caplog.handler)
     record = next(r for r in caplog.records if r.name == "carclf.model")

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app import create_app
 from app.logs import JsonFormatter
 from app.pages import DEFAULT_PHOTO_HINT
-from inference.classifier import ModelNotFoundError
+from inference.runtime import ModelNotFoundError
 from tests.conftest import (CARS, OPENAPI, ROOT, SHIPPED_MODEL, assert_matches_schema, hold_model_loading, ready_app,
                             require)
 
@@ -55,11 +55,16 @@ def test_predict_waits_for_a_model_still_loading(monkeypatch):
     assert answer.status_code == 200 and answer.json["predictions"]
 
 
-def test_a_corrupt_savedmodel_fails_readiness_and_liveness(tmp_path):
+# A file of the model each runtime loads, zeroed.
+CORRUPT = {"tensorflow": "variables/variables.data-00000-of-00001", "litert": "model.tflite"}
+
+
+@pytest.mark.parametrize("runtime", list(CORRUPT))
+def test_a_corrupt_model_fails_readiness_and_liveness(tmp_path, runtime):
     broken = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, broken)
-    (broken / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 100)
-    flask_app = create_app({"MODEL_DIR": str(broken)})
+    (broken / CORRUPT[runtime]).write_bytes(b"\0" * 100)
+    flask_app = create_app({"MODEL_DIR": str(broken), "RUNTIME": runtime})
     assert flask_app.extensions["model"].wait(120) == "failed"
     client = flask_app.test_client()
     assert client.get("/healthz").status_code == 503
@@ -67,9 +72,10 @@ def test_a_corrupt_savedmodel_fails_readiness_and_liveness(tmp_path):
     assert answer.status_code == 503 and answer.json["error"]["code"] == "model_failed"
 
 
-def test_a_missing_model_fails_the_start_at_once(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="No SavedModel"):
-        create_app({"MODEL_DIR": str(tmp_path)})
+@pytest.mark.parametrize("runtime, message", [("tensorflow", "No SavedModel"), ("litert", "No model.tflite")])
+def test_a_missing_model_fails_the_start_at_once(tmp_path, runtime, message):
+    with pytest.raises(ModelNotFoundError, match=message):
+        create_app({"MODEL_DIR": str(tmp_path), "RUNTIME": runtime})
 
 
 def test_model_metadata(client):
@@ -221,7 +227,8 @@ def test_favicon_is_served(client):
 def test_gunicorn_binds_the_loopback_interface_unless_told(monkeypatch):
     for variable in ("BIND", "HOST", "PORT"):
         monkeypatch.delenv(variable, raising=False)
-    for variable in ("CARCLF_BATCH_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    for variable in ("CARCLF_BATCH_THREADS", "CARCLF_INTERPRETERS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                     "TF_NUM_INTEROP_THREADS"):
         monkeypatch.setenv(variable, os.environ.get(variable, "1"))  # restored afterwards: the file sets defaults
     assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == "127.0.0.1:8000"
     monkeypatch.setenv("HOST", "0.0.0.0")  # as the Docker image does

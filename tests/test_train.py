@@ -34,7 +34,9 @@ def mobilenet_model(tiny_dataset, tmp_path_factory):
 def test_mobilenet_run_writes_savedmodel_config_history_and_metrics(mobilenet_model, tiny_dataset):
     files = {path.name for path in mobilenet_model.iterdir()}
     assert {"saved_model.pb", "variables", "training_config.json", "history.json", "metrics.json",
-            "calibration.json", "calibration.npz"} <= files
+            "calibration.json", "calibration.npz", "model.tflite", "metadata.json", "litert_parity.json"} <= files
+    parity = json.loads((mobilenet_model / "litert_parity.json").read_text())
+    assert parity["photos"] == 3 and parity["top1_agreement"] == 1 and parity["max_probability_difference"] < 1e-4
     config = TrainConfig.from_dict(json.loads((mobilenet_model / "training_config.json").read_text()))
     assert config.backbone == "MobileNetV2" and config.alpha == 0.35 and config.image_size == 96
     assert [stage.name for stage in config.stages] == ["head", "finetune"]

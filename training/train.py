@@ -3,7 +3,9 @@
     python -m training.train --data DIR [--data DIR ...] --out DIR [--config FILE] [options]
 
 Transfer learning then staged fine-tuning (see :class:`training.config.Stage`);
-writes to ``--out``: ``saved_model.pb`` + ``variables/``,
+writes to ``--out``: ``saved_model.pb`` + ``variables/``, ``model.tflite``
+and ``metadata.json`` (the same model on LiteRT, checked against the
+SavedModel on the validation photos: :mod:`training.convert`),
 ``training_config.json``, ``history.json`` (per stage: epochs, learning rate,
 loss and accuracy curves), ``training_log.csv`` (one row per epoch, epochs
 numbered across stages), ``metrics.json`` (validation accuracy with and without
@@ -335,6 +337,7 @@ def init_head_from_probe(model, dataset, num_classes):
 def _export(config, model, labels, val_samples, train_samples, histories, strategy):
     """Write the SavedModel and its files (on the chief; other workers write to a
     scratch directory, as every worker must take part in saving) and measure it."""
+    from training.convert import summary, write_litert
     from training.distribute import is_chief
     from training.evaluate import evaluate_savedmodel
     from training.export import export_savedmodel
@@ -353,6 +356,8 @@ def _export(config, model, labels, val_samples, train_samples, histories, strate
         return {}
     out = Path(config.out)
     export_savedmodel(model, labels, image_size, metadata, out)
+    parity = write_litert(out, [sample.path for sample in val_samples])  # fails the export on disagreement
+    print(summary(parity, out))
     metrics = {
         "validation_images": len(val_samples),
         "train_images": len(train_samples),

@@ -1,0 +1,124 @@
+"""The served model on LiteRT (``ai-edge-litert``): its float32 ``model.tflite``, no TensorFlow.
+
+``python -m training.convert`` writes ``model.tflite`` and ``metadata.json``
+beside the SavedModel and checks on real photos that both give the same
+answers. The ``.tflite`` has the SavedModel's ``serving_default`` signature
+less the resize: ``images`` ``uint8 (batch, height, width, 3)`` at the model's
+input size (the service resizes before the model) -> ``logits``,
+``probabilities`` ``float32 (batch, num_classes)`` and ``features``
+``float32 (batch, F)``. LiteRT runs it on XNNPACK, one core per interpreter,
+and releases the GIL while it runs.
+"""
+
+import queue
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+from inference.runtime import FIX, TFLITE_FILENAME, ModelLoadError, ServedModel, read_metadata, require_model
+from inference.tta import DEFAULT_VIEWS
+
+OUTPUTS = ("logits", "probabilities", "features")
+
+
+def load_interpreter(model, threads=1):
+    """A LiteRT interpreter of the ``.tflite`` bytes ``model``, its signature checked.
+
+    Args:
+        model: the ``.tflite`` file's contents, ``bytes`` (shared by every
+            interpreter of a process: read once).
+        threads: CPU threads per forward pass.
+
+    Returns:
+        the ``serving_default`` signature runner.
+
+    Raises:
+        ValueError: not a ``.tflite`` flatbuffer, or another signature (the
+            message says which).
+    """
+    interpreter = Interpreter(model_content=model, num_threads=threads)
+    signature = interpreter.get_signature_list().get("serving_default", {})
+    if signature.get("inputs") != ["images"] or set(signature.get("outputs", ())) != set(OUTPUTS):
+        raise ValueError(f"its signatures are {interpreter.get_signature_list()}, not 'serving_default' from "
+                         f"'images' to {list(OUTPUTS)}")
+    return interpreter.get_signature_runner("serving_default")
+
+
+class LiteRTClassifier(ServedModel):
+    """A car-model classifier backed by ``model.tflite`` (see the module docstring).
+
+    LiteRT's interpreters may not be called by two threads at once, and each
+    holds its own copy of the packed weights (about 28 MB): the classifier
+    keeps ``interpreters`` of them, each used by one serving thread at a time
+    (a thread takes an idle one for its forward pass and gives it back), so
+    that memory follows the passes that run side by side, not the threads.
+
+    Args:
+        model_dir: the model folder: ``model.tflite``, ``metadata.json`` and,
+            optional, ``metrics.json`` and the calibration.
+        interpreters: forward passes that may run side by side, each on one
+            core (the service: cores per worker).
+
+    Attributes:
+        labels, image_size, metadata, metrics, calibration: as
+            :class:`inference.runtime.ServedModel`.
+
+    Raises:
+        inference.runtime.ModelNotFoundError: no ``model.tflite`` or ``metadata.json``.
+        inference.runtime.ModelLoadError: either is unreadable, or the
+            ``.tflite`` is not this project's (message: the file and the fix).
+        ValueError: ``calibration.json`` is malformed or names other labels.
+    """
+
+    def __init__(self, model_dir, interpreters=1):
+        model_dir = Path(model_dir)
+        require_model(model_dir, "litert")
+        self.labels, self.image_size, self.metadata = read_metadata(model_dir)
+        self._load_beside(model_dir)
+        path = model_dir / TFLITE_FILENAME
+        model = path.read_bytes()
+        self._idle = queue.SimpleQueue()
+        for _ in range(interpreters):
+            try:
+                self._idle.put(load_interpreter(model))
+            except ValueError as error:
+                raise ModelLoadError(f"{path} is not a model of this project ({error}); write it again with "
+                                     f"'python -m training.convert {model_dir}'. {FIX}") from None
+        self._interpreters = interpreters
+
+    def predict(self, images):
+        """Run the model on a batch, on an idle interpreter (waiting for one when all are busy).
+
+        Args:
+            images: ``uint8`` array ``(batch, height, width, 3)``, RGB, of :attr:`image_size`.
+
+        Returns:
+            ``(logits, probabilities, features)``: ``float32`` arrays
+            ``(batch, num_classes)``, ``(batch, num_classes)`` and ``(batch, F)``.
+
+        Raises:
+            ValueError: images of another size than :attr:`image_size`.
+        """
+        if images.shape[1:3] != self.image_size:
+            raise ValueError(f"images of {images.shape[1:3]} pixels; the model takes {self.image_size}")
+        runner = self._idle.get()
+        try:
+            outputs = runner(images=np.ascontiguousarray(images, dtype=np.uint8))
+        finally:
+            self._idle.put(runner)
+        return tuple(outputs[name] for name in OUTPUTS)
+
+    def warm_up(self):
+        """Run every interpreter once at each batch size a service request
+        meets (its TTA views), so that no request pays for allocating tensors
+        and XNNPACK's packing of the weights."""
+        blank = np.zeros((1, *self.image_size, 3), dtype=np.uint8)
+        runners = [self._idle.get() for _ in range(self._interpreters)]
+        try:
+            for runner in runners:
+                for rows in range(1, len(DEFAULT_VIEWS) + 1):
+                    runner(images=np.repeat(blank, rows, axis=0))
+        finally:
+            for runner in runners:
+                self._idle.put(runner)

@@ -1,0 +1,139 @@
+"""The LiteRT runtime (inference.litert) against the SavedModel on real photos, the
+conversion's parity check (training.convert), and a LiteRT service without TensorFlow."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.litert import LiteRTClassifier
+from inference.runtime import ModelLoadError, ModelNotFoundError, load_predictor
+from inference.tta import DEFAULT_VIEWS
+from tests.conftest import ROOT, SHIPPED_MODEL, shipped_validation_samples
+from tests.test_batching import call_concurrently
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """Two held-out validation photos per class, as encoded bytes."""
+    counts, picked = {}, []
+    for sample in shipped_validation_samples():
+        if counts.setdefault(sample.label, 0) < 2:
+            counts[sample.label] += 1
+            picked.append(Path(sample.path).read_bytes())
+    return picked
+
+
+@pytest.fixture(scope="module")
+def runtimes():
+    """The shipped model on both runtimes: ``{"litert": ..., "tensorflow": ...}``."""
+    return {runtime: load_predictor(SHIPPED_MODEL, runtime, interpreters=2) for runtime in ("litert", "tensorflow")}
+
+
+@pytest.mark.parametrize("views", [DEFAULT_VIEWS[:1], DEFAULT_VIEWS], ids=["no TTA", "TTA"])
+def test_both_runtimes_give_the_same_answers_on_real_photos(runtimes, photos, views):
+    litert, tensorflow = runtimes["litert"], runtimes["tensorflow"]
+    assert (litert.labels, litert.image_size, litert.metadata) == (
+        tensorflow.labels, tensorflow.image_size, tensorflow.metadata)
+    for data in photos:
+        image = litert.decode(data, max_pixels=40_000_000)
+        assert np.array_equal(image, tensorflow.decode(data, max_pixels=40_000_000))
+        (_, expected, expected_features), (_, probabilities, features) = (
+            runtime.predict_views(image, views) for runtime in (tensorflow, litert))
+        np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+        assert litert.top_k(probabilities, 3)[0]["label"] == tensorflow.top_k(expected, 3)[0]["label"]
+        known, distance = litert.known_model(features, views)
+        expected_known, expected_distance = tensorflow.known_model(expected_features, views)
+        assert known == expected_known and distance == pytest.approx(expected_distance, rel=1e-3, abs=1e-6)
+
+
+def test_interpreters_answer_concurrent_threads_as_if_alone(runtimes, photos):
+    litert = runtimes["litert"]
+    images = [litert.decode(data, max_pixels=40_000_000) for data in photos[:8]]
+    together = call_concurrently(litert.classify, images)
+    for image, probabilities in zip(images, together):
+        np.testing.assert_array_equal(probabilities, litert.classify(image))
+    assert len({int(np.argmax(p)) for p in together}) > 1
+
+
+def test_images_of_another_size_are_refused(runtimes):
+    with pytest.raises(ValueError, match=r"takes \(224, 224\)"):
+        runtimes["litert"].predict(np.zeros((1, 96, 96, 3), np.uint8))
+
+
+def model_copy(tmp_path, *names):
+    """The LiteRT files of model/ copied into ``tmp_path``: ``names``."""
+    for name in names:
+        shutil.copy(SHIPPED_MODEL / name, tmp_path / name)
+    return tmp_path
+
+
+def test_a_folder_without_the_tflite_names_the_command_that_writes_it(tmp_path):
+    with pytest.raises(ModelNotFoundError, match=r"No model.tflite .*python -m training.convert .*CARCLF_RUNTIME"):
+        LiteRTClassifier(model_copy(tmp_path, "metadata.json"))
+
+
+@pytest.mark.parametrize("keep", [0, 5000, 6_000_000])
+def test_a_truncated_tflite_names_the_file_and_the_fix(tmp_path, keep):
+    folder = model_copy(tmp_path, "metadata.json")
+    (folder / "model.tflite").write_bytes((SHIPPED_MODEL / "model.tflite").read_bytes()[:keep])
+    with pytest.raises(ModelLoadError) as caught:
+        LiteRTClassifier(folder)
+    message = str(caught.value)
+    assert str(folder / "model.tflite") in message and "python -m training.convert" in message
+    assert "git checkout -- model/" in message
+
+
+def test_a_malformed_metadata_file_names_itself(tmp_path):
+    folder = model_copy(tmp_path, "model.tflite")
+    (folder / "metadata.json").write_text('{"labels": []}')
+    with pytest.raises(ModelLoadError, match=r"metadata.json could not be read.*git checkout -- model/"):
+        LiteRTClassifier(folder)
+
+
+def test_the_committed_tflite_passed_the_parity_check():
+    figures = json.loads((SHIPPED_MODEL / "litert_parity.json").read_text())
+    assert figures["photos"] >= 800 and figures["top1_agreement"] == 1 and figures["known_model_agreement"] == 1
+    assert figures["max_probability_difference"] < 1e-4
+
+
+def test_a_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch, photos):
+    import training.convert
+
+    folder = tmp_path / "model"
+    shutil.copytree(SHIPPED_MODEL, folder, ignore=shutil.ignore_patterns("model.tflite", "metadata.json", "litert_*"))
+    # The committed .tflite stands in for a fresh conversion (seconds of CPU); a limit no float model meets fails it.
+    monkeypatch.setattr(training.convert, "convert_savedmodel", lambda _: (SHIPPED_MODEL / "model.tflite").read_bytes())
+    monkeypatch.setattr(training.convert, "MAX_PROBABILITY_DIFFERENCE", 0.0)
+    paths = [str(sample.path) for sample in shipped_validation_samples()[:4]]
+    with pytest.raises(training.convert.ParityError, match=r"on 4 real photos: probabilities differ.*Nothing was"):
+        training.convert.write_litert(folder, paths)
+    assert not {"model.tflite", "metadata.json", "litert_parity.json"} & {path.name for path in folder.iterdir()}
+    monkeypatch.setattr(training.convert, "MAX_PROBABILITY_DIFFERENCE", 1e-4)
+    figures = training.convert.write_litert(folder, paths)
+    assert figures["top1_agreement"] == 1 and (folder / "model.tflite").is_file()
+    assert LiteRTClassifier(folder).metadata == load_predictor(SHIPPED_MODEL, "tensorflow").metadata
+
+
+SERVE_WITHOUT_TENSORFLOW = """
+import sys
+from app import create_app
+app = create_app({"MODEL_DIR": sys.argv[1], "RUNTIME": "litert"})
+assert app.extensions["model"].wait(120) == "ready"
+with open(sys.argv[2], "rb") as photo:
+    answer = app.test_client().post("/predict?tta=1", data={"file": (photo, "car.jpg")})
+assert answer.status_code == 200 and answer.json["tta_views"] == 2, answer.json
+print(sorted(name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras")))
+"""
+
+
+def test_serving_on_litert_imports_no_tensorflow():
+    photo = shipped_validation_samples()[0].path
+    result = subprocess.run([sys.executable, "-c", SERVE_WITHOUT_TENSORFLOW, str(SHIPPED_MODEL), str(photo)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
