@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.harness import ROOT, machine_summary, photo_summary, real_photos, table  # noqa: E402
+from inference.contract import INPUT, SERVING_SIGNATURE, model_input, read_metadata  # noqa: E402
 from inference.images import decode_image, resize  # noqa: E402
 from inference.tta import DEFAULT_VIEWS, tta_batch  # noqa: E402
 
@@ -45,18 +46,17 @@ BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 def load_signature(model_dir):
     """``(serving_default concrete function, (height, width))`` of a SavedModel."""
     module = tf.saved_model.load(str(model_dir))
-    image_size = tuple(int(side) for side in module.signatures["metadata"]()["image_size"].numpy())
-    return module.signatures["serving_default"], image_size
+    return module.signatures[SERVING_SIGNATURE], read_metadata(module).image_size
 
 
 def model_inputs(photos, image_size):
-    """Decode JPEG ``photos`` and resize them to ``image_size`` ``(height, width)``, as the service does.
+    """JPEG ``photos`` as the model's input of ``image_size`` ``(height, width)``, as the service
+    makes it (:func:`inference.contract.model_input`).
 
     Returns:
         ``uint8`` array ``(len(photos), height, width, 3)``.
     """
-    size = image_size[::-1]
-    return np.stack([resize(decode_image(data, min_size=size), size) for data in photos])
+    return np.stack([model_input(data, image_size) for data in photos])
 
 
 def preprocessing_times(photos, image_size):
@@ -129,7 +129,7 @@ def time_calls(call, batch, min_seconds=0.5, min_calls=5, callers=1):
 
 def signature_call(signature):
     """``batch -> probabilities`` through the concrete function, as the service calls it."""
-    return lambda batch: signature(images=tf.convert_to_tensor(batch, dtype=tf.uint8))["probabilities"].numpy()
+    return lambda batch: signature(**{INPUT: tf.convert_to_tensor(batch, dtype=tf.uint8)})["probabilities"].numpy()
 
 
 def keras_predict_call(model_dir):
@@ -137,7 +137,7 @@ def keras_predict_call(model_dir):
     import keras
 
     inputs = keras.Input((None, None, 3), dtype="uint8")
-    outputs = keras.layers.TFSMLayer(str(model_dir), call_endpoint="serving_default")(inputs)
+    outputs = keras.layers.TFSMLayer(str(model_dir), call_endpoint=SERVING_SIGNATURE)(inputs)
     model = keras.Model(inputs, outputs["probabilities"])
     return lambda batch: model.predict(batch, verbose=0)
 

@@ -1,4 +1,4 @@
-"""Load a SavedModel exported by :mod:`training.export` and classify images."""
+"""Load a SavedModel of :mod:`inference.contract` (exported by :mod:`training.export`) and classify images."""
 
 import json
 from pathlib import Path
@@ -10,7 +10,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from inference.batching import Batcher
 from inference.calibration import Calibration
-from inference.images import decode_image, resize
+from inference.contract import INPUT, OUTPUTS, SERVING_SIGNATURE, SIGNATURES, model_input, read_metadata
+from inference.images import DEFAULT_MAX_PIXELS
 from inference.tta import DEFAULT_VIEWS, tta_batch
 
 
@@ -24,9 +25,6 @@ class ModelLoadError(ValueError):
 
 _FIX = ("Copy the whole model folder again (the shipped model: 'git checkout -- model/'), or point "
         "CARCLF_MODEL_DIR at a model exported by 'python -m training.train'.")
-# What the service calls (README "SavedModel signature"): signature -> its outputs.
-_SIGNATURE_OUTPUTS = {"serving_default": {"logits", "probabilities"},
-                      "metadata": {"labels", "image_size", "metadata_json"}}
 
 
 def require_savedmodel(model_dir):
@@ -55,8 +53,7 @@ def load_savedmodel(model_dir):
         ModelNotFoundError: no ``saved_model.pb`` (e.g. an empty folder).
         ModelLoadError: ``saved_model.pb`` empty or truncated, the weights in
             ``variables/`` missing, truncated or damaged, or signatures other
-            than ``serving_default`` (uint8 ``images`` to ``logits`` and
-            ``probabilities``) and ``metadata``.
+            than those of :mod:`inference.contract`.
     """
     model_dir = Path(model_dir)
     require_savedmodel(model_dir)
@@ -87,16 +84,16 @@ def _weight_files(model_dir):
 
 def _check_signatures(module, graph):
     problems = []
-    for name, outputs in _SIGNATURE_OUTPUTS.items():
+    for name, outputs in SIGNATURES.items():
         function = module.signatures.get(name)
         if function is None:
             problems.append(f"no '{name}' signature")
         elif not outputs <= set(function.structured_outputs):
             problems.append(f"'{name}' lacks the outputs {sorted(outputs - set(function.structured_outputs))}")
-    serving = module.signatures.get("serving_default")
-    images = serving.structured_input_signature[1].get("images") if serving is not None else None
+    serving = module.signatures.get(SERVING_SIGNATURE)
+    images = serving.structured_input_signature[1].get(INPUT) if serving is not None else None
     if serving is not None and (images is None or images.dtype != tf.uint8 or images.shape.rank != 4):
-        problems.append("'serving_default' does not take uint8 'images' of shape (batch, height, width, 3)")
+        problems.append(f"'{SERVING_SIGNATURE}' does not take uint8 '{INPUT}' of shape (batch, height, width, 3)")
     if problems:
         raise ModelLoadError(f"{graph} is not a model of this project ({'; '.join(problems)}): export one with "
                              "'python -m training.train' (README \"SavedModel signature\"). " + _FIX)
@@ -105,12 +102,7 @@ def _check_signatures(module, graph):
 class Classifier:
     """A car-model classifier backed by an exported SavedModel.
 
-    The SavedModel's ``serving_default`` signature takes ``images``: ``uint8``
-    ``(batch, height, width, 3)`` RGB of any size and returns ``logits`` and
-    ``probabilities``, ``float32`` ``(batch, num_classes)``, and ``features``,
-    ``float32 (batch, F)``; its ``metadata``
-    signature returns the label names, the input size and a JSON string of
-    training facts (see the README's "SavedModel signature").
+    The SavedModel's signatures are those of :mod:`inference.contract`.
 
     The signature is a concrete function (fixed input signature), so no call
     traces or retraces a graph; TensorFlow's kernels (oneDNN) are still built
@@ -144,11 +136,9 @@ class Classifier:
     def __init__(self, model_dir, batch_size=0, batch_wait_ms=0.0, batch_threads=1):
         model_dir = Path(model_dir)
         self._module = load_savedmodel(model_dir)
-        self._serve = self._module.signatures["serving_default"]
-        facts = self._module.signatures["metadata"]()
-        self.labels = [label.decode() for label in facts["labels"].numpy()]
-        self.image_size = tuple(int(side) for side in facts["image_size"].numpy())
-        self.metadata = json.loads(facts["metadata_json"].numpy().decode())
+        self._serve = self._module.signatures[SERVING_SIGNATURE]
+        facts = read_metadata(self._module)
+        self.labels, self.image_size, self.metadata = facts.labels, facts.image_size, facts.metadata
         metrics_path = model_dir / "metrics.json"
         self.metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         self.calibration = Calibration.load(model_dir)
@@ -178,8 +168,8 @@ class Classifier:
         probabilities and features side by side per row, so a
         :class:`inference.batching.Batcher` can split the rows of one array
         among its callers."""
-        outputs = self._serve(images=tf.convert_to_tensor(images, dtype=tf.uint8))
-        return np.concatenate([outputs[name].numpy() for name in ("logits", "probabilities", "features")], axis=1)
+        outputs = self._serve(**{INPUT: tf.convert_to_tensor(images, dtype=tf.uint8)})
+        return np.concatenate([outputs[name].numpy() for name in OUTPUTS], axis=1)
 
     def predict_probabilities(self, images):
         """Probabilities of a batch: ``float32 (batch, num_classes)`` (see :meth:`predict`)."""
@@ -226,14 +216,11 @@ class Classifier:
         distance = float(test.distances(features))
         return distance <= test.threshold, distance
 
-    def decode(self, data, max_pixels, max_full_pixels=None):
-        """Decode uploaded bytes and resize them to the model's input size.
-
-        JPEGs are decoded in draft mode at the smallest reduction covering the
-        input size; resizing before the model (as training does, see
-        :func:`training.data.load_image`) makes every image the same shape, so
-        that concurrent requests can share a batch. ``max_pixels`` and
-        ``max_full_pixels`` are :func:`inference.images.decode_image`'s limits.
+    def decode(self, data, max_pixels=DEFAULT_MAX_PIXELS, max_full_pixels=None):
+        """Uploaded bytes as the model's input (:func:`inference.contract.model_input`, as
+        training reads its photos): every image the same shape, so that concurrent requests
+        can share a batch. ``max_pixels`` and ``max_full_pixels`` are
+        :func:`inference.images.decode_image`'s limits.
 
         Returns:
             ``uint8`` array ``(height, width, 3)`` of :attr:`image_size`, RGB.
@@ -241,9 +228,7 @@ class Classifier:
         Raises:
             inference.images.ImageDecodeError: the bytes are no usable image.
         """
-        height, width = self.image_size
-        pixels = decode_image(data, max_pixels=max_pixels, min_size=(width, height), max_full_pixels=max_full_pixels)
-        return resize(pixels, (width, height))
+        return model_input(data, self.image_size, max_pixels, max_full_pixels)
 
     def top_k(self, probabilities, k):
         """The ``k`` most probable labels as ``[{"label", "probability"}]``, best first."""

@@ -95,6 +95,25 @@ def kaggle_dataset(tmp_path_factory):
     return make_kaggle_tree(tmp_path_factory.mktemp("kaggle"), dict(enumerate(TINY_CLASSES)), 3, skip=4)
 
 
+@pytest.fixture(scope="session")
+def tiny_savedmodel(tmp_path_factory):
+    """A SavedModel of the project's contract around a tiny random network, exported as
+    training exports (no ../shared): labels ``a`` and ``b``, input 32 px, 8 features."""
+    import keras
+
+    from training.export import export_savedmodel
+    from training.model import FEATURES_LAYER
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 3))
+    hidden = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
+    features = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(features))
+    out = tmp_path_factory.mktemp("tiny-model")
+    export_savedmodel(model, ["a", "b"], 32, {"name": "car-model-classifier", "version": "tiny"}, out)
+    return out
+
+
 def ready_app(overrides):
     """``create_app(overrides)`` once its model has loaded in the background."""
     from app import create_app

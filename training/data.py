@@ -9,7 +9,7 @@ import tensorflow as tf
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
 
-from inference.images import decode_image, resize
+from inference.contract import model_input
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 
@@ -208,15 +208,17 @@ def class_weights(samples, labels, mode):
     return {i: float(weight) for i, weight in enumerate(weights)}
 
 
-def load_image(path, image_size):
-    """Decode and resize a file exactly as the service does an upload
-    (:meth:`inference.classifier.Classifier.decode`).
+def load_image(path, image_size: int) -> np.ndarray:
+    """A file as the model's input, exactly as the service turns an upload into it
+    (:func:`inference.contract.model_input`).
 
     Returns:
         ``uint8`` array ``(image_size, image_size, 3)``.
+
+    Raises:
+        inference.images.ImageDecodeError: the file is no usable image.
     """
-    size = (image_size, image_size)
-    return resize(decode_image(Path(path).read_bytes(), min_size=size), size)
+    return model_input(Path(path).read_bytes(), (image_size, image_size))
 
 
 def make_dataset(samples, labels, image_size, batch_size, augment=None, shuffle_seed=None):
