@@ -9,7 +9,7 @@ from app import monitoring
 from app.errors import ApiError
 from app.uploads import bool_param, int_param, read_uploads
 from inference.images import ImageDecodeError
-from inference.tta import DEFAULT_VIEWS
+from inference.tta import SERVED_VIEWS
 
 blueprint = Blueprint("api", __name__)
 
@@ -39,7 +39,7 @@ def predict():
     classifier = loader().get(wait=current_app.config["LOAD_WAIT_S"])  # a restarted worker: wait, not 503
     uploads, as_list = read_uploads(current_app.config["MAX_FILES"])
     top_k = int_param("top_k", current_app.config["DEFAULT_TOP_K"], 1, len(classifier.labels))
-    views = served_views(bool_param("tta", current_app.config["DEFAULT_TTA"]))
+    views = SERVED_VIEWS[bool_param("tta", current_app.config["DEFAULT_TTA"])]
     results = [_classify_upload(classifier, upload, views, top_k) for upload in uploads]
     g.log_fields = {"images": len(results), "top": [r["predictions"][0]["label"] for r in results],
                     "known_model": [r["known_model"] for r in results]}
@@ -49,11 +49,6 @@ def predict():
         "time_ms": round((time.perf_counter() - started) * 1000, 1),
     }
     return jsonify({"results": results, **common} if as_list else {**results[0], **common})
-
-
-def served_views(tta):
-    """The TTA views a request runs: :data:`inference.tta.DEFAULT_VIEWS` with ``tta``, else the original alone."""
-    return DEFAULT_VIEWS if tta else DEFAULT_VIEWS[:1]
 
 
 def _classify_upload(classifier, upload, views, top_k):
@@ -104,7 +99,7 @@ def model_metadata(name):
         **classifier.metadata,
         labels=classifier.labels,
         input_size={"height": height, "width": width},
-        default_tta_views=list(served_views(current_app.config["DEFAULT_TTA"])),
+        default_tta_views=list(SERVED_VIEWS[current_app.config["DEFAULT_TTA"]]),
         training_metrics={key: value for key, value in classifier.metrics.items() if key != "errors_tta"},
         known_model_test=classifier.calibration.summary() if classifier.calibration else None,
     )

@@ -38,7 +38,7 @@ import tensorflow as tf  # noqa: E402
 from benchmarks.harness import ROOT, machine_summary, photo_summary, real_photos, table  # noqa: E402
 from inference.contract import INPUT, SERVING_SIGNATURE, model_input, read_metadata  # noqa: E402
 from inference.images import decode_image, resize  # noqa: E402
-from inference.tta import DEFAULT_VIEWS, tta_batch  # noqa: E402
+from inference.tta import DEFAULT_VIEWS, SERVED_VIEWS, tta_batch  # noqa: E402
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 
@@ -160,7 +160,7 @@ def measure(signature, images, batch_sizes, min_seconds=0.5, callers=(1,), predi
         ``predict``, ``predict``: ``{"first_s", "median_s"}`` (seconds per call).
     """
     results = []
-    for views in (DEFAULT_VIEWS[:1], DEFAULT_VIEWS):
+    for views in SERVED_VIEWS.values():
         for count in batch_sizes:
             batch = view_batch(images, count, views)
             for threads in callers:

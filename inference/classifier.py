@@ -12,7 +12,7 @@ from inference.batching import Batcher
 from inference.calibration import Calibration
 from inference.contract import INPUT, OUTPUTS, SERVING_SIGNATURE, SIGNATURES, model_input, read_metadata
 from inference.images import DEFAULT_MAX_PIXELS
-from inference.tta import DEFAULT_VIEWS, tta_batch
+from inference.tta import DEFAULT_VIEWS, SERVED_VIEWS, tta_batch
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -144,8 +144,8 @@ class Classifier:
         self.calibration = Calibration.load(model_dir)
         if self.calibration is not None and self.calibration.labels != self.labels:
             raise ValueError(f"{model_dir}/calibration.json was fitted for other labels; rerun training.calibrate")
-        # In rows, for warm_up: what the service sends (its TTA views, or a batch).
-        self._largest_batch = max(batch_size, len(DEFAULT_VIEWS))
+        # In rows, for warm_up: what the service sends (the views of a TTA mode, or a batch).
+        self._largest_batch = max(batch_size, *map(len, SERVED_VIEWS.values()))
         self._batcher = Batcher(self._forward, batch_size, batch_wait_ms / 1000, batch_threads) if batch_size else None
 
     def predict(self, images):

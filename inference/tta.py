@@ -73,7 +73,11 @@ VIEW_SETS = {
     "scales": ("original", "crop_center", "zoom_out"),
     "all": tuple(VIEWS),
 }
-DEFAULT_VIEWS = VIEW_SETS["flip"]
+# The service's TTA modes, their one table: a request's ``tta`` option -> the views it runs.
+# The API runs and reports them (app/api.py), training.calibrate fits a known-model test for
+# each (keyed by inference.calibration.mode_key), Classifier.warm_up runs each one's batch size.
+SERVED_VIEWS = {False: VIEW_SETS["none"], True: VIEW_SETS["flip"]}
+DEFAULT_VIEWS = SERVED_VIEWS[True]
 
 
 def parse_views(text):

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from inference.calibration import Calibration, mode_key
 from inference.images import decode_image
-from inference.tta import VIEW_SETS, VIEWS, ZOOM_OUT_FRACTION, parse_views, tta_batch
-from tests.conftest import CARS, require
+from inference.tta import SERVED_VIEWS, VIEW_SETS, VIEWS, ZOOM_OUT_FRACTION, parse_views, tta_batch
+from tests.conftest import CARS, SHIPPED_MODEL, require
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,9 @@ def test_named_sets_and_comma_lists_parse_and_unknown_names_fail():
         parse_views("spin")
     with pytest.raises(KeyError, match="Unknown TTA view"):
         tta_batch(np.zeros((4, 4, 3), np.uint8), ("original", "rotate"))
+
+
+def test_every_served_mode_is_calibrated_in_the_shipped_model():
+    calibration = Calibration.load(SHIPPED_MODEL)
+    for views in SERVED_VIEWS.values():
+        assert calibration.test(views) is not None, f"no known-model test for {mode_key(views)}"

@@ -31,32 +31,32 @@ from sklearn.metrics import roc_auc_score
 
 from inference.calibration import METHOD, Calibration, KnownModelTest, mode_key
 from inference.classifier import Classifier, ModelNotFoundError
-from inference.tta import DEFAULT_VIEWS, tta_batch
+from inference.tta import SERVED_VIEWS, tta_batch
 from training.config import TrainConfig
 from training.data import IMAGE_SUFFIXES, Sample, load_samples, split_by_group
 
 DEFAULT_QUANTILE = 0.99
 # Eigenvectors of the within-class covariance kept apart; the others share one variance.
 DEFAULT_COMPONENTS = 256
-# The TTA settings the service offers: a prefix of DEFAULT_VIEWS each.
-MODES = (DEFAULT_VIEWS[:1], DEFAULT_VIEWS)
+# Every view of the service's TTA modes, each run once per photo; a mode averages its own.
+SERVED = tuple(dict.fromkeys(view for views in SERVED_VIEWS.values() for view in views))
 
 
 def view_outputs(classifier, paths):
-    """Logits, probabilities and features of every TTA view of each photo, decoded as the service does.
+    """Logits, probabilities and features of every view of :data:`SERVED` of each photo, decoded as the service does.
 
     Returns:
         ``(logits, probabilities, features)``, ``float32`` arrays
-        ``(len(paths), len(DEFAULT_VIEWS), num_classes)`` (features: ``F`` last).
+        ``(len(paths), len(SERVED), num_classes)`` (features: ``F`` last).
     """
     outputs = []
     progress = keras.utils.Progbar(len(paths), unit_name="image")
     for path in paths:
         image = classifier.decode(Path(path).read_bytes(), max_pixels=sys.maxsize)
-        outputs.append(classifier.predict(tta_batch(image, DEFAULT_VIEWS)))
+        outputs.append(classifier.predict(tta_batch(image, SERVED)))
         progress.add(1)
     if not outputs:  # still (0, views, width) arrays, so that scores of no photo are empty arrays
-        blank = np.zeros((len(DEFAULT_VIEWS), *classifier.image_size, 3), np.uint8)
+        blank = np.zeros((len(SERVED), *classifier.image_size, 3), np.uint8)
         return tuple(output[None, :, :][:0] for output in classifier.predict(blank))
     return tuple(np.stack([out[i] for out in outputs]) for i in range(3))
 
@@ -101,9 +101,9 @@ def fit_test(train_features, train_classes, val_features, quantile, components=D
 
 
 def mean_outputs(outputs, views, index):
-    """Output ``index`` (0 logits, 1 probabilities, 2 features) averaged over the
-    first ``len(views)`` TTA views: ``(n, width)``."""
-    return outputs[index][:, : len(views)].mean(axis=1)
+    """Output ``index`` (0 logits, 1 probabilities, 2 features) of :func:`view_outputs`
+    averaged over the TTA ``views``: ``(n, width)``."""
+    return outputs[index][:, [SERVED.index(view) for view in views]].mean(axis=1)
 
 
 def scores(outputs, views, test):
@@ -225,7 +225,7 @@ def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=
     angles = view_outputs(classifier, [sample.path for sample in other_angle])
     angle_targets = np.array([classifier.labels.index(sample.label) for sample in other_angle], int)
     modes = {}
-    for views in MODES:
+    for views in SERVED_VIEWS.values():
         test = fit_test(mean_outputs(train, views, 2), train_classes, mean_outputs(val, views, 2), quantile)
         turned_away = test.distances(mean_outputs(val, views, 2)) > test.threshold
         test.report["validation"] = {
