@@ -28,7 +28,8 @@ def create_app(overrides=None):
 
     Args:
         overrides: optional ``dict`` of config keys (see :mod:`app.config`)
-            applied over the environment, e.g. ``{"MODEL_DIR": "..."}`` in tests.
+            applied over the environment, e.g. ``{"MODEL_DIR": "..."}`` in tests
+            (several directories joined by ``os.pathsep``: their ensemble).
 
     Returns:
         a ``flask.Flask`` app; its :class:`app.model.ModelLoader` is
@@ -54,7 +55,8 @@ def create_app(overrides=None):
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
-    require_savedmodel(app.config["MODEL_DIR"])
+    for model_dir in app.config["MODEL_DIR"].split(os.pathsep):  # several: an ensemble
+        require_savedmodel(model_dir)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
     monitoring.register(app)

@@ -3,13 +3,14 @@
 import os
 import time
 
+import numpy as np
 from flask import Blueprint, current_app, g, jsonify, send_file
 
 from app import monitoring
 from app.errors import ApiError
 from app.uploads import bool_param, int_param, read_uploads
 from inference.images import ImageDecodeError
-from inference.tta import SERVED_VIEWS
+from inference.tta import SERVED_VIEWS, predict_views
 
 blueprint = Blueprint("api", __name__)
 
@@ -62,25 +63,36 @@ def _classify_upload(classifier, upload, views, top_k):
     except ImageDecodeError as error:
         raise ApiError(400, error.code, f"{upload.name}: {error}") from None
     _, probabilities, features = run_model(classifier, image, views)
-    known, distance = classifier.known_model(features, views)
+    known, distance = classifier.calibration.known_model(features, views) if classifier.calibration else (None, None)
     monitoring.count_image(known)
-    return {"predictions": classifier.top_k(probabilities, top_k), "known_model": known, "distance": distance}
+    return {"predictions": top_predictions(classifier.labels, probabilities, top_k), "known_model": known, "distance": distance}
 
 
 def run_model(classifier, image, views):
     """The one call from ``/predict`` into the model (timed for ``/metrics``).
 
     Args:
-        classifier: the :class:`inference.classifier.Classifier`.
+        classifier: the served :class:`inference.predictor.Predictor`.
         image: ``uint8 (height, width, 3)`` RGB.
         views: TTA view names, run as one batch.
 
     Returns:
         ``(logits, probabilities, features)``, ``float32`` ``(num_classes,)``,
-        ``(num_classes,)`` and ``(F,)``, averaged over ``views``.
+        ``(num_classes,)`` and ``(F,)``, averaged over ``views``
+        (:func:`inference.tta.predict_views`).
     """
     with monitoring.INFERENCE_SECONDS.time():
-        return classifier.predict_views(image, views)
+        return predict_views(classifier, image, views)
+
+
+def top_predictions(labels, probabilities, k):
+    """The ``k`` most probable of ``labels`` as ``[{"label", "probability"}]``, best first.
+
+    Args:
+        labels: class names; probabilities: ``float (num_classes,)`` in their order.
+    """
+    order = np.argsort(probabilities)[::-1][:k]
+    return [{"label": labels[i], "probability": float(probabilities[i])} for i in order]
 
 
 @blueprint.get("/v1/models/<name>")

@@ -2,7 +2,7 @@
 
 | variable                | default      | meaning                                             |
 |-------------------------|--------------|-----------------------------------------------------|
-| CARCLF_MODEL_DIR        | <repo>/model | SavedModel directory to serve (relative: to the current directory) |
+| CARCLF_MODEL_DIR        | <repo>/model | SavedModel directory to serve (relative: to the current directory); several joined by ':' serve their ensemble |
 | CARCLF_TOP_K            | 3            | predictions returned when top_k is absent           |
 | CARCLF_TTA              | 0            | TTA (original + mirrored view) when a request has no tta; 0: measured best (docs/experiments.md) |
 | CARCLF_MAX_UPLOAD_MB    | 10           | largest request body, in MiB (else 413)             |
@@ -50,9 +50,15 @@ def directory(raw):
     return str(Path(raw).resolve()) if raw else ""
 
 
+def directories(raw):
+    """One or more directories joined by ``os.pathsep`` (an ensemble of models), each made
+    absolute by :func:`directory`, joined again."""
+    return os.pathsep.join(directory(part) for part in raw.split(os.pathsep))
+
+
 # Flask config key -> (environment variable, default, parser)
 SETTINGS = {
-    "MODEL_DIR": ("CARCLF_MODEL_DIR", str(DEFAULT_MODEL_DIR), directory),
+    "MODEL_DIR": ("CARCLF_MODEL_DIR", str(DEFAULT_MODEL_DIR), directories),
     "DEFAULT_TOP_K": ("CARCLF_TOP_K", 3, int),
     "DEFAULT_TTA": ("CARCLF_TTA", False, _boolean),
     "MAX_UPLOAD_MB": ("CARCLF_MAX_UPLOAD_MB", 10, float),

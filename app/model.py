@@ -9,7 +9,8 @@ import threading
 import time
 
 from app.errors import ApiError
-from inference.classifier import Classifier, ModelLoadError
+from inference.classifier import ModelLoadError
+from inference.ensemble import open_model
 
 log = logging.getLogger("carclf.model")
 
@@ -17,13 +18,14 @@ LOADING, READY, FAILED = "loading", "ready", "failed"
 
 
 class ModelLoader:
-    """Loads and warms up a :class:`inference.classifier.Classifier` off the request path.
+    """Loads and warms up the served model off the request path: a :class:`inference.classifier.Classifier`,
+    or an :class:`inference.ensemble.Ensemble` for several directories (:func:`inference.ensemble.open_model`).
 
     Call :meth:`start` after the process forked (gunicorn imports ``wsgi.py``
     in each worker, without ``preload_app``): a thread does not survive a fork.
 
     Attributes:
-        model_dir: the SavedModel directory.
+        model_dir: the SavedModel directory, or several joined by ``os.pathsep``.
         state: ``"loading"``, ``"ready"`` or ``"failed"``.
     """
 
@@ -43,7 +45,7 @@ class ModelLoader:
     def _load(self):
         started = time.perf_counter()
         try:
-            classifier = Classifier(self.model_dir, **self._options)
+            classifier = open_model(self.model_dir, **self._options)
             classifier.warm_up()
         except Exception as error:  # any failure must reach /readyz, not vanish with the thread
             self._error, self.state = error, FAILED

@@ -12,6 +12,7 @@ import os
 
 from flask import Flask, jsonify, request
 
+from app.api import top_predictions
 from app.config import DEFAULT_MODEL_DIR
 from benchmarks.bare_model import keras_predict_call
 from inference.classifier import Classifier
@@ -30,7 +31,7 @@ def predict_route():
     image = classifier.decode(request.files["file"].read(), DEFAULT_MAX_PIXELS)
     views = SERVED_VIEWS[request.args.get("tta") != "0"]
     probabilities = predict(tta_batch(image, views)).mean(axis=0)
-    return jsonify(predictions=classifier.top_k(probabilities, 3), tta_views=len(views))
+    return jsonify(predictions=top_predictions(classifier.labels, probabilities, 3), tta_views=len(views))
 
 
 @app.get("/healthz")

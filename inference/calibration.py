@@ -101,6 +101,23 @@ class Calibration:
         """The :class:`KnownModelTest` for these TTA views, or ``None`` if not calibrated."""
         return self.modes.get(mode_key(views))
 
+    def known_model(self, features, views):
+        """Whether the top class is trustworthy: the image's features within the threshold of these TTA views.
+
+        Args:
+            features: ``float32 (F,)``, averaged over ``views``.
+            views: the TTA views the features came from.
+
+        Returns:
+            ``(known, distance)``: ``bool`` and the squared Mahalanobis distance
+            as ``float``; ``(None, None)`` when these views are not calibrated.
+        """
+        test = self.test(views)
+        if test is None:
+            return None, None
+        distance = float(test.distances(features))
+        return distance <= test.threshold, distance
+
     def summary(self):
         """Method, quantile, and per TTA setting the threshold and what it turns away (a JSON-ready ``dict``)."""
         return {

@@ -1,4 +1,5 @@
-"""Load a SavedModel of :mod:`inference.contract` (exported by :mod:`training.export`) and classify images."""
+"""Load a SavedModel of :mod:`inference.contract` (exported by :mod:`training.export`): a
+:class:`inference.predictor.Predictor` on TensorFlow."""
 
 import json
 from pathlib import Path
@@ -12,7 +13,7 @@ from inference.batching import Batcher
 from inference.calibration import Calibration
 from inference.contract import INPUT, OUTPUTS, SERVING_SIGNATURE, SIGNATURES, model_input, read_metadata
 from inference.images import DEFAULT_MAX_PIXELS
-from inference.tta import DEFAULT_VIEWS, SERVED_VIEWS, tta_batch
+from inference.tta import SERVED_VIEWS
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -100,9 +101,8 @@ def _check_signatures(module, graph):
 
 
 class Classifier:
-    """A car-model classifier backed by an exported SavedModel.
-
-    The SavedModel's signatures are those of :mod:`inference.contract`.
+    """A car-model classifier backed by an exported SavedModel: an
+    :class:`inference.predictor.Predictor`, its signatures those of :mod:`inference.contract`.
 
     The signature is a concrete function (fixed input signature), so no call
     traces or retraces a graph; TensorFlow's kernels (oneDNN) are still built
@@ -133,7 +133,7 @@ class Classifier:
         ValueError: ``calibration.json`` is malformed or names other labels.
     """
 
-    def __init__(self, model_dir, batch_size=0, batch_wait_ms=0.0, batch_threads=1):
+    def __init__(self, model_dir, batch_size: int = 0, batch_wait_ms: float = 0.0, batch_threads: int = 1):
         model_dir = Path(model_dir)
         self._module = load_savedmodel(model_dir)
         self._serve = self._module.signatures[SERVING_SIGNATURE]
@@ -148,7 +148,7 @@ class Classifier:
         self._largest_batch = max(batch_size, *map(len, SERVED_VIEWS.values()))
         self._batcher = Batcher(self._forward, batch_size, batch_wait_ms / 1000, batch_threads) if batch_size else None
 
-    def predict(self, images):
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Run the model on a batch (sharing a forward pass with concurrent calls when batching).
 
         Args:
@@ -163,7 +163,7 @@ class Classifier:
         classes = len(self.labels)
         return rows[:, :classes], rows[:, classes : 2 * classes], rows[:, 2 * classes :]
 
-    def _forward(self, images):
+    def _forward(self, images: np.ndarray) -> np.ndarray:
         """One forward pass: ``float32 (batch, 2 * num_classes + F)``, logits,
         probabilities and features side by side per row, so a
         :class:`inference.batching.Batcher` can split the rows of one array
@@ -171,52 +171,7 @@ class Classifier:
         outputs = self._serve(**{INPUT: tf.convert_to_tensor(images, dtype=tf.uint8)})
         return np.concatenate([outputs[name].numpy() for name in OUTPUTS], axis=1)
 
-    def predict_probabilities(self, images):
-        """Probabilities of a batch: ``float32 (batch, num_classes)`` (see :meth:`predict`)."""
-        return self.predict(images)[1]
-
-    def predict_views(self, image, views=DEFAULT_VIEWS):
-        """Logits, probabilities and features of one image, each averaged over its TTA views.
-
-        Args:
-            image: ``uint8`` array ``(height, width, 3)``, RGB.
-            views: TTA view names (:data:`inference.tta.VIEWS`), run as one
-                batch; ``("original",)`` turns TTA off.
-
-        Returns:
-            ``(logits, probabilities, features)``, ``float32`` arrays
-            ``(num_classes,)``, ``(num_classes,)`` and ``(F,)``; the
-            probabilities sum to 1.
-        """
-        return tuple(outputs.mean(axis=0) for outputs in self.predict(tta_batch(image, views)))
-
-    def classify(self, image, views=DEFAULT_VIEWS):
-        """Probabilities of one image averaged over its TTA views: ``float32 (num_classes,)``.
-
-        Goes through :meth:`predict_probabilities`, which
-        :class:`inference.ensemble.Ensemble` overrides.
-        """
-        return self.predict_probabilities(tta_batch(image, views)).mean(axis=0)
-
-    def known_model(self, features, views=DEFAULT_VIEWS):
-        """Whether the top class is trustworthy (:mod:`inference.calibration`).
-
-        Args:
-            features: ``float32 (F,)``, averaged over ``views``.
-            views: the TTA views the logits came from.
-
-        Returns:
-            ``(known, distance)``: ``bool`` (distance within the calibrated
-            threshold) and the squared Mahalanobis distance as ``float``;
-            ``(None, None)`` when the model has no calibration for ``views``.
-        """
-        test = self.calibration.test(views) if self.calibration else None
-        if test is None:
-            return None, None
-        distance = float(test.distances(features))
-        return distance <= test.threshold, distance
-
-    def decode(self, data, max_pixels=DEFAULT_MAX_PIXELS, max_full_pixels=None):
+    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_full_pixels: int | None = None) -> np.ndarray:
         """Uploaded bytes as the model's input (:func:`inference.contract.model_input`, as
         training reads its photos): every image the same shape, so that concurrent requests
         can share a batch. ``max_pixels`` and ``max_full_pixels`` are
@@ -230,18 +185,18 @@ class Classifier:
         """
         return model_input(data, self.image_size, max_pixels, max_full_pixels)
 
-    def top_k(self, probabilities, k):
-        """The ``k`` most probable labels as ``[{"label", "probability"}]``, best first."""
-        order = np.argsort(probabilities)[::-1][:k]
-        return [{"label": self.labels[i], "probability": float(probabilities[i])} for i in order]
-
-    def warm_up(self):
+    def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
         """Run the model once at every batch size a service request can meet
-        (its TTA views, or any batch up to ``batch_size``), so that none pays
-        the first call's cost (10-230 ms per new size on 2 cores,
-        ``benchmarks/bare_model.py`` column "first ms"). Each size also keeps
-        some memory (oneDNN kernels): other view sets, used offline, pay their
-        first call instead."""
-        blank = np.zeros((1, *self.image_size, 3), dtype=np.uint8)
+        (the views of a TTA mode, :data:`inference.tta.SERVED_VIEWS`, or any
+        batch up to ``batch_size``), so that none pays the first call's cost
+        (10-230 ms per new size on 2 cores, ``benchmarks/bare_model.py``
+        column "first ms"). Each size also keeps some memory (oneDNN
+        kernels): other view sets, used offline, pay their first call instead.
+
+        Args:
+            image_size: ``(height, width)`` of the images it will be given; default
+                :attr:`image_size` (an ensemble's members get the ensemble's).
+        """
+        blank = np.zeros((1, *(image_size or self.image_size), 3), dtype=np.uint8)
         for rows in range(1, self._largest_batch + 1):
             self._forward(np.repeat(blank, rows, axis=0))

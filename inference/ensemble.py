@@ -1,29 +1,40 @@
-"""Several SavedModels as one classifier: their probabilities are averaged."""
+"""Several SavedModels as one :class:`inference.predictor.Predictor`: their probabilities are averaged."""
+
+import os
 
 import numpy as np
 
 from inference.classifier import Classifier
+from inference.contract import model_input
+from inference.images import DEFAULT_MAX_PIXELS
 
 
 class LabelMismatchError(ValueError):
     """The models of an ensemble do not share the same labels in the same order."""
 
 
-class Ensemble(Classifier):
+class Ensemble:
     """Averages the probabilities of SavedModels that share their label list.
 
-    Each member resizes images to its own input size inside its SavedModel,
-    so members of different input sizes (e.g. 224 and 300 px) mix freely. An
-    ensemble of one model behaves exactly as that model's :class:`Classifier`;
-    ``classify``, ``decode``, ``top_k`` and ``warm_up`` work as there.
+    Composed of one :class:`inference.classifier.Classifier` per model; each
+    resizes images to its own input size inside its SavedModel, so members of
+    different input sizes (e.g. 224 and 300 px) mix freely. An ensemble of one
+    model answers exactly as that model's :class:`Classifier`.
+
+    Args:
+        model_dirs: SavedModel directories, in order.
+        options: :class:`Classifier` keyword arguments (dynamic batching) for every member.
 
     Attributes:
         members: the member :class:`Classifier` objects, in the given order.
         labels: the shared class names.
         image_size: the largest member input ``(height, width)``, so JPEGs are
             decoded (draft mode) large enough for every member.
-        metadata: ``{"members": [member metadata...]}``, or the single
-            member's metadata for an ensemble of one.
+        metadata: the single member's metadata; for several, ``{"name": the
+            first's, "version": the versions joined by ``+``, "members": [member metadata...]}``.
+        metrics: the single member's training metrics; ``{}`` for several.
+        calibration: the single member's :class:`inference.calibration.Calibration`;
+            ``None`` for several (each member's test measures its own features).
 
     Raises:
         ValueError: no model directory given.
@@ -31,11 +42,11 @@ class Ensemble(Classifier):
         LabelMismatchError: the members' labels differ (names or order).
     """
 
-    def __init__(self, model_dirs):  # pylint: disable=super-init-not-called -- members load the SavedModels
+    def __init__(self, model_dirs, **options):
         model_dirs = [str(path) for path in model_dirs]
         if not model_dirs:
             raise ValueError("an ensemble needs at least one model directory")
-        self.members = [Classifier(path) for path in model_dirs]
+        self.members = [Classifier(path, **options) for path in model_dirs]
         first = self.members[0]
         for path, member in zip(model_dirs[1:], self.members[1:]):
             if member.labels != first.labels:
@@ -45,15 +56,53 @@ class Ensemble(Classifier):
                 )
         self.labels = first.labels
         self.image_size = tuple(int(side) for side in np.max([m.image_size for m in self.members], axis=0))
-        self.metadata = first.metadata if len(self.members) == 1 else {"members": [m.metadata for m in self.members]}
+        alone = len(self.members) == 1
+        self.metadata = first.metadata if alone else {
+            "name": first.metadata.get("name"),
+            "version": "+".join(str(m.metadata.get("version")) for m in self.members),
+            "members": [m.metadata for m in self.members],
+        }
+        self.metrics = first.metrics if alone else {}
+        self.calibration = first.calibration if alone else None
 
-    def predict_probabilities(self, images):
-        """The members' probabilities for a batch, averaged.
+    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_full_pixels: int | None = None) -> np.ndarray:
+        """Encoded bytes as the input of every member (:func:`inference.contract.model_input` at
+        :attr:`image_size`): ``uint8 (height, width, 3)``; raises ``ImageDecodeError``."""
+        return model_input(data, self.image_size, max_pixels, max_full_pixels)
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The members' outputs for a batch, combined.
 
         Args:
             images: ``uint8`` array ``(batch, height, width, 3)``, RGB.
 
         Returns:
-            ``float32`` array ``(batch, num_classes)``, rows summing to 1.
+            ``(logits, probabilities, features)``: the members' logits and
+            probabilities averaged, ``float32 (batch, num_classes)`` (the
+            probabilities' rows sum to 1; the logits are not those of the
+            averaged probabilities), and their features side by side,
+            ``float32 (batch, sum of the members' F)``.
         """
-        return np.mean([member.predict_probabilities(images) for member in self.members], axis=0, dtype=np.float32)
+        logits, probabilities, features = zip(*(member.predict(images) for member in self.members))
+        return (np.mean(logits, axis=0, dtype=np.float32), np.mean(probabilities, axis=0, dtype=np.float32),
+                np.concatenate(features, axis=1))
+
+    def warm_up(self) -> None:
+        """Warm every member up (:meth:`Classifier.warm_up`) on images of the ensemble's :attr:`image_size`."""
+        for member in self.members:
+            member.warm_up(self.image_size)
+
+
+def open_model(model_dirs, **options) -> Classifier | Ensemble:
+    """The predictor of one SavedModel directory (a :class:`Classifier`) or of several (an :class:`Ensemble`).
+
+    Args:
+        model_dirs: a directory, several joined by ``os.pathsep`` (as in ``CARCLF_MODEL_DIR``), or a list.
+        options: :class:`Classifier` keyword arguments (dynamic batching).
+
+    Raises:
+        As :class:`Ensemble`.
+    """
+    if isinstance(model_dirs, (str, os.PathLike)):
+        model_dirs = str(model_dirs).split(os.pathsep)
+    return Classifier(model_dirs[0], **options) if len(model_dirs) == 1 else Ensemble(model_dirs, **options)

@@ -121,3 +121,19 @@ def tta_batch(image, views=DEFAULT_VIEWS):
     if problem:
         raise KeyError(problem)
     return np.stack([VIEWS[name](image) for name in views])
+
+
+def predict_views(predictor, image, views=DEFAULT_VIEWS):
+    """A predictor's outputs for one image, each averaged over its TTA views: the one
+    prediction path of the service and the training tools.
+
+    Args:
+        predictor: an :class:`inference.predictor.Predictor`.
+        image: ``uint8`` array ``(height, width, 3)`` of its ``image_size``, RGB.
+        views: names from :data:`VIEWS`, run as one batch; ``("original",)`` turns TTA off.
+
+    Returns:
+        ``(logits, probabilities, features)``, ``float32`` arrays
+        ``(num_classes,)``, ``(num_classes,)`` and ``(F,)``; the probabilities sum to 1.
+    """
+    return tuple(outputs.mean(axis=0) for outputs in predictor.predict(tta_batch(image, views)))

@@ -28,13 +28,13 @@ def hold_model_loading(monkeypatch, seconds):
     import app.model
 
     release = threading.Event()
+    open_model = app.model.open_model
 
-    class HeldClassifier(app.model.Classifier):
-        def __init__(self, model_dir, **options):
-            release.wait(seconds)
-            super().__init__(model_dir, **options)
+    def held(model_dir, **options):
+        release.wait(seconds)
+        return open_model(model_dir, **options)
 
-    monkeypatch.setattr(app.model, "Classifier", HeldClassifier)
+    monkeypatch.setattr(app.model, "open_model", held)
     return release
 
 

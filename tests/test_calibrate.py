@@ -8,6 +8,7 @@ import pytest
 
 from inference.calibration import Calibration
 from inference.classifier import Classifier
+from inference.tta import predict_views
 from tests.conftest import CARS, SF_TEST, SHIPPED_MODEL, require
 from training.calibrate import main, model_split
 
@@ -42,8 +43,8 @@ def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calib
         assert 1 <= report["validation"]["turned_away"] <= 2  # 10% of 20, ties aside
         turned_away = []
         for sample in val:
-            _, _, features = classifier.predict_views(classifier.decode(Path(sample.path).read_bytes(), 10**9), views)
-            known, distance = classifier.known_model(features, views)
+            _, _, features = predict_views(classifier, classifier.decode(Path(sample.path).read_bytes(), 10**9), views)
+            known, distance = classifier.calibration.known_model(features, views)
             assert distance >= 0 and known == (distance <= calibration.modes[key].threshold)
             if not known:
                 turned_away.append(Path(sample.path).name)

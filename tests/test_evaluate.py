@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from inference.classifier import Classifier
-from inference.tta import VIEW_SETS
+from inference.tta import VIEW_SETS, predict_views
 from tests.conftest import CARS, SHIPPED_MODEL, shipped_validation_samples
 from training.evaluate import evaluate, evaluate_savedmodel, main
 
@@ -46,7 +46,7 @@ def test_probabilities_match_the_classifier_used_by_the_service(evaluation, samp
     for index in (0, 7, 19):
         image = classifier.decode(Path(samples[index].path).read_bytes(), max_pixels=10**9)
         for name, views in evaluation.views.items():
-            assert np.allclose(evaluation.probabilities[name][index], classifier.classify(image, views), atol=1e-5)
+            assert np.allclose(evaluation.probabilities[name][index], predict_views(classifier, image, views)[1], atol=1e-5)
     accuracy = np.mean(evaluation.probabilities["none"].argmax(axis=1) == evaluation.targets)
     assert evaluation.metrics["no_tta"]["accuracy"] == accuracy
 

@@ -29,7 +29,7 @@ import numpy as np
 from inference.classifier import ModelNotFoundError
 from inference.ensemble import Ensemble
 from inference.images import ImageDecodeError
-from inference.tta import DEFAULT_VIEWS, VIEW_SETS, parse_views, tta_batch
+from inference.tta import DEFAULT_VIEWS, VIEW_SETS, parse_views, predict_views, tta_batch
 from training.config import TrainConfig
 from training.data import load_samples, split_by_group
 from training.metrics import classification_metrics
@@ -98,7 +98,7 @@ def view_probabilities(predictor, paths, views):
         image = read_image(predictor, path)
         if len(kept) < LATENCY_IMAGES:
             kept.append(image)
-        results.append(predictor.predict_probabilities(tta_batch(image, views)))
+        results.append(predictor.predict(tta_batch(image, views))[1])
         progress.add(1)
     return np.stack(results), kept
 
@@ -117,11 +117,11 @@ def latency_ms(predictor, images, views):
         ``float`` milliseconds (decoding the file not included).
     """
     for image in images[:WARM_UP_IMAGES]:
-        predictor.classify(image, views)
+        predict_views(predictor, image, views)
     timings = []
     for image in images:
         started = time.perf_counter()
-        predictor.classify(image, views)
+        predict_views(predictor, image, views)
         timings.append((time.perf_counter() - started) * 1000)
     return round(statistics.median(timings), 2)
 

@@ -24,7 +24,7 @@ import numpy as np
 from inference.classifier import ModelNotFoundError
 from inference.ensemble import Ensemble
 from inference.images import ImageDecodeError
-from inference.tta import DEFAULT_VIEWS, VIEW_SETS, parse_views
+from inference.tta import DEFAULT_VIEWS, VIEW_SETS, parse_views, predict_views
 from training.data import IMAGE_SUFFIXES
 from training.evaluate import read_image
 from training.report import progress_verbosity
@@ -94,7 +94,7 @@ def predict_categories(predictor, images_dir, ids, views=DEFAULT_VIEWS, skip_unr
                 raise
             skipped.append(str(error))
         else:
-            categories[name] = int(np.argmax(predictor.classify(image, views)))
+            categories[name] = int(np.argmax(predict_views(predictor, image, views)[1]))
         progress.add(1)
     return categories, skipped
 
