@@ -63,9 +63,11 @@ def _classify_upload(classifier, upload, views, top_k):
     except ImageDecodeError as error:
         raise ApiError(400, error.code, f"{upload.name}: {error}") from None
     _, probabilities, features = run_model(classifier, image, views)
-    known, distance = classifier.calibration.known_model(features, views) if classifier.calibration else (None, None)
+    calibration = classifier.calibration
+    known, distance = calibration.known_model(features, views) if calibration else (None, None)
     monitoring.count_image(known)
-    return {"predictions": top_predictions(classifier.labels, probabilities, top_k), "known_model": known, "distance": distance}
+    predictions = top_predictions(classifier.labels, probabilities, top_k)
+    return {"predictions": predictions, "known_model": known, "distance": distance}
 
 
 def run_model(classifier, image, views):

@@ -103,7 +103,7 @@ def main(argv=None):
     model, backbone = build_classifier(config, len(labels))  # any input size: the pipeline resizes
     for stage in config.stages:
         trained = set_trainable(backbone, stage.unfreeze, config.train_bn)
-        # compiled as training.train.fit_stages does, at the stage's peak learning rate
+        # compiled as training.stages.fit_stages does, at the stage's peak learning rate
         model.compile(
             optimizer=keras.optimizers.Adam(stage.learning_rate),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),

@@ -12,7 +12,7 @@ class centres is stored in the probabilistic-PCA form (Tipping & Bishop
 ``U diag(variances) U^T + noise_variance (I - U U^T)``, its ``k`` leading
 eigenvectors ``U`` kept apart and the other eigenvalues replaced by their mean:
 full rank, and ``F x k`` numbers instead of ``F x F`` (the fit:
-:func:`training.calibrate.fit_test`). Centres and covariance come from the training split; the threshold
+:func:`training.known_model.fit_test`). Centres and covariance come from the training split; the threshold
 is a high quantile of the distances on held-out photos of the known models,
 so that almost no photo of a known model lies beyond it. Photos further away
 than the threshold are "not one of the known models".

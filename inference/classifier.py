@@ -171,7 +171,8 @@ class Classifier:
         outputs = self._serve(**{INPUT: tf.convert_to_tensor(images, dtype=tf.uint8)})
         return np.concatenate([outputs[name].numpy() for name in OUTPUTS], axis=1)
 
-    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_full_pixels: int | None = None) -> np.ndarray:
+    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_full_pixels: int | None = None) -> np.ndarray:
         """Uploaded bytes as the model's input (:func:`inference.contract.model_input`, as
         training reads its photos): every image the same shape, so that concurrent requests
         can share a batch. ``max_pixels`` and ``max_full_pixels`` are

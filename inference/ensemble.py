@@ -65,7 +65,8 @@ class Ensemble:
         self.metrics = first.metrics if alone else {}
         self.calibration = first.calibration if alone else None
 
-    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_full_pixels: int | None = None) -> np.ndarray:
+    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_full_pixels: int | None = None) -> np.ndarray:
         """Encoded bytes as the input of every member (:func:`inference.contract.model_input` at
         :attr:`image_size`): ``uint8 (height, width, 3)``; raises ``ImageDecodeError``."""
         return model_input(data, self.image_size, max_pixels, max_full_pixels)

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -48,12 +47,9 @@ def require(path):
 def shipped_validation_samples():
     """The validation photos of model/ (held out by group, never trained on),
     re-created from its training_config.json; skips when ../shared is absent."""
-    from training.config import TrainConfig
-    from training.data import load_samples, split_by_group
+    from training.data import model_split
 
-    config = TrainConfig.from_dict(json.loads((SHIPPED_MODEL / "training_config.json").read_text()))
-    samples, _ = load_samples(require(CARS))
-    return split_by_group(samples, config.val_fraction, config.seed)[1]
+    return model_split(SHIPPED_MODEL, require(CARS))[1]
 
 
 @pytest.fixture(scope="session")
@@ -149,13 +145,6 @@ def assert_matches_schema(body, name):
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 
-def free_port():
-    """A loopback TCP port nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def curl(*args):
     """Run curl; return ``(HTTP status, parsed JSON body)``."""
     result = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", *args], capture_output=True, text=True, timeout=60)
@@ -186,6 +175,8 @@ def server_log(tmp_path_factory):
 def server(server_log, examples_dir, tmp_path_factory):
     """`gunicorn wsgi:app` serving model/ on a free loopback port (uploads capped at 1 MiB,
     Prometheus multiprocess mode on, example photos from `examples_dir`, no HOME), once ready."""
+    from benchmarks.harness import free_port
+
     port = free_port()
     env = {**os.environ, "BIND": f"127.0.0.1:{port}", "CARCLF_MAX_UPLOAD_MB": "1",
            "CARCLF_EXAMPLES_DIR": str(examples_dir),

@@ -1,9 +1,24 @@
-"""Helpers the test modules share: synthetic images."""
+"""Helpers the test modules share: the first photos of each class, encoded and synthetic images.
+
+Free ports and multipart bodies: :mod:`benchmarks.harness` (the benchmarks use them too)."""
 
 import io
 
 import numpy as np
 from PIL import Image
+
+
+def first_per_class(samples, count=1):
+    """The first ``count`` samples of each label, in the order of ``samples`` (labels in order of first sight).
+
+    Returns:
+        ``list[training.data.Sample]``, the samples of one label side by side.
+    """
+    chosen = {}
+    for sample in samples:
+        if len(chosen.setdefault(sample.label, [])) < count:
+            chosen[sample.label].append(sample)
+    return [sample for kept in chosen.values() for sample in kept]
 
 
 def encode(image, fmt, **kwargs):

@@ -10,15 +10,13 @@ import pytest
 from PIL import Image
 
 from tests.conftest import SF_TEST, SHIPPED_MODEL, assert_matches_schema, ready_app, require, shipped_validation_samples
+from tests.helpers import first_per_class
 
 
 @pytest.fixture(scope="module")
 def validation_photos():
     """One held-out validation photo per class (never trained on by model/)."""
-    first = {}
-    for sample in shipped_validation_samples():
-        first.setdefault(sample.label, sample)
-    return list(first.values())
+    return first_per_class(shipped_validation_samples())
 
 
 def post_photo(client, path, **fields):

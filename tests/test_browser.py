@@ -11,8 +11,8 @@ import pytest
 from werkzeug.serving import make_server
 
 from app import create_app
-from tests.conftest import (SF_TEST, SHIPPED_MODEL, curl, free_port, hold_model_loading, require,
-                            shipped_validation_samples)
+from benchmarks.harness import free_port
+from tests.conftest import SF_TEST, SHIPPED_MODEL, curl, hold_model_loading, require, shipped_validation_samples
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
@@ -45,7 +45,8 @@ def viewport(browser, width, height, touch=False):
     ``touch``: mobile layout, touch screen, no mouse to hover with)."""
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": touch})
-    browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": touch, "maxTouchPoints": 5 if touch else 1})
+    browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled",
+                            {"enabled": touch, "maxTouchPoints": 5 if touch else 1})
 
 
 @pytest.fixture()

@@ -10,22 +10,21 @@ from inference.calibration import Calibration
 from inference.classifier import Classifier
 from inference.tta import predict_views
 from tests.conftest import CARS, SF_TEST, SHIPPED_MODEL, require
-from training.calibrate import main, model_split
+from tests.helpers import first_per_class
+from training.calibrate import main
+from training.data import model_split
 
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
     """A copy of model/ calibrated on 4 training photos per class, 20 validation
     photos and 5 whole-scene photos of other models, keeping 90% of validation."""
-    from training.calibrate import calibrate
+    from training.known_model import calibrate
 
     model = tmp_path_factory.mktemp("calibrated") / "model"
     shutil.copytree(SHIPPED_MODEL, model, ignore=shutil.ignore_patterns("calibration.*"))
     train, val = model_split(model, require(CARS))
-    per_class = {}
-    for sample in train:
-        per_class.setdefault(sample.label, []).append(sample)
-    train = [sample for samples in per_class.values() for sample in samples[:4]]
+    train = first_per_class(train, 4)
     unknown = sorted(require(SF_TEST).glob("*.jpg"))[:5]
     calibrate(model, train, val[:20], unknown, quantile=0.9)
     return model, val[:20]

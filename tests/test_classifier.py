@@ -11,16 +11,14 @@ from inference.classifier import Classifier
 from inference.images import decode_image
 from inference.tta import predict_views
 from tests.conftest import SHIPPED_MODEL, shipped_validation_samples
+from tests.helpers import first_per_class
 from tests.test_batching import call_concurrently
 
 
 @pytest.fixture(scope="module")
 def photos():
     """Eight held-out validation photos of different classes, as encoded bytes."""
-    first = {}
-    for sample in shipped_validation_samples():
-        first.setdefault(sample.label, sample)
-    return [Path(sample.path).read_bytes() for sample in list(first.values())[:8]]
+    return [Path(sample.path).read_bytes() for sample in first_per_class(shipped_validation_samples())[:8]]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
 """Every command module of training/ and benchmarks/ imports and answers --help;
 benchmarks.training_throughput runs to its table on a tiny synthetic dataset."""
 
+import ast
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +44,13 @@ def test_training_throughput_runs_one_tiny_step(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "4 training photos, MobileNetV2 alpha 0.35 at 32px, batch 4" in out
     assert "stage 'head'" in out and "model alone (images in memory)" in out
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_no_command_imports_another_command(module):
+    tree = ast.parse((ROOT / Path(*module.split("."))).with_suffix(".py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {f"{node.module}.{alias.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 for alias in node.names}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not (imported & set(COMMANDS)) - {module}

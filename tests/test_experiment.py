@@ -5,7 +5,8 @@ import json
 import pytest
 
 from tests.conftest import MOBILENET_WEIGHTS, require
-from training.experiment import BEGIN, END, load_variants, main
+from training.experiment import main
+from training.variants import BEGIN, END, load_variants
 
 VARIANTS = """
 base:

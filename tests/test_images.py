@@ -10,12 +10,7 @@ from PIL import Image
 
 from inference.images import ImageDecodeError, decode_image
 from tests.conftest import CARS, require
-
-
-def encode(image, fmt, **kwargs):
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **kwargs)
-    return buffer.getvalue()
+from tests.helpers import encode
 
 
 @pytest.fixture(scope="module")

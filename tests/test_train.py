@@ -11,8 +11,8 @@ import pytest
 from inference.classifier import Classifier
 from inference.tta import predict_views
 from tests.conftest import MOBILENET_WEIGHTS, TINY_CLASSES, ready_app, require
-from training.config import TrainConfig
-from training.train import main, parse_args
+from training.config import TrainConfig, parse_args
+from training.train import main
 
 TINY = ["--batch-size", "4", "--val-fraction", "0.25", "--patience", "1"]
 STAGES = ["--stage", "head:1:1e-3:0", "--stage", "finetune:1:1e-4:0.5"]
@@ -143,7 +143,8 @@ run("--backbone", "Nope", "--data", "d", "--out", "o")  # checking a backbone na
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "usage: python -m training.train" in result.stdout and "--backbone NAME" in result.stdout
-    assert "backbone 'Nope' is not one of: EfficientNetB0" in result.stderr and "invalid choice: 'rmsprop'" in result.stderr
+    assert "backbone 'Nope' is not one of: EfficientNetB0" in result.stderr
+    assert "invalid choice: 'rmsprop'" in result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"  # the heavy imports wait for training itself
 
 

@@ -8,6 +8,7 @@ repeated. Each field's ``metadata["help"]`` is its documentation and its
 fields); ``metadata["choices"]`` lists the accepted values.
 """
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -272,3 +273,63 @@ def read_config_file(path):
     if not isinstance(values, dict):
         raise ValueError(f"config file '{path}' must hold a mapping of config fields")
     return values
+
+
+def build_parser():
+    """The ``argparse`` parser: ``--config`` plus one flag per :class:`TrainConfig` field.
+
+    Flags that are not given are absent from the parsed namespace, so that they
+    do not override the config file.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train", description=__doc__.split("\n\n")[0], argument_default=argparse.SUPPRESS
+    )
+    parser.add_argument("--config", help="JSON or YAML file of config fields (e.g. configs/*.yaml or a saved "
+                                         "training_config.json); flags override it")
+    for item in dataclasses.fields(TrainConfig):
+        options = dict(item.metadata["flag"])
+        name = options.pop("flag_name", "--" + item.name.replace("_", "-"))
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        options["help"] = f"{item.metadata['help']} ({f'default: {shown}' if shown != '' else 'required'})"
+        if isinstance(item.metadata["choices"], tuple):  # not the backbones: read late, TrainConfig checks them
+            options["choices"] = item.metadata["choices"]
+        if isinstance(default, bool):
+            options["action"] = argparse.BooleanOptionalAction
+        elif "type" not in options and not isinstance(default, list):
+            options["type"] = type(default)
+        elif not isinstance(options.get("type", int), type):
+            options["type"] = _explained(options["type"])
+        parser.add_argument(name, **options)
+    return parser
+
+
+def _explained(parse):
+    """``parse`` with its ValueError message shown by argparse (instead of "invalid value")."""
+
+    def checked(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return checked
+
+
+def parse_args(argv=None):
+    """Build a :class:`TrainConfig` from the command line (flags override ``--config``).
+
+    Exits with status 2 and a one-line message on a bad flag, config file or value.
+    """
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    try:
+        values = read_config_file(args.pop("config")) if "config" in args else {}
+        values.update(args)
+        config = TrainConfig.from_dict(values)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    for required in ("data", "out"):
+        if not getattr(config, required):
+            parser.error(f"--{required} is required (or give it in --config)")
+    return config
