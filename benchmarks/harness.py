@@ -300,3 +300,8 @@ def _high_water_mark(pid):
         return 0
     line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
     return int(line.split()[1]) * 1024
+
+
+def cpu_seconds(processes):
+    """CPU time (user + system) the processes have used so far, in seconds."""
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
