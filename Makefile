@@ -1,6 +1,7 @@
 # make serve  -- set up .venv with what serving needs (first time) and serve the shipped model on http://127.0.0.1:8000
 # make serve-prod  -- the production stack (nginx in front of gunicorn, deploy/) on http://127.0.0.1:8080
 # make test   -- set up .venv with everything (first time) and run the test suite
+# make check  -- ruff (lint, import order) and mypy (types), as CI runs them before the tests
 # make train ARGS="--data DIR --out DIR ..."  -- python -m training.train
 # make bench  -- every benchmark in benchmarks/ (about 10 minutes on 2 cores; needs ../shared)
 # make lock   -- regenerate the hashed locks requirements-*.txt from pyproject.toml (needs PyPI)
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 SERVE_ENV := $(VENV)/.serve-installed
 DEV_ENV := $(VENV)/.dev-installed
 
-.PHONY: serve serve-prod test train bench lock
+.PHONY: serve serve-prod test check train bench lock
 
 # glibc keeps one malloc arena per thread; two cut a worker's resident memory
 # by about 35 MB with no measured slowdown (README "Performance"). Dockerfile: same.
@@ -51,6 +52,11 @@ serve-prod: $(SERVE_ENV)
 
 test: $(DEV_ENV)
 	$(BIN)/python -m pytest
+
+# Settings in pyproject.toml ([tool.ruff], [tool.mypy]).
+check: $(DEV_ENV)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 train: $(DEV_ENV)
 	$(BIN)/python -m training.train $(ARGS)

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(overrides=None):
+def create_app(overrides: dict | None = None) -> Flask:
     """Build the app from the environment and start loading the model.
 
     Args:
@@ -54,7 +54,8 @@ def create_app(overrides=None):
     app.config["MAX_FORM_PARTS"] = app.config["MAX_FILES"] + 8  # the files and a few options; more: 413 at once
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+        # Flask's documented way to wrap its WSGI callable (mypy sees a method assigned).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
     for model_dir in app.config["MODEL_DIR"].split(os.pathsep):  # several: an ensemble
         require_savedmodel(model_dir)
     app.register_blueprint(pages.blueprint)

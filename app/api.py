@@ -2,14 +2,17 @@
 
 import os
 import time
+from collections.abc import Sequence
 
 import numpy as np
-from flask import Blueprint, current_app, g, jsonify, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, send_file
 
 from app import monitoring
 from app.errors import ApiError
-from app.uploads import bool_param, int_param, read_uploads
+from app.model import ModelLoader, Served
+from app.uploads import Upload, bool_param, int_param, read_uploads
 from inference.images import ImageDecodeError
+from inference.predictor import Predictor
 from inference.tta import SERVED_VIEWS, predict_views
 
 blueprint = Blueprint("api", __name__)
@@ -17,13 +20,13 @@ blueprint = Blueprint("api", __name__)
 OPENAPI = os.path.join(os.path.dirname(__file__), "openapi.json")
 
 
-def loader():
+def loader() -> ModelLoader:
     """The app's :class:`app.model.ModelLoader`."""
     return current_app.extensions["model"]
 
 
 @blueprint.post("/predict")
-def predict():
+def predict() -> Response:
     """Classify the images of the request (see ``app/openapi.json`` and the README).
 
     One multipart ``file`` answers ``{"predictions", "known_model", "distance",
@@ -52,7 +55,7 @@ def predict():
     return jsonify({"results": results, **common} if as_list else {**results[0], **common})
 
 
-def _classify_upload(classifier, upload, views, top_k):
+def _classify_upload(classifier: Served, upload: Upload, views: Sequence[str], top_k: int) -> dict:
     """Decode one upload and answer for it: ``{"predictions", "known_model", "distance"}``.
 
     Raises:
@@ -70,7 +73,8 @@ def _classify_upload(classifier, upload, views, top_k):
     return {"predictions": predictions, "known_model": known, "distance": distance}
 
 
-def run_model(classifier, image, views):
+def run_model(classifier: Predictor, image: np.ndarray,
+              views: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The one call from ``/predict`` into the model (timed for ``/metrics``).
 
     Args:
@@ -87,7 +91,7 @@ def run_model(classifier, image, views):
         return predict_views(classifier, image, views)
 
 
-def top_predictions(labels, probabilities, k):
+def top_predictions(labels: list[str], probabilities: np.ndarray, k: int) -> list[dict]:
     """The ``k`` most probable of ``labels`` as ``[{"label", "probability"}]``, best first.
 
     Args:
@@ -98,7 +102,7 @@ def top_predictions(labels, probabilities, k):
 
 
 @blueprint.get("/v1/models/<name>")
-def model_metadata(name):
+def model_metadata(name: str) -> Response:
     """What the served model is: labels, input size, version, training metrics, known-model thresholds.
 
     Returns:
@@ -120,7 +124,7 @@ def model_metadata(name):
 
 
 @blueprint.get("/healthz")
-def healthz():
+def healthz() -> tuple[Response, int]:
     """Liveness: 200 while the model is ``loading`` or ``ready``; 503 once it ``failed``.
 
     The body names this worker's ``pid``, so a client can tell that a worker was not restarted.
@@ -130,13 +134,13 @@ def healthz():
 
 
 @blueprint.get("/readyz")
-def readyz():
+def readyz() -> Response:
     """Readiness: 200 once the model is loaded and warmed up; 503 ``model_loading`` before."""
     loader().get()
     return jsonify(status="ready")
 
 
 @blueprint.get("/openapi.json")
-def openapi():
+def openapi() -> Response:
     """The OpenAPI 3.1 description of this API (``app/openapi.json``)."""
     return send_file(OPENAPI, mimetype="application/json")

@@ -21,7 +21,9 @@
 """
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 
@@ -29,7 +31,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
-def _boolean(text):
+def _boolean(text: str) -> bool:
     """``1/true/yes/on`` or ``0/false/no/off`` (any case) as a ``bool``."""
     value = BOOLEANS.get(text.strip().lower())
     if value is None:
@@ -40,7 +42,7 @@ def _boolean(text):
 _boolean.__name__ = "boolean (1/0, true/false)"
 
 
-def directory(raw):
+def directory(raw: str) -> str:
     """An absolute directory path from ``raw`` (relative: to the current directory), or ``""`` when empty.
 
     Resolved once here, so that every part of the app (listing and serving the
@@ -50,14 +52,14 @@ def directory(raw):
     return str(Path(raw).resolve()) if raw else ""
 
 
-def directories(raw):
+def directories(raw: str) -> str:
     """One or more directories joined by ``os.pathsep`` (an ensemble of models), each made
     absolute by :func:`directory`, joined again."""
     return os.pathsep.join(directory(part) for part in raw.split(os.pathsep))
 
 
 # Flask config key -> (environment variable, default, parser)
-SETTINGS = {
+SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     "MODEL_DIR": ("CARCLF_MODEL_DIR", str(DEFAULT_MODEL_DIR), directories),
     "DEFAULT_TOP_K": ("CARCLF_TOP_K", 3, int),
     "DEFAULT_TTA": ("CARCLF_TTA", False, _boolean),
@@ -75,7 +77,7 @@ SETTINGS = {
 }
 
 
-def settings_from_env(environ=os.environ):
+def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
     """The Flask config ``dict`` from ``environ`` (defaults where unset).
 
     Raises:

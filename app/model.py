@@ -7,14 +7,17 @@ seconds); ``/readyz`` and ``/predict`` answer 503 until it is ready.
 import logging
 import threading
 import time
+from typing import Any
 
 from app.errors import ApiError
-from inference.classifier import ModelLoadError
-from inference.ensemble import open_model
+from inference.classifier import Classifier, ModelLoadError
+from inference.ensemble import Ensemble, open_model
 
 log = logging.getLogger("carclf.model")
 
 LOADING, READY, FAILED = "loading", "ready", "failed"
+# What the service serves: a predictor (inference.predictor) with metadata, metrics, calibration and warm_up.
+Served = Classifier | Ensemble
 
 
 class ModelLoader:
@@ -29,20 +32,20 @@ class ModelLoader:
         state: ``"loading"``, ``"ready"`` or ``"failed"``.
     """
 
-    def __init__(self, model_dir, **options):
+    def __init__(self, model_dir: str, **options: Any) -> None:
         self.model_dir = model_dir
         self._options = options  # Classifier keyword arguments (dynamic batching)
         self.state = LOADING
-        self._classifier = None
-        self._error = None
+        self._classifier: Served | None = None
+        self._error: Exception | None = None
         self._done = threading.Event()
 
-    def start(self):
+    def start(self) -> "ModelLoader":
         """Start loading in a daemon thread; returns ``self``."""
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         return self
 
-    def _load(self):
+    def _load(self) -> None:
         started = time.perf_counter()
         try:
             classifier = open_model(self.model_dir, **self._options)
@@ -60,17 +63,17 @@ class ModelLoader:
         finally:
             self._done.set()
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | None = None) -> str:
         """Block until loading ended (or ``timeout`` seconds passed); returns :attr:`state`."""
         self._done.wait(timeout)
         return self.state
 
     @property
-    def classifier(self):
+    def classifier(self) -> Served | None:
         """The classifier once ready, else ``None``."""
         return self._classifier if self.state == READY else None
 
-    def get(self, wait=0.0):
+    def get(self, wait: float = 0.0) -> Served:
         """The ready classifier.
 
         Args:
@@ -83,7 +86,7 @@ class ModelLoader:
         """
         if self.state == LOADING and wait > 0:
             self.wait(wait)
-        if self.state == READY:
+        if self.state == READY and self._classifier is not None:
             return self._classifier
         if self.state == FAILED:
             raise ApiError(503, "model_failed", "The model could not be loaded; the server log says why.")

@@ -19,8 +19,10 @@ than the threshold are "not one of the known models".
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +31,7 @@ ARRAYS_FILENAME = "calibration.npz"
 METHOD = "mahalanobis_features"
 
 
-def mode_key(views):
+def mode_key(views: Sequence[str]) -> str:
     """The key of a TTA setting in :attr:`Calibration.modes`, e.g. ``original+hflip``."""
     return "+".join(views)
 
@@ -59,12 +61,12 @@ class KnownModelTest:
 
     ARRAYS = ("class_means", "components", "variances")
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # float64 once here, not on every request's distance.
         for name in self.ARRAYS:
             setattr(self, name, np.asarray(getattr(self, name), np.float64))
 
-    def distances(self, features):
+    def distances(self, features: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance to the nearest class centre, under the
         stored covariance (see the module docstring).
 
@@ -97,11 +99,11 @@ class Calibration:
     labels: list
     modes: dict
 
-    def test(self, views):
+    def test(self, views: Sequence[str]) -> KnownModelTest | None:
         """The :class:`KnownModelTest` for these TTA views, or ``None`` if not calibrated."""
         return self.modes.get(mode_key(views))
 
-    def known_model(self, features, views):
+    def known_model(self, features: np.ndarray, views: Sequence[str]) -> tuple[bool | None, float | None]:
         """Whether the top class is trustworthy: the image's features within the threshold of these TTA views.
 
         Args:
@@ -118,7 +120,7 @@ class Calibration:
         distance = float(test.distances(features))
         return distance <= test.threshold, distance
 
-    def summary(self):
+    def summary(self) -> dict:
         """Method, quantile, and per TTA setting the threshold and what it turns away (a JSON-ready ``dict``)."""
         return {
             "method": self.method,
@@ -130,9 +132,10 @@ class Calibration:
             },
         }
 
-    def save(self, model_dir):
+    def save(self, model_dir: Path | str) -> None:
         """Write ``calibration.json`` (readable facts) and ``calibration.npz`` (the arrays) into ``model_dir``."""
-        modes, arrays = {}, {}
+        modes: dict[str, dict] = {}
+        arrays: dict[str, Any] = {}
         for key, test in self.modes.items():
             modes[key] = {"threshold": test.threshold, "noise_variance": test.noise_variance, "report": test.report}
             arrays.update({f"{key}/{name}": np.asarray(getattr(test, name), np.float32) for name in test.ARRAYS})
@@ -141,7 +144,7 @@ class Calibration:
         np.savez(Path(model_dir) / ARRAYS_FILENAME, **arrays)
 
     @classmethod
-    def load(cls, model_dir):
+    def load(cls, model_dir: Path | str) -> "Calibration | None":
         """Read ``calibration.json`` and ``calibration.npz`` from ``model_dir``; ``None`` if there is none.
 
         Raises:

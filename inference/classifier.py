@@ -3,6 +3,7 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -28,7 +29,7 @@ _FIX = ("Copy the whole model folder again (the shipped model: 'git checkout -- 
         "CARCLF_MODEL_DIR at a model exported by 'python -m training.train'.")
 
 
-def require_savedmodel(model_dir):
+def require_savedmodel(model_dir: Path | str) -> None:
     """Check that ``model_dir`` holds a SavedModel, cheaply (no TensorFlow load).
 
     Raises:
@@ -41,7 +42,7 @@ def require_savedmodel(model_dir):
         )
 
 
-def load_savedmodel(model_dir):
+def load_savedmodel(model_dir: Path | str) -> Any:
     """``tf.saved_model.load`` with an error that says which file is broken and what to do.
 
     Args:
@@ -74,7 +75,7 @@ def load_savedmodel(model_dir):
     return module
 
 
-def _weight_files(model_dir):
+def _weight_files(model_dir: Path) -> str:
     """``variables/`` as text: each file with its size, for the error message."""
     files = sorted((model_dir / "variables").glob("variables.*"))
     if not files:
@@ -83,7 +84,7 @@ def _weight_files(model_dir):
         ", one of them missing, truncated or damaged"
 
 
-def _check_signatures(module, graph):
+def _check_signatures(module: Any, graph: Path) -> None:
     problems = []
     for name, outputs in SIGNATURES.items():
         function = module.signatures.get(name)
@@ -133,7 +134,8 @@ class Classifier:
         ValueError: ``calibration.json`` is malformed or names other labels.
     """
 
-    def __init__(self, model_dir, batch_size: int = 0, batch_wait_ms: float = 0.0, batch_threads: int = 1):
+    def __init__(self, model_dir: Path | str, batch_size: int = 0, batch_wait_ms: float = 0.0,
+                 batch_threads: int = 1) -> None:
         model_dir = Path(model_dir)
         self._module = load_savedmodel(model_dir)
         self._serve = self._module.signatures[SERVING_SIGNATURE]

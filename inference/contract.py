@@ -23,6 +23,7 @@ antialiased) then meets an image of its size already and changes nothing.
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -53,12 +54,12 @@ class ModelFacts:
     metadata: dict
 
 
-def read_metadata(module) -> ModelFacts:
+def read_metadata(module: Any) -> ModelFacts:
     """Call the :data:`METADATA_SIGNATURE` of a loaded SavedModel (``tf.saved_model.load``'s result)."""
     facts = module.signatures[METADATA_SIGNATURE]()
     return ModelFacts(
         labels=[label.decode() for label in facts["labels"].numpy()],
-        image_size=tuple(int(side) for side in facts["image_size"].numpy()),
+        image_size=(int(facts["image_size"][0]), int(facts["image_size"][1])),
         metadata=json.loads(facts["metadata_json"].numpy().decode()),
     )
 

@@ -1,6 +1,9 @@
 """Several SavedModels as one :class:`inference.predictor.Predictor`: their probabilities are averaged."""
 
 import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +45,7 @@ class Ensemble:
         LabelMismatchError: the members' labels differ (names or order).
     """
 
-    def __init__(self, model_dirs, **options):
+    def __init__(self, model_dirs: Sequence[Path | str], **options: Any) -> None:
         model_dirs = [str(path) for path in model_dirs]
         if not model_dirs:
             raise ValueError("an ensemble needs at least one model directory")
@@ -55,7 +58,7 @@ class Ensemble:
                     f"{member.labels}; an ensemble needs the same labels in the same order"
                 )
         self.labels = first.labels
-        self.image_size = tuple(int(side) for side in np.max([m.image_size for m in self.members], axis=0))
+        self.image_size = (max(m.image_size[0] for m in self.members), max(m.image_size[1] for m in self.members))
         alone = len(self.members) == 1
         self.metadata = first.metadata if alone else {
             "name": first.metadata.get("name"),
@@ -85,7 +88,7 @@ class Ensemble:
             ``float32 (batch, sum of the members' F)``.
         """
         logits, probabilities, features = zip(*(member.predict(images) for member in self.members))
-        return (np.mean(logits, axis=0, dtype=np.float32), np.mean(probabilities, axis=0, dtype=np.float32),
+        return (np.stack(logits).mean(axis=0, dtype=np.float32), np.stack(probabilities).mean(axis=0, dtype=np.float32),
                 np.concatenate(features, axis=1))
 
     def warm_up(self) -> None:
@@ -94,7 +97,7 @@ class Ensemble:
             member.warm_up(self.image_size)
 
 
-def open_model(model_dirs, **options) -> Classifier | Ensemble:
+def open_model(model_dirs: Path | str | Sequence[Path | str], **options: Any) -> Classifier | Ensemble:
     """The predictor of one SavedModel directory (a :class:`Classifier`) or of several (an :class:`Ensemble`).
 
     Args:

@@ -11,14 +11,18 @@ and dtype, so that all views of one image stack into a single batch: crops are
 resized back to the image's size and the zoomed-out view is padded back to it.
 """
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import tensorflow as tf
+
+from inference.predictor import Predictor
 
 CROP_FRACTION = 0.9  # side of the crop views, as a share of the image's side
 ZOOM_OUT_FRACTION = 0.9  # side of the shrunken image inside the zoom-out view
 
 
-def _resize(image, height, width):
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """``image`` resized to ``(height, width)`` (bilinear, antialiased, as the
     SavedModel resizes), rounded back to ``image``'s dtype."""
     resized = tf.image.resize(image, (height, width), antialias=True).numpy()
@@ -28,12 +32,12 @@ def _resize(image, height, width):
     return resized.astype(image.dtype)
 
 
-def _crop(vertical, horizontal):
+def _crop(vertical: str, horizontal: str) -> Callable[[np.ndarray], np.ndarray]:
     """A view: the ``CROP_FRACTION`` crop anchored at ``vertical`` (top,
     center, bottom) and ``horizontal`` (left, center, right), resized back."""
     anchors = {"top": 0.0, "left": 0.0, "center": 0.5, "bottom": 1.0, "right": 1.0}
 
-    def view(image):
+    def view(image: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]
         crop_h, crop_w = max(1, round(height * CROP_FRACTION)), max(1, round(width * CROP_FRACTION))
         top = round((height - crop_h) * anchors[vertical])
@@ -43,7 +47,7 @@ def _crop(vertical, horizontal):
     return view
 
 
-def _zoom_out(image):
+def _zoom_out(image: np.ndarray) -> np.ndarray:
     """The image shrunk to ``ZOOM_OUT_FRACTION`` of its sides, centred, its
     border pixels repeated outwards (as the training augmentation pads)."""
     height, width = image.shape[:2]
@@ -80,7 +84,7 @@ SERVED_VIEWS = {False: VIEW_SETS["none"], True: VIEW_SETS["flip"]}
 DEFAULT_VIEWS = SERVED_VIEWS[True]
 
 
-def parse_views(text):
+def parse_views(text: str) -> tuple[str, ...]:
     """Views named by ``text``: a key of :data:`VIEW_SETS` or view names
     joined by commas (e.g. ``original,hflip,zoom_out``).
 
@@ -97,13 +101,13 @@ def parse_views(text):
     return views
 
 
-def _unknown_views(views):
+def _unknown_views(views: Sequence[str]) -> str | None:
     """A message naming the views that are not in :data:`VIEWS`, or ``None``."""
     unknown = [name for name in views if name not in VIEWS]
     return f"Unknown TTA view(s) {unknown}; known views: {', '.join(VIEWS)}" if unknown else None
 
 
-def tta_batch(image, views=DEFAULT_VIEWS):
+def tta_batch(image: np.ndarray, views: Sequence[str] = DEFAULT_VIEWS) -> np.ndarray:
     """Stack the TTA views of one image into a batch.
 
     Args:
@@ -123,7 +127,8 @@ def tta_batch(image, views=DEFAULT_VIEWS):
     return np.stack([VIEWS[name](image) for name in views])
 
 
-def predict_views(predictor, image, views=DEFAULT_VIEWS):
+def predict_views(predictor: Predictor, image: np.ndarray,
+                  views: Sequence[str] = DEFAULT_VIEWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A predictor's outputs for one image, each averaged over its TTA views: the one
     prediction path of the service and the training tools.
 

@@ -21,8 +21,16 @@ from app import create_app
 from app.logs import JsonFormatter
 from app.pages import DEFAULT_PHOTO_HINT
 from inference.classifier import ModelNotFoundError
-from tests.conftest import (CARS, OPENAPI, ROOT, SHIPPED_MODEL, assert_matches_schema, hold_model_loading, ready_app,
-                            require)
+from tests.conftest import (
+    CARS,
+    OPENAPI,
+    ROOT,
+    SHIPPED_MODEL,
+    assert_matches_schema,
+    hold_model_loading,
+    ready_app,
+    require,
+)
 
 
 def jpeg_bytes():
