@@ -28,6 +28,7 @@ def post_bytes(client, data, name="car.jpg"):
     return client.post("/predict", data={"file": (io.BytesIO(data), name)})
 
 
+@pytest.mark.shared
 def test_shipped_model_classifies_held_out_real_photos(client, validation_photos):
     assert len(validation_photos) == 10
     correct = known = 0
@@ -39,6 +40,7 @@ def test_shipped_model_classifies_held_out_real_photos(client, validation_photos
     assert correct >= 9 and known >= 9
 
 
+@pytest.mark.shared
 def test_json_contract(client, validation_photos):
     answer = post_photo(client, Path(validation_photos[0].path))
     body = answer.json
@@ -53,6 +55,7 @@ def test_json_contract(client, validation_photos):
     assert body["known_model"] is True and body["distance"] >= 0
 
 
+@pytest.mark.shared
 def test_top_k_and_tta_switch(client, validation_photos):
     path = Path(validation_photos[1].path)
     everything = post_photo(client, path, top_k="10").json
@@ -66,6 +69,7 @@ def test_top_k_and_tta_switch(client, validation_photos):
     assert flipped["predictions"][0]["probability"] != pytest.approx(plain["predictions"][0]["probability"], abs=1e-7)
 
 
+@pytest.mark.shared
 def test_tta_default_follows_the_setting(validation_photos):
     app = ready_app({"MODEL_DIR": str(SHIPPED_MODEL), "DEFAULT_TTA": True})
     answer = post_photo(app.test_client(), Path(validation_photos[1].path)).json
@@ -74,6 +78,7 @@ def test_tta_default_follows_the_setting(validation_photos):
     assert metadata["default_tta_views"] == ["original", "hflip"]
 
 
+@pytest.mark.shared
 def test_several_files_answer_one_result_each_in_order(client, validation_photos):
     photos = [Path(sample.path) for sample in validation_photos[:3]]
     files = [(open(path, "rb"), path.name) for path in photos]
@@ -90,6 +95,7 @@ def test_several_files_answer_one_result_each_in_order(client, validation_photos
     assert results[2]["predictions"] == alone["predictions"] and results[2]["distance"] == alone["distance"]
 
 
+@pytest.mark.shared
 def test_json_base64_instances_match_multipart(client, validation_photos):
     path = Path(validation_photos[4].path)
     encoded = base64.b64encode(path.read_bytes()).decode()
@@ -104,6 +110,7 @@ def test_json_base64_instances_match_multipart(client, validation_photos):
     assert all(result["predictions"] == multipart["predictions"] for result in answer.json["results"])
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("content_type", ["image/jpeg", "image/png", "image/webp"])
 def test_a_raw_image_body_matches_multipart(client, validation_photos, content_type):
     path = Path(validation_photos[5].path)
@@ -123,6 +130,7 @@ def test_a_raw_body_that_is_no_image_is_named_in_the_error(client):
     assert other.status_code == 415 and "image/*" in other.json["error"]["message"]
 
 
+@pytest.mark.shared
 def test_photos_of_other_car_models_are_mostly_not_known(client):
     photos = sorted(require(SF_TEST).glob("*.jpg"))
     answers = [post_photo(client, photo).json for photo in photos]

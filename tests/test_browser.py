@@ -12,12 +12,14 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from benchmarks.harness import free_port
-from tests.conftest import SF_TEST, SHIPPED_MODEL, curl, hold_model_loading, require, shipped_validation_samples
+from tests.conftest import SF_TEST, SHIPPED_MODEL, absent, curl, hold_model_loading, require, shipped_validation_samples
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.shared]
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 LAPTOP, PHONE = (1280, 720), (390, 844)  # CSS pixels of the viewport; the phone is an iPhone 12-14 screen
@@ -26,7 +28,7 @@ LAPTOP, PHONE = (1280, 720), (390, 844)  # CSS pixels of the viewport; the phone
 @pytest.fixture(scope="module")
 def browser():
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)")
+        absent("chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",

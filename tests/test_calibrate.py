@@ -14,6 +14,8 @@ from tests.helpers import first_per_class
 from training.calibrate import main
 from training.data import model_split
 
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):

@@ -14,6 +14,8 @@ from tests.conftest import SHIPPED_MODEL, shipped_validation_samples
 from tests.helpers import first_per_class
 from tests.test_batching import call_concurrently
 
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+
 
 @pytest.fixture(scope="module")
 def photos():

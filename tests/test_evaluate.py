@@ -15,6 +15,8 @@ from tests.helpers import first_per_class
 from training.evaluate import main
 from training.evaluation import evaluate, evaluate_savedmodel
 
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+
 
 @pytest.fixture(scope="module")
 def samples():

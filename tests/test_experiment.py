@@ -8,6 +8,8 @@ from tests.conftest import MOBILENET_WEIGHTS, require
 from training.experiment import main
 from training.variants import BEGIN, END, load_variants
 
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+
 VARIANTS = """
 base:
   backbone: MobileNetV2

@@ -19,6 +19,8 @@ from benchmarks.harness import multipart_form
 from tests.conftest import CARS, OPENAPI, curl, require
 from tests.helpers import encode
 
+pytestmark = [pytest.mark.server, pytest.mark.shared]
+
 BOUNDARY = "carclf-test-boundary"
 
 

@@ -18,6 +18,7 @@ def photo_bytes():
     return require(CARS / "kia_rio").glob("*.jpg").__next__().read_bytes()
 
 
+@pytest.mark.shared
 def test_real_jpeg_decodes_to_rgb_uint8(photo_bytes):
     pixels = decode_image(photo_bytes)
     width, height = Image.open(io.BytesIO(photo_bytes)).size
@@ -64,6 +65,7 @@ def test_non_images_are_refused_with_a_code(data, code):
     assert caught.value.code == code
 
 
+@pytest.mark.shared
 def test_truncated_jpeg_is_corrupt(photo_bytes):
     with pytest.raises(ImageDecodeError) as caught:
         decode_image(photo_bytes[: len(photo_bytes) // 3])

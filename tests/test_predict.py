@@ -9,6 +9,8 @@ from inference.tta import predict_views
 from tests.conftest import SF_TEST, SHIPPED_MODEL, require
 from training.predict import main
 
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+
 
 def read_rows(path):
     with open(path, newline="") as handle:

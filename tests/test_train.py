@@ -14,6 +14,8 @@ from tests.conftest import MOBILENET_WEIGHTS, TINY_CLASSES, ready_app, require
 from training.config import TrainConfig, parse_args
 from training.train import main
 
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+
 TINY = ["--batch-size", "4", "--val-fraction", "0.25", "--patience", "1"]
 STAGES = ["--stage", "head:1:1e-3:0", "--stage", "finetune:1:1e-4:0.5"]
 

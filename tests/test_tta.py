@@ -14,6 +14,7 @@ def photo():
     return decode_image(next(require(CARS / "mazda_3").glob("*.jpg")).read_bytes())
 
 
+@pytest.mark.shared
 def test_every_view_keeps_shape_and_dtype_so_views_stack(photo):
     batch = tta_batch(photo, tuple(VIEWS))
     assert batch.shape == (len(VIEWS), *photo.shape) and batch.dtype == np.uint8
@@ -21,6 +22,7 @@ def test_every_view_keeps_shape_and_dtype_so_views_stack(photo):
     assert all(not np.array_equal(view, photo) for view in batch[1:])  # every other view changes the pixels
 
 
+@pytest.mark.shared
 def test_hflip_twice_is_the_identity(photo):
     assert np.array_equal(VIEWS["hflip"](VIEWS["hflip"](photo)), photo)
     assert np.array_equal(VIEWS["hflip"](photo)[:, 0], photo[:, -1])
@@ -45,6 +47,7 @@ def test_crops_show_their_corner_resized_back():
     assert centre[0, 0, 0] == 0 and centre[-1, -1, 0] == 180 and centre[48, 78, 0] == 0 and centre[51, 81, 0] == 180
 
 
+@pytest.mark.shared
 def test_zoom_out_shrinks_and_repeats_the_border(photo):
     flat = np.full((50, 70, 3), 77, np.uint8)
     assert np.array_equal(VIEWS["zoom_out"](flat), flat)
