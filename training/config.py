@@ -4,8 +4,8 @@ A :class:`TrainConfig` is built from command-line flags and/or a config file
 (``--config``, JSON or YAML, possibly partial: flags override it), and saved
 as ``training_config.json`` next to every exported model so that a run can be
 repeated. Each field's ``metadata["help"]`` is its documentation and its
-``--help`` text (``python -m training.train`` builds its flags from these
-fields); ``metadata["choices"]`` lists the accepted values.
+``--help`` text (:func:`build_parser` makes the flags of ``python -m
+training.train`` from these fields); ``metadata["choices"]`` lists the accepted values.
 """
 
 import argparse
@@ -275,14 +275,15 @@ def read_config_file(path):
     return values
 
 
-def build_parser():
-    """The ``argparse`` parser: ``--config`` plus one flag per :class:`TrainConfig` field.
+def build_parser(description=None):
+    """The ``argparse`` parser of ``python -m training.train``: ``--config`` plus one flag
+    per :class:`TrainConfig` field, ``description`` above them in ``--help``.
 
     Flags that are not given are absent from the parsed namespace, so that they
     do not override the config file.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m training.train", description=__doc__.split("\n\n")[0], argument_default=argparse.SUPPRESS
+        prog="python -m training.train", description=description, argument_default=argparse.SUPPRESS
     )
     parser.add_argument("--config", help="JSON or YAML file of config fields (e.g. configs/*.yaml or a saved "
                                          "training_config.json); flags override it")
@@ -316,12 +317,13 @@ def _explained(parse):
     return checked
 
 
-def parse_args(argv=None):
-    """Build a :class:`TrainConfig` from the command line (flags override ``--config``).
+def parse_args(argv=None, description=None):
+    """Build a :class:`TrainConfig` from the command line (flags override ``--config``);
+    ``description``: :func:`build_parser`'s.
 
     Exits with status 2 and a one-line message on a bad flag, config file or value.
     """
-    parser = build_parser()
+    parser = build_parser(description)
     args = vars(parser.parse_args(argv))
     try:
         values = read_config_file(args.pop("config")) if "config" in args else {}

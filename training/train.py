@@ -17,13 +17,13 @@ import sys
 from training.config import parse_args
 from training.fit import train
 
-# TensorFlow, Keras and albumentations (seconds to import) are imported by the
+# training.fit imports TensorFlow, Keras and albumentations (seconds to import) in the
 # functions that use them, so that --help and flag errors answer at once.
 
 
 def main(argv=None):
     """Command-line entry point; exits with status 1 and a one-line message on bad input."""
-    config = parse_args(argv)
+    config = parse_args(argv, description=__doc__.split("\n\n")[0])
     from training.backbones import WeightsUnavailableError
 
     try:
