@@ -1,6 +1,8 @@
 # make serve  -- set up .venv with what serving needs (first time) and serve the shipped model on http://127.0.0.1:8000
 # make serve-prod  -- the production stack (nginx in front of gunicorn, deploy/) on http://127.0.0.1:8080
 # make test   -- set up .venv with everything (first time) and run the test suite
+# make test-fast  -- the quick tier, under a minute: no ../shared, browser or gunicorn (synthetic images, tiny models)
+# make check  -- ruff (lint, import order) and mypy (types), as CI runs them before the tests
 # make train ARGS="--data DIR --out DIR ..."  -- python -m training.train
 # make bench  -- every benchmark in benchmarks/ (about 12 minutes on 2 idle cores; needs ../shared)
 # make lock   -- regenerate the hashed locks requirements-*.txt from pyproject.toml (needs PyPI)
@@ -10,7 +12,7 @@ BIN := $(VENV)/bin
 SERVE_ENV := $(VENV)/.serve-installed
 DEV_ENV := $(VENV)/.dev-installed
 
-.PHONY: serve serve-prod test train bench lock
+.PHONY: serve serve-prod test test-fast check train bench lock
 
 # glibc keeps one malloc arena per thread; two cut a worker's resident memory
 # by about 35 MB with no measured slowdown (README "Performance"). Dockerfile: same.
@@ -51,6 +53,17 @@ serve-prod: $(SERVE_ENV)
 
 test: $(DEV_ENV)
 	$(BIN)/python -m pytest
+
+# The tests marked neither shared, browser nor server (pyproject.toml). ../shared is pointed
+# elsewhere and CARCLF_STRICT=1 turns a skip for something absent into a failure: a fast test
+# that reads ../shared fails here instead of passing only beside it.
+test-fast: $(DEV_ENV)
+	CARCLF_STRICT=1 CARCLF_SHARED=$(CURDIR)/.no-shared $(BIN)/python -m pytest -m "not shared and not browser and not server"
+
+# Settings in pyproject.toml ([tool.ruff], [tool.mypy]).
+check: $(DEV_ENV)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 train: $(DEV_ENV)
 	$(BIN)/python -m training.train $(ARGS)

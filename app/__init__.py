@@ -24,12 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(overrides=None):
+def create_app(overrides: dict | None = None) -> Flask:
     """Build the app from the environment and start loading the model.
 
     Args:
         overrides: optional ``dict`` of config keys (see :mod:`app.config`)
-            applied over the environment, e.g. ``{"MODEL_DIR": "..."}`` in tests.
+            applied over the environment, e.g. ``{"MODEL_DIR": "..."}`` in tests
+            (several directories joined by ``os.pathsep``: their ensemble).
 
     Returns:
         a ``flask.Flask`` app; its :class:`app.model.ModelLoader` is
@@ -55,8 +56,10 @@ def create_app(overrides=None):
     app.config["MAX_FORM_PARTS"] = app.config["MAX_FILES"] + 8  # the files and a few options; more: 413 at once
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
-    require_model(app.config["MODEL_DIR"], app.config["RUNTIME"])
+        # Flask's documented way to wrap its WSGI callable (mypy sees a method assigned).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
+    for model_dir in app.config["MODEL_DIR"].split(os.pathsep):  # several: an ensemble
+        require_model(model_dir, app.config["RUNTIME"])
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
     monitoring.register(app)

@@ -2,27 +2,31 @@
 
 import os
 import time
+from collections.abc import Sequence
 
-from flask import Blueprint, current_app, g, jsonify, send_file
+import numpy as np
+from flask import Blueprint, Response, current_app, g, jsonify, send_file
 
 from app import monitoring
 from app.errors import ApiError
-from app.uploads import bool_param, int_param, read_uploads
+from app.model import ModelLoader, Served
+from app.uploads import Upload, bool_param, int_param, read_uploads
 from inference.images import ImageDecodeError
-from inference.tta import DEFAULT_VIEWS
+from inference.predictor import Predictor
+from inference.tta import SERVED_VIEWS, predict_views
 
 blueprint = Blueprint("api", __name__)
 
 OPENAPI = os.path.join(os.path.dirname(__file__), "openapi.json")
 
 
-def loader():
+def loader() -> ModelLoader:
     """The app's :class:`app.model.ModelLoader`."""
     return current_app.extensions["model"]
 
 
 @blueprint.post("/predict")
-def predict():
+def predict() -> Response:
     """Classify the images of the request (see ``app/openapi.json`` and the README).
 
     One multipart ``file`` answers ``{"predictions", "known_model", "distance",
@@ -39,7 +43,7 @@ def predict():
     classifier = loader().get(wait=current_app.config["LOAD_WAIT_S"])  # a restarted worker: wait, not 503
     uploads, as_list = read_uploads(current_app.config["MAX_FILES"])
     top_k = int_param("top_k", current_app.config["DEFAULT_TOP_K"], 1, len(classifier.labels))
-    views = served_views(bool_param("tta", current_app.config["DEFAULT_TTA"]))
+    views = SERVED_VIEWS[bool_param("tta", current_app.config["DEFAULT_TTA"])]
     results = [_classify_upload(classifier, upload, views, top_k) for upload in uploads]
     g.log_fields = {"images": len(results), "top": [r["predictions"][0]["label"] for r in results],
                     "known_model": [r["known_model"] for r in results]}
@@ -51,12 +55,7 @@ def predict():
     return jsonify({"results": results, **common} if as_list else {**results[0], **common})
 
 
-def served_views(tta):
-    """The TTA views a request runs: :data:`inference.tta.DEFAULT_VIEWS` with ``tta``, else the original alone."""
-    return DEFAULT_VIEWS if tta else DEFAULT_VIEWS[:1]
-
-
-def _classify_upload(classifier, upload, views, top_k):
+def _classify_upload(classifier: Served, upload: Upload, views: Sequence[str], top_k: int) -> dict:
     """Decode one upload and answer for it: ``{"predictions", "known_model", "distance"}``.
 
     Raises:
@@ -67,29 +66,43 @@ def _classify_upload(classifier, upload, views, top_k):
     except ImageDecodeError as error:
         raise ApiError(400, error.code, f"{upload.name}: {error}") from None
     _, probabilities, features = run_model(classifier, image, views)
-    known, distance = classifier.known_model(features, views)
+    calibration = classifier.calibration
+    known, distance = calibration.known_model(features, views) if calibration else (None, None)
     monitoring.count_image(known)
-    return {"predictions": classifier.top_k(probabilities, top_k), "known_model": known, "distance": distance}
+    predictions = top_predictions(classifier.labels, probabilities, top_k)
+    return {"predictions": predictions, "known_model": known, "distance": distance}
 
 
-def run_model(classifier, image, views):
+def run_model(classifier: Predictor, image: np.ndarray,
+              views: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The one call from ``/predict`` into the model (timed for ``/metrics``).
 
     Args:
-        classifier: the :class:`inference.classifier.Classifier`.
+        classifier: the served :class:`inference.predictor.Predictor`.
         image: ``uint8 (height, width, 3)`` RGB.
         views: TTA view names, run as one batch.
 
     Returns:
         ``(logits, probabilities, features)``, ``float32`` ``(num_classes,)``,
-        ``(num_classes,)`` and ``(F,)``, averaged over ``views``.
+        ``(num_classes,)`` and ``(F,)``, averaged over ``views``
+        (:func:`inference.tta.predict_views`).
     """
     with monitoring.INFERENCE_SECONDS.time():
-        return classifier.predict_views(image, views)
+        return predict_views(classifier, image, views)
+
+
+def top_predictions(labels: list[str], probabilities: np.ndarray, k: int) -> list[dict]:
+    """The ``k`` most probable of ``labels`` as ``[{"label", "probability"}]``, best first.
+
+    Args:
+        labels: class names; probabilities: ``float (num_classes,)`` in their order.
+    """
+    order = np.argsort(probabilities)[::-1][:k]
+    return [{"label": labels[i], "probability": float(probabilities[i])} for i in order]
 
 
 @blueprint.get("/v1/models/<name>")
-def model_metadata(name):
+def model_metadata(name: str) -> Response:
     """What the served model is: labels, input size, version, training metrics, known-model thresholds.
 
     Returns:
@@ -104,14 +117,14 @@ def model_metadata(name):
         **classifier.metadata,
         labels=classifier.labels,
         input_size={"height": height, "width": width},
-        default_tta_views=list(served_views(current_app.config["DEFAULT_TTA"])),
+        default_tta_views=list(SERVED_VIEWS[current_app.config["DEFAULT_TTA"]]),
         training_metrics={key: value for key, value in classifier.metrics.items() if key != "errors_tta"},
         known_model_test=classifier.calibration.summary() if classifier.calibration else None,
     )
 
 
 @blueprint.get("/healthz")
-def healthz():
+def healthz() -> tuple[Response, int]:
     """Liveness: 200 while the model is ``loading`` or ``ready``; 503 once it ``failed``.
 
     The body names this worker's ``pid``, so a client can tell that a worker was not restarted.
@@ -121,13 +134,13 @@ def healthz():
 
 
 @blueprint.get("/readyz")
-def readyz():
+def readyz() -> Response:
     """Readiness: 200 once the model is loaded and warmed up; 503 ``model_loading`` before."""
     loader().get()
     return jsonify(status="ready")
 
 
 @blueprint.get("/openapi.json")
-def openapi():
+def openapi() -> Response:
     """The OpenAPI 3.1 description of this API (``app/openapi.json``)."""
     return send_file(OPENAPI, mimetype="application/json")

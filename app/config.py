@@ -2,7 +2,7 @@
 
 | variable                | default      | meaning                                             |
 |-------------------------|--------------|-----------------------------------------------------|
-| CARCLF_MODEL_DIR        | <repo>/model | SavedModel directory to serve (relative: to the current directory) |
+| CARCLF_MODEL_DIR        | <repo>/model | model directory to serve (relative: to the current directory); several joined by ':' serve their ensemble |
 | CARCLF_TOP_K            | 3            | predictions returned when top_k is absent           |
 | CARCLF_TTA              | 0            | TTA (original + mirrored view) when a request has no tta; 0: measured best (docs/experiments.md) |
 | CARCLF_MAX_UPLOAD_MB    | 10           | largest request body, in MiB (else 413)             |
@@ -23,7 +23,9 @@
 """
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from inference import DEFAULT_RUNTIME, RUNTIMES
 
@@ -33,7 +35,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
-def _boolean(text):
+def _boolean(text: str) -> bool:
     """``1/true/yes/on`` or ``0/false/no/off`` (any case) as a ``bool``."""
     value = BOOLEANS.get(text.strip().lower())
     if value is None:
@@ -44,8 +46,8 @@ def _boolean(text):
 _boolean.__name__ = "boolean (1/0, true/false)"
 
 
-def runtime(raw):
-    """One of :data:`inference.runtime.RUNTIMES` (any case)."""
+def runtime(raw: str) -> str:
+    """One of :data:`inference.RUNTIMES` (any case)."""
     name = raw.strip().lower()
     if name not in RUNTIMES:
         raise ValueError(raw)
@@ -55,7 +57,7 @@ def runtime(raw):
 runtime.__name__ = f"runtime ({' or '.join(RUNTIMES)})"
 
 
-def directory(raw):
+def directory(raw: str) -> str:
     """An absolute directory path from ``raw`` (relative: to the current directory), or ``""`` when empty.
 
     Resolved once here, so that every part of the app (listing and serving the
@@ -65,9 +67,15 @@ def directory(raw):
     return str(Path(raw).resolve()) if raw else ""
 
 
+def directories(raw: str) -> str:
+    """One or more directories joined by ``os.pathsep`` (an ensemble of models), each made
+    absolute by :func:`directory`, joined again."""
+    return os.pathsep.join(directory(part) for part in raw.split(os.pathsep))
+
+
 # Flask config key -> (environment variable, default, parser)
-SETTINGS = {
-    "MODEL_DIR": ("CARCLF_MODEL_DIR", str(DEFAULT_MODEL_DIR), directory),
+SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
+    "MODEL_DIR": ("CARCLF_MODEL_DIR", str(DEFAULT_MODEL_DIR), directories),
     "DEFAULT_TOP_K": ("CARCLF_TOP_K", 3, int),
     "DEFAULT_TTA": ("CARCLF_TTA", False, _boolean),
     "MAX_UPLOAD_MB": ("CARCLF_MAX_UPLOAD_MB", 10, float),
@@ -86,7 +94,7 @@ SETTINGS = {
 }
 
 
-def settings_from_env(environ=os.environ):
+def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
     """The Flask config ``dict`` from ``environ`` (defaults where unset).
 
     Raises:

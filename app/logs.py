@@ -25,7 +25,7 @@ HANDLER_NAME = "carclf-json"
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, the request id and ``extra={"fields": {...}}``."""
 
-    def format(self, record):
+    def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -57,7 +57,7 @@ GUNICORN_LOGCONFIG = {
 }
 
 
-def configure_logging(level):
+def configure_logging(level: str) -> None:
     """Send every logger's records to stderr as JSON lines, the ``carclf`` ones at ``level``.
 
     Adds the JSON handler to the root logger unless it is there already

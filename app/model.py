@@ -8,48 +8,52 @@
 import logging
 import threading
 import time
+from typing import Any
 
 from app.errors import ApiError
 from inference import DEFAULT_RUNTIME
-from inference.runtime import ModelLoadError, load_predictor
+from inference.runtime import ModelLoadError, ServedModel, load_predictor
 
 log = logging.getLogger("carclf.model")
 
 LOADING, READY, FAILED = "loading", "ready", "failed"
+# What the service serves: a predictor (inference.predictor) with metadata, metrics, calibration and warm_up.
+Served = ServedModel
 
 
 class ModelLoader:
-    """Loads and warms up the model (:func:`inference.runtime.load_predictor`) off the request path.
+    """Loads and warms up the served model off the request path (:func:`inference.runtime.load_predictor`):
+    one model on the chosen runtime, or an :class:`inference.ensemble.Ensemble` for several directories.
 
     Call :meth:`start` after the process forked (gunicorn imports ``wsgi.py``
     in each worker, without ``preload_app``): a thread does not survive a fork.
 
     Args:
-        model_dir: the model folder.
+        model_dir: the model folder, or several joined by ``os.pathsep`` (an ensemble).
         runtime: ``"litert"`` or ``"tensorflow"``.
         options: :func:`inference.runtime.load_predictor`'s keyword arguments
             (interpreters, dynamic batching).
 
     Attributes:
-        model_dir: the model folder.
+        model_dir: the model folder, or several joined by ``os.pathsep``.
         state: ``"loading"``, ``"ready"`` or ``"failed"``.
     """
 
-    def __init__(self, model_dir, runtime=DEFAULT_RUNTIME, **options):
+    def __init__(self, model_dir: str, runtime: str = DEFAULT_RUNTIME, **options: Any) -> None:
         self.model_dir = model_dir
         self.runtime = runtime
         self._options = options
         self.state = LOADING
-        self._classifier = None
-        self._error = None
+        self._classifier: Served | None = None
+        self._error: Exception | None = None
         self._done = threading.Event()
 
-    def start(self):
+    def start(self) -> "ModelLoader":
         """Start loading in a daemon thread; returns ``self``."""
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         return self
 
-    def _load(self):
+    def _load(self) -> None:
         started = time.perf_counter()
         try:
             classifier = load_predictor(self.model_dir, self.runtime, **self._options)
@@ -68,17 +72,17 @@ class ModelLoader:
         finally:
             self._done.set()
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | None = None) -> str:
         """Block until loading ended (or ``timeout`` seconds passed); returns :attr:`state`."""
         self._done.wait(timeout)
         return self.state
 
     @property
-    def classifier(self):
+    def classifier(self) -> Served | None:
         """The classifier once ready, else ``None``."""
         return self._classifier if self.state == READY else None
 
-    def get(self, wait=0.0):
+    def get(self, wait: float = 0.0) -> Served:
         """The ready classifier.
 
         Args:
@@ -91,7 +95,7 @@ class ModelLoader:
         """
         if self.state == LOADING and wait > 0:
             self.wait(wait)
-        if self.state == READY:
+        if self.state == READY and self._classifier is not None:
             return self._classifier
         if self.state == FAILED:
             raise ApiError(503, "model_failed", "The model could not be loaded; the server log says why.")

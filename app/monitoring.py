@@ -15,7 +15,7 @@ import re
 import time
 import uuid
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -43,24 +43,24 @@ IMAGES = Counter("carclf_images_classified", "Images classified, by whether the 
                  ["known_model"])
 
 
-def count_image(known):
+def count_image(known: bool | None) -> None:
     """Count one classified image by its known-model answer (``true``, ``false`` or ``none``)."""
     IMAGES.labels(known_model=str(known).lower()).inc()
 
 
-def register(app):
+def register(app: Flask) -> None:
     """Install the request hooks (id, in-flight gauge, metrics, log line) and ``/metrics``."""
     app.register_blueprint(blueprint)
 
     @app.before_request
-    def _start():
+    def _start() -> None:
         supplied = request.headers.get("X-Request-ID", "")
         g.request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
         g.started = time.perf_counter()
         IN_FLIGHT.inc()
 
     @app.after_request
-    def _finish(response):
+    def _finish(response: Response) -> Response:
         seconds = time.perf_counter() - g.started
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         REQUESTS.labels(endpoint=endpoint, method=request.method, status=str(response.status_code)).inc()
@@ -78,13 +78,13 @@ def register(app):
         return response
 
     @app.teardown_request
-    def _leave(error=None):
+    def _leave(error: BaseException | None = None) -> None:
         if "started" in g:
             IN_FLIGHT.dec()
 
 
 @blueprint.get("/metrics")
-def metrics():
+def metrics() -> Response:
     """Prometheus text format: this process's metrics, or all workers' in multiprocess mode."""
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

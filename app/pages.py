@@ -3,9 +3,10 @@
 import json
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, render_template, send_from_directory
+from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
 
 from app.api import OPENAPI
+from app.model import Served
 from inference.images import FORMAT_NAMES
 
 blueprint = Blueprint("pages", __name__)
@@ -17,7 +18,7 @@ DEFAULT_PHOTO_HINT = ("Works best with the car seen from the front and filling m
                       "listings; rear or side views and whole street scenes are often misread.")
 
 
-def example_names():
+def example_names() -> list[str]:
     """File names of the example photos in ``CARCLF_EXAMPLES_DIR`` (sorted, at most
     :data:`MAX_EXAMPLES`); none when it is unset or not a directory."""
     folder = current_app.config["EXAMPLES_DIR"]
@@ -27,7 +28,7 @@ def example_names():
     return names[:MAX_EXAMPLES]
 
 
-def photo_hint(classifier):
+def photo_hint(classifier: Served | None) -> str:
     """Which photos the model reads best: its metadata's ``photo_hint`` (a sentence written at
     training time), else :data:`DEFAULT_PHOTO_HINT` (also while the model loads)."""
     hint = classifier.metadata.get("photo_hint") if classifier else None
@@ -35,7 +36,7 @@ def photo_hint(classifier):
 
 
 @blueprint.get("/")
-def index():
+def index() -> str:
     """The page: choose, drop or pick an example photo, see the top-k models (``templates/index.html``)."""
     config = current_app.config
     classifier = current_app.extensions["model"].classifier  # None for the first seconds after start
@@ -53,7 +54,7 @@ def index():
     )
 
 
-def schema_type(schema):
+def schema_type(schema: dict) -> str:
     """A schema in a few words: ``"integer, at least 1"``, ``"array of Prediction"``,
     ``"one of: loading, ready, failed"``, ``"Error"`` (a ``$ref``)."""
     if "$ref" in schema:
@@ -76,7 +77,7 @@ def schema_type(schema):
     return text
 
 
-def schema_fields(schema):
+def schema_fields(schema: dict) -> list[dict]:
     """The properties of an object schema (those of ``allOf`` parts too) as
     ``[{"name", "type", "required", "description"}]``."""
     fields = [field for part in schema.get("allOf", []) if "$ref" not in part for field in schema_fields(part)]
@@ -87,7 +88,7 @@ def schema_fields(schema):
     return fields
 
 
-def api_reference(spec):
+def api_reference(spec: dict) -> dict:
     """The OpenAPI document, flattened for ``templates/docs.html``: ``{"description",
     "operations": [{"method", "path", "summary", "description", "parameters", "bodies",
     "responses"}], "schemas": [{"name", "type", "description", "fields"}]}``."""
@@ -104,22 +105,24 @@ def api_reference(spec):
                             "description": media.get("schema", {}).get("description", "")}
                            for media_type, media in op.get("requestBody", {}).get("content", {}).items()],
                 "responses": [{"status": status, "description": answer.get("description", ""),
-                               "schemas": [schema_type(m.get("schema", {})) for m in answer.get("content", {}).values()]}
+                               "schemas": [schema_type(m.get("schema", {}))
+                                           for m in answer.get("content", {}).values()]}
                               for status, answer in op.get("responses", {}).items()],
             })
     schemas = [{"name": name, "type": schema_type(schema), "description": schema.get("description", ""),
-                "fields": schema_fields(schema)} for name, schema in spec.get("components", {}).get("schemas", {}).items()]
+                "fields": schema_fields(schema)}
+               for name, schema in spec.get("components", {}).get("schemas", {}).items()]
     return {"description": spec["info"].get("description", ""), "operations": operations, "schemas": schemas}
 
 
 @blueprint.get("/docs")
-def docs():
+def docs() -> str:
     """The API reference: ``app/openapi.json`` as a list of operations and schemas (``templates/docs.html``)."""
     return render_template("docs.html", api=api_reference(json.loads(Path(OPENAPI).read_text())))
 
 
 @blueprint.get("/examples/<name>")
-def example(name):
+def example(name: str) -> Response:
     """One example photo; 404 for anything not listed by :func:`example_names`."""
     if name not in example_names():
         abort(404)

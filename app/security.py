@@ -5,6 +5,8 @@ preview of the chosen photo), so a file name or label that slipped into the
 HTML could not run as script; framing is refused (clickjacking).
 """
 
+from flask import Flask, Response
+
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; "
                                "form-action 'self'; frame-ancestors 'none'",
@@ -16,11 +18,11 @@ HEADERS = {
 }
 
 
-def register(app):
+def register(app: Flask) -> None:
     """Add :data:`HEADERS` to every response of ``app``."""
 
     @app.after_request
-    def _secure(response):
+    def _secure(response: Response) -> Response:
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
         return response

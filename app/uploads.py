@@ -9,6 +9,7 @@ import binascii
 import io
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Request, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -26,7 +27,8 @@ class InMemoryRequest(Request):
     file on disk; the body size limit (413) already bounds the memory used.
     """
 
-    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None, filename: str | None = None,
+                         content_length: int | None = None) -> io.BytesIO:
         return io.BytesIO()
 
 
@@ -44,7 +46,7 @@ class Upload:
     data: bytes
 
 
-def read_uploads(max_files):
+def read_uploads(max_files: int) -> tuple[list[Upload], bool]:
     """The images of the current request, in order.
 
     Accepts ``multipart/form-data`` with one or more ``file`` fields,
@@ -83,7 +85,7 @@ def read_uploads(max_files):
     return uploads, as_list
 
 
-def _json_instances():
+def _json_instances() -> list[Upload]:
     body = json_body()
     instances = body.get("instances") if isinstance(body, dict) else None
     if not isinstance(instances, list) or not instances:
@@ -109,7 +111,7 @@ JSON_MAX_DEPTH = 8
 _JSON_SLACK = 16  # strings allowed beyond those of max_files instances (option keys and values)
 
 
-def json_body():
+def json_body() -> Any:
     """The request's JSON body, parsed once (cached on ``flask.g``) after cheap bounds.
 
     Checked on the raw body first: at most ``MAX_FILES`` + 1 objects, at most
@@ -138,11 +140,12 @@ def json_body():
     return g.json_body
 
 
-def _check_json_shape(data, max_files):
+def _check_json_shape(data: bytes, max_files: int) -> None:
     """Raise ``ApiError`` 400 when the raw JSON ``data`` holds more than ``max_files`` images need."""
     text = data.replace(b"\\\\", b"").replace(b'\\"', b"")  # no escaped quotes: each '"' left delimits a string
     if text.count(b"{") > max_files + 1:  # base64 has no braces: these are objects
-        raise ApiError(400, "too_many_files", f"More than {max_files} instances in one request; the limit is {max_files}.")
+        raise ApiError(400, "too_many_files",
+                       f"More than {max_files} instances in one request; the limit is {max_files}.")
     too_much = ApiError(400, "invalid_json", f"The JSON body holds more than {max_files} images need: "
                                              f'{{"instances": [{{"b64": "..."}}]}} and options, nested at most '
                                              f"{JSON_MAX_DEPTH} deep.")
@@ -153,7 +156,7 @@ def _check_json_shape(data, max_files):
         raise too_much
 
 
-def _depth(structure):
+def _depth(structure: bytes) -> int:
     """The deepest nesting in ``structure`` (JSON without its strings, a few hundred bytes)."""
     depth = deepest = 0
     for byte in structure:
@@ -162,7 +165,7 @@ def _depth(structure):
     return deepest
 
 
-def param(name):
+def param(name: str) -> str | None:
     """A request option from the query string, a form field or a JSON key (``None`` if absent)."""
     value = request.args.get(name)
     if value is None and request.mimetype == "multipart/form-data":
@@ -173,7 +176,7 @@ def param(name):
     return None if value is None else str(value)
 
 
-def int_param(name, default, low, high):
+def int_param(name: str, default: int, low: int, high: int) -> int:
     """An integer option in ``[low, high]``; ``default`` (capped at ``high``) when absent.
 
     Raises:
@@ -191,7 +194,7 @@ def int_param(name, default, low, high):
     return value
 
 
-def bool_param(name, default):
+def bool_param(name: str, default: bool) -> bool:
     """A yes/no option (``1/0``, ``true/false``, ``yes/no``, ``on/off``).
 
     Raises:

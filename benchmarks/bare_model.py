@@ -39,8 +39,9 @@ import numpy as np  # noqa: E402
 from benchmarks.harness import ROOT, machine_summary, photo_summary, real_photos, table  # noqa: E402
 from inference import RUNTIMES  # noqa: E402
 from inference.calibration import Calibration  # noqa: E402
+from inference.contract import INPUT, SERVING_SIGNATURE, model_input, read_metadata  # noqa: E402
 from inference.images import decode_image, resize  # noqa: E402
-from inference.tta import DEFAULT_VIEWS, tta_batch  # noqa: E402
+from inference.tta import DEFAULT_VIEWS, SERVED_VIEWS, tta_batch  # noqa: E402
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 
@@ -50,8 +51,7 @@ def load_signature(model_dir):
     import tensorflow as tf
 
     module = tf.saved_model.load(str(model_dir))
-    image_size = tuple(int(side) for side in module.signatures["metadata"]()["image_size"].numpy())
-    return module.signatures["serving_default"], image_size
+    return module.signatures[SERVING_SIGNATURE], read_metadata(module).image_size
 
 
 def load_call(model_dir, runtime, callers):
@@ -67,13 +67,13 @@ def load_call(model_dir, runtime, callers):
 
 
 def model_inputs(photos, image_size):
-    """Decode JPEG ``photos`` and resize them to ``image_size`` ``(height, width)``, as the service does.
+    """JPEG ``photos`` as the model's input of ``image_size`` ``(height, width)``, as the service
+    makes it (:func:`inference.contract.model_input`).
 
     Returns:
         ``uint8`` array ``(len(photos), height, width, 3)``.
     """
-    size = image_size[::-1]
-    return np.stack([resize(decode_image(data, min_size=size), size) for data in photos])
+    return np.stack([model_input(data, image_size) for data in photos])
 
 
 def around_model_times(photos, image_size, model_dir):
@@ -93,7 +93,7 @@ def around_model_times(photos, image_size, model_dir):
     calibration = Calibration.load(model_dir)
     if calibration is not None:
         test = next(iter(calibration.modes.values()))
-        steps["known-model test (one image's features)"] = lambda _: test.distances(test.class_means[0])
+        steps["known-model test (one image's features)"] = lambda _: test.distances(test.neighbours[0])
     times = {name: [] for name in steps}
     for data in photos * 2:  # the first pass warms caches up
         value = data
@@ -154,7 +154,7 @@ def signature_call(signature):
     """``batch -> probabilities`` through the concrete function, as the service calls it."""
     import tensorflow as tf
 
-    return lambda batch: signature(images=tf.convert_to_tensor(batch, dtype=tf.uint8))["probabilities"].numpy()
+    return lambda batch: signature(**{INPUT: tf.convert_to_tensor(batch, dtype=tf.uint8)})["probabilities"].numpy()
 
 
 def keras_predict_call(model_dir):
@@ -162,7 +162,7 @@ def keras_predict_call(model_dir):
     import keras
 
     inputs = keras.Input((None, None, 3), dtype="uint8")
-    outputs = keras.layers.TFSMLayer(str(model_dir), call_endpoint="serving_default")(inputs)
+    outputs = keras.layers.TFSMLayer(str(model_dir), call_endpoint=SERVING_SIGNATURE)(inputs)
     model = keras.Model(inputs, outputs["probabilities"])
     return lambda batch: model.predict(batch, verbose=0)
 
@@ -185,7 +185,7 @@ def measure(signature, images, batch_sizes, min_seconds=0.5, callers=(1,), predi
         ``predict``, ``predict``: ``{"first_s", "median_s"}`` (seconds per call).
     """
     results = []
-    for views in (DEFAULT_VIEWS[:1], DEFAULT_VIEWS):
+    for views in SERVED_VIEWS.values():
         for count in batch_sizes:
             batch = view_batch(images, count, views)
             for threads in callers:

@@ -82,17 +82,32 @@ def table(headers, rows):
 
 
 def multipart(data, filename="car.jpg", field="file"):
-    """A ``multipart/form-data`` body with one file field (RFC 7578).
+    """A ``multipart/form-data`` body with one file field (:func:`multipart_form`).
 
     Returns:
         ``(body bytes, content-type header value)``.
     """
-    boundary = uuid.uuid4().hex
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode()
-    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+    return multipart_form((field, filename, data))
+
+
+def multipart_form(*parts, boundary=None):
+    """A ``multipart/form-data`` body (RFC 7578) of ``(name, filename or None, bytes)`` parts: a
+    part with a file name is a file (``Content-Type: image/jpeg``), one without a text field.
+
+    Args:
+        boundary: the delimiter; ``None``: a new random one.
+
+    Returns:
+        ``(body bytes, content-type header value)``.
+    """
+    boundary = boundary or uuid.uuid4().hex
+    body = io.BytesIO()
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        kind = "Content-Type: image/jpeg\r\n" if filename is not None else ""
+        body.write(f"--{boundary}\r\nContent-Disposition: {disposition}\r\n{kind}\r\n".encode() + data + b"\r\n")
+    body.write(f"--{boundary}--\r\n".encode())
+    return body.getvalue(), f"multipart/form-data; boundary={boundary}"
 
 
 class Server:
@@ -292,3 +307,8 @@ def _high_water_mark(pid):
         return 0
     line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
     return int(line.split()[1]) * 1024
+
+
+def cpu_seconds(processes):
+    """CPU time (user + system) the processes have used so far, in seconds."""
+    return sum(sum(process.cpu_times()[:2]) for process in processes)

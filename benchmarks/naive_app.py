@@ -12,11 +12,12 @@ import os
 
 from flask import Flask, jsonify, request
 
+from app.api import top_predictions
 from app.config import DEFAULT_MODEL_DIR
 from benchmarks.bare_model import keras_predict_call
 from inference.classifier import Classifier
 from inference.images import DEFAULT_MAX_PIXELS
-from inference.tta import DEFAULT_VIEWS, tta_batch
+from inference.tta import SERVED_VIEWS, tta_batch
 
 model_dir = os.environ.get("CARCLF_MODEL_DIR", str(DEFAULT_MODEL_DIR))
 classifier = Classifier(model_dir)  # labels, decoding and top-k only
@@ -28,9 +29,9 @@ app = Flask(__name__)
 def predict_route():
     """``file``: the photo; ``?tta=0`` turns TTA off. Returns the top 3 labels."""
     image = classifier.decode(request.files["file"].read(), DEFAULT_MAX_PIXELS)
-    views = DEFAULT_VIEWS[:1] if request.args.get("tta") == "0" else DEFAULT_VIEWS
+    views = SERVED_VIEWS[request.args.get("tta") != "0"]
     probabilities = predict(tta_batch(image, views)).mean(axis=0)
-    return jsonify(predictions=classifier.top_k(probabilities, 3), tta_views=len(views))
+    return jsonify(predictions=top_predictions(classifier.labels, probabilities, 3), tta_views=len(views))
 
 
 @app.get("/healthz")

@@ -41,8 +41,7 @@ from collections import Counter
 
 from PIL import Image
 
-from benchmarks.harness import PeakRss, Server, load, machine_summary, multipart, real_photos, table
-from benchmarks.service import cpu_seconds
+from benchmarks.harness import PeakRss, Server, cpu_seconds, load, machine_summary, multipart, real_photos, table
 
 HOSTILE = "127.0.0.2"  # another loopback address: its own per-address limits, as an attacker's would be
 BOMB_SIZES = {"39.7 Mpx PNG": (7000, 5671), "16 Mpx PNG (full-size limit)": (4000, 4000)}

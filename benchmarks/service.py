@@ -42,6 +42,7 @@ from benchmarks.harness import (
     ROOT,
     PeakRss,
     Server,
+    cpu_seconds,
     load,
     machine_summary,
     multipart,
@@ -89,11 +90,6 @@ def run_variant(name, bodies, concurrency, requests, env=None, tta_modes=(True, 
             "peak_rss": max(rss.peak.values()),
             "runs": runs,
         }
-
-
-def cpu_seconds(processes):
-    """CPU time (user + system) the processes have used so far, in seconds."""
-    return sum(sum(process.cpu_times()[:2]) for process in processes)
 
 
 BARE_SETUPS = {  # name: (runtime, environment, callers side by side)

@@ -1,10 +1,10 @@
 """Training throughput: the input pipeline alone and each fine-tuning stage, in images/s.
 
-    python -m benchmarks.training_throughput [--config model/training_config.json] [--epochs 3]
+    python -m benchmarks.training_throughput [--config model/training_config.json] [--epochs 3] [--data DIR]
 
 Re-creates the shipped model's training set (its ``training_config.json``:
-backbone, weights, split, batch size, augmentation, stages) and measures,
-in one run:
+backbone, weights, split, batch size, augmentation, stages; the photos of
+``--data``, default ``../shared/data/cars-ru10``) and measures, in one run:
 
 - the input pipeline alone (``training.data.make_dataset``, iterated without
   a model): the first epoch decodes and resizes every photo (then cached),
@@ -31,7 +31,6 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks.harness import ROOT, machine_summary, require_photos, table  # noqa: E402
 from training.augment import build_augmentation  # noqa: E402
-from training.backbones import get_spec  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import load_samples, make_dataset, split_by_group  # noqa: E402
 from training.model import build_classifier, set_trainable  # noqa: E402
@@ -75,14 +74,15 @@ def main(argv=None):
     parser.add_argument("--config", default=str(ROOT / "model" / "training_config.json"),
                         help="a training_config.json (default: the shipped model's)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement; the last one is reported")
+    parser.add_argument("--data", help="dataset root (default: cars-ru10 in ../shared)")
     args = parser.parse_args(argv)
     config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
     weights = Path(config.weights)
     if not weights.is_absolute() and config.weights not in ("imagenet", "none"):
         config.weights = str((ROOT / weights).resolve())  # paths in the config are relative to the repository
-    samples, labels = load_samples(require_photos())
+    samples, labels = load_samples(args.data or require_photos())
     train_samples, _ = split_by_group(samples, config.val_fraction, config.seed)
-    size = config.image_size or get_spec(config.backbone).input_size
+    size = config.stage_image_size(config.stages[-1])  # the exported size, as training.train exports
     count = len(train_samples)
     print(machine_summary())
     print(f"{count} training photos, {config.backbone} alpha {config.alpha} at {size}px, batch {config.batch_size}, "
@@ -100,10 +100,10 @@ def main(argv=None):
     report("pipeline: augment from the cache (later epochs)", times[-1])
     in_memory = tf.data.Dataset.from_tensor_slices(next(iter(pipeline.unbatch().batch(count))))
     in_memory = in_memory.batch(config.batch_size).cache().prefetch(tf.data.AUTOTUNE)
-    model, backbone = build_classifier(config, len(labels), size)
+    model, backbone = build_classifier(config, len(labels))  # any input size: the pipeline resizes
     for stage in config.stages:
         trained = set_trainable(backbone, stage.unfreeze, config.train_bn)
-        # compiled as training.train.fit_stages does, at the stage's peak learning rate
+        # compiled as training.stages.fit_stages does, at the stage's peak learning rate
         model.compile(
             optimizer=keras.optimizers.Adam(stage.learning_rate),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),

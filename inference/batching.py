@@ -12,6 +12,8 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -21,10 +23,11 @@ class _Call:
 
     __slots__ = ("rows", "queued_at", "outputs", "error", "done")
 
-    def __init__(self, rows):
+    def __init__(self, rows: np.ndarray) -> None:
         self.rows = rows
         self.queued_at = time.monotonic()
-        self.outputs = self.error = None
+        self.outputs: Any = None  # fn's rows for this call, once done
+        self.error: Exception | None = None
         self.done = threading.Event()
 
 
@@ -62,14 +65,15 @@ class Batcher:
         ValueError: ``max_rows``, ``threads < 1`` or ``max_wait_s < 0``.
     """
 
-    def __init__(self, fn, max_rows, max_wait_s=0.0, threads=1):
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], max_rows: int, max_wait_s: float = 0.0,
+                 threads: int = 1) -> None:
         if max_rows < 1 or threads < 1 or max_wait_s < 0:
             raise ValueError(
                 f"max_rows and threads must be >= 1 and max_wait_s >= 0, got {max_rows}, {threads}, {max_wait_s}"
             )
         self.fn, self.max_rows, self.max_wait_s = fn, max_rows, max_wait_s
-        self._queue = queue.SimpleQueue()
-        self._set_aside = deque()  # calls taken from the queue that did not fit in a batch yet
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._set_aside: deque[_Call] = deque()  # calls taken from the queue that did not fit in a batch yet
         self._forming = threading.Lock()  # one batch thread forms a batch at a time
         self._lock = threading.Lock()
         self._closing = self._closed = False
@@ -77,7 +81,7 @@ class Batcher:
         for thread in self._threads:
             thread.start()
 
-    def __call__(self, rows):
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
         """``fn``'s outputs for ``rows`` (``np.ndarray``, at least 1-D), computed in a shared batch.
 
         Raises:
@@ -96,7 +100,7 @@ class Batcher:
             raise call.error
         return call.outputs
 
-    def close(self):
+    def close(self) -> None:
         """Run the calls already queued, then stop the batch threads."""
         with self._lock:
             self._closing = True
@@ -104,7 +108,7 @@ class Batcher:
         for thread in self._threads:
             thread.join()
 
-    def _run(self):
+    def _run(self) -> None:
         while True:
             with self._forming:
                 batch = self._next_batch()
@@ -112,7 +116,7 @@ class Batcher:
                 return
             self._execute(batch)
 
-    def _next_batch(self):
+    def _next_batch(self) -> list[_Call] | None:
         """The calls of the next batch; ``None`` once closed and drained."""
         first = self._take(None)
         if first is _NONE:
@@ -135,7 +139,7 @@ class Batcher:
         self._set_aside.extendleft(reversed(skipped))
         return batch
 
-    def _take(self, deadline):
+    def _take(self, deadline: float | None) -> Any:
         """The oldest call not yet batched; ``_NONE`` if none comes before
         ``deadline`` (``time.monotonic()`` seconds; ``None``: wait forever) or once closed."""
         if self._set_aside:
@@ -155,7 +159,7 @@ class Batcher:
             return _NONE
         return call
 
-    def _execute(self, batch):
+    def _execute(self, batch: list[_Call]) -> None:
         """Run ``fn`` once on ``batch``; on error, again per call to find whose rows fail."""
         try:
             rows = np.concatenate([call.rows for call in batch])

@@ -19,6 +19,7 @@ calibration did.
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,12 +30,12 @@ ARRAYS_FILENAME = "calibration.npz"
 METHOD = "nearest_neighbour_features"
 
 
-def mode_key(views):
+def mode_key(views: Sequence[str]) -> str:
     """The key of a TTA setting in :attr:`Calibration.modes`, e.g. ``original+hflip``."""
     return "+".join(views)
 
 
-def unit_vectors(features):
+def unit_vectors(features: np.ndarray) -> np.ndarray:
     """``features`` scaled to unit L2 norm along the last axis, ``float32`` (zero rows stay zero)."""
     features = np.asarray(features, np.float32)
     norms = np.linalg.norm(features, axis=-1, keepdims=True)
@@ -56,12 +57,12 @@ class KnownModelTest:
     threshold: float
     report: dict = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.neighbours = unit_vectors(self.neighbours).astype(np.float16)
         # float32 once here, not on every request.
         self._neighbours = self.neighbours.astype(np.float32)
 
-    def distances(self, features):
+    def distances(self, features: np.ndarray) -> np.ndarray:
         """Cosine distance to the nearest training photo.
 
         Args:
@@ -91,11 +92,29 @@ class Calibration:
     labels: list
     modes: dict
 
-    def test(self, views):
+    def test(self, views: Sequence[str]) -> KnownModelTest | None:
         """The :class:`KnownModelTest` for these TTA views, or ``None`` if not calibrated."""
         return self.modes.get(mode_key(views))
 
-    def summary(self):
+    def known_model(self, features: np.ndarray, views: Sequence[str]) -> tuple[bool | None, float | None]:
+        """Whether the top class is trustworthy: the image's features within the threshold of these TTA views.
+
+        Args:
+            features: ``float32 (F,)``, averaged over ``views``.
+            views: the TTA views the features came from.
+
+        Returns:
+            ``(known, distance)``: ``bool`` and the cosine distance to the
+            nearest training photo as ``float``; ``(None, None)`` when these
+            views are not calibrated.
+        """
+        test = self.test(views)
+        if test is None:
+            return None, None
+        distance = float(test.distances(features))
+        return distance <= test.threshold, distance
+
+    def summary(self) -> dict:
         """Method, quantile, and per TTA setting the threshold and what it turns away (a JSON-ready ``dict``)."""
         return {
             "method": self.method,
@@ -107,7 +126,7 @@ class Calibration:
             },
         }
 
-    def save(self, model_dir):
+    def save(self, model_dir: Path | str) -> None:
         """Write ``calibration.json`` (readable facts) and ``calibration.npz`` (the arrays) into ``model_dir``."""
         modes = {key: {"threshold": test.threshold, "report": test.report} for key, test in self.modes.items()}
         arrays = {key: test.neighbours for key, test in self.modes.items()}
@@ -116,7 +135,7 @@ class Calibration:
         np.savez(Path(model_dir) / ARRAYS_FILENAME, **arrays)
 
     @classmethod
-    def load(cls, model_dir):
+    def load(cls, model_dir: Path | str) -> "Calibration | None":
         """Read ``calibration.json`` and ``calibration.npz`` from ``model_dir``; ``None`` if there is none.
 
         Raises:

@@ -1,7 +1,8 @@
-"""Load a SavedModel exported by :mod:`training.export` and classify images."""
+"""Load a SavedModel of :mod:`inference.contract` (exported by :mod:`training.export`): a
+:class:`inference.predictor.Predictor` on TensorFlow."""
 
-import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -9,17 +10,13 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import saved_model_pb2
 
 from inference.batching import Batcher
+from inference.contract import INPUT, OUTPUTS, SERVING_SIGNATURE, SIGNATURES, read_metadata
 from inference.runtime import FIX as _FIX
 from inference.runtime import ModelLoadError, ModelNotFoundError, ServedModel, require_savedmodel  # noqa: F401
-from inference.tta import DEFAULT_VIEWS
+from inference.tta import SERVED_VIEWS
 
 
-# What the service calls (README "SavedModel signature"): signature -> its outputs.
-_SIGNATURE_OUTPUTS = {"serving_default": {"logits", "probabilities"},
-                      "metadata": {"labels", "image_size", "metadata_json"}}
-
-
-def load_savedmodel(model_dir):
+def load_savedmodel(model_dir: Path | str) -> Any:
     """``tf.saved_model.load`` with an error that says which file is broken and what to do.
 
     Args:
@@ -32,8 +29,7 @@ def load_savedmodel(model_dir):
         ModelNotFoundError: no ``saved_model.pb`` (e.g. an empty folder).
         ModelLoadError: ``saved_model.pb`` empty or truncated, the weights in
             ``variables/`` missing, truncated or damaged, or signatures other
-            than ``serving_default`` (uint8 ``images`` to ``logits`` and
-            ``probabilities``) and ``metadata``.
+            than those of :mod:`inference.contract`.
     """
     model_dir = Path(model_dir)
     require_savedmodel(model_dir)
@@ -53,7 +49,7 @@ def load_savedmodel(model_dir):
     return module
 
 
-def _weight_files(model_dir):
+def _weight_files(model_dir: Path) -> str:
     """``variables/`` as text: each file with its size, for the error message."""
     files = sorted((model_dir / "variables").glob("variables.*"))
     if not files:
@@ -62,32 +58,27 @@ def _weight_files(model_dir):
         ", one of them missing, truncated or damaged"
 
 
-def _check_signatures(module, graph):
+def _check_signatures(module: Any, graph: Path) -> None:
     problems = []
-    for name, outputs in _SIGNATURE_OUTPUTS.items():
+    for name, outputs in SIGNATURES.items():
         function = module.signatures.get(name)
         if function is None:
             problems.append(f"no '{name}' signature")
         elif not outputs <= set(function.structured_outputs):
             problems.append(f"'{name}' lacks the outputs {sorted(outputs - set(function.structured_outputs))}")
-    serving = module.signatures.get("serving_default")
-    images = serving.structured_input_signature[1].get("images") if serving is not None else None
+    serving = module.signatures.get(SERVING_SIGNATURE)
+    images = serving.structured_input_signature[1].get(INPUT) if serving is not None else None
     if serving is not None and (images is None or images.dtype != tf.uint8 or images.shape.rank != 4):
-        problems.append("'serving_default' does not take uint8 'images' of shape (batch, height, width, 3)")
+        problems.append(f"'{SERVING_SIGNATURE}' does not take uint8 '{INPUT}' of shape (batch, height, width, 3)")
     if problems:
         raise ModelLoadError(f"{graph} is not a model of this project ({'; '.join(problems)}): export one with "
                              "'python -m training.train' (README \"SavedModel signature\"). " + _FIX)
 
 
 class Classifier(ServedModel):
-    """A car-model classifier backed by an exported SavedModel.
-
-    The SavedModel's ``serving_default`` signature takes ``images``: ``uint8``
-    ``(batch, height, width, 3)`` RGB of any size and returns ``logits`` and
-    ``probabilities``, ``float32`` ``(batch, num_classes)``, and ``features``,
-    ``float32 (batch, F)``; its ``metadata``
-    signature returns the label names, the input size and a JSON string of
-    training facts (see the README's "SavedModel signature").
+    """A car-model classifier backed by an exported SavedModel: an
+    :class:`inference.predictor.Predictor` (through :class:`inference.runtime.ServedModel`),
+    its signatures those of :mod:`inference.contract`.
 
     The signature is a concrete function (fixed input signature), so no call
     traces or retraces a graph; TensorFlow's kernels (oneDNN) are still built
@@ -118,20 +109,21 @@ class Classifier(ServedModel):
         ValueError: ``calibration.json`` is malformed or names other labels.
     """
 
-    def __init__(self, model_dir, batch_size=0, batch_wait_ms=0.0, batch_threads=1):
+    resizes_input = True  # the SavedModel resizes its input
+
+    def __init__(self, model_dir: Path | str, batch_size: int = 0, batch_wait_ms: float = 0.0,
+                 batch_threads: int = 1) -> None:
         model_dir = Path(model_dir)
         self._module = load_savedmodel(model_dir)
-        self._serve = self._module.signatures["serving_default"]
-        facts = self._module.signatures["metadata"]()
-        self.labels = [label.decode() for label in facts["labels"].numpy()]
-        self.image_size = tuple(int(side) for side in facts["image_size"].numpy())
-        self.metadata = json.loads(facts["metadata_json"].numpy().decode())
+        self._serve = self._module.signatures[SERVING_SIGNATURE]
+        facts = read_metadata(self._module)
+        self.labels, self.image_size, self.metadata = facts.labels, facts.image_size, facts.metadata
         self._load_beside(model_dir)
-        # In rows, for warm_up: what the service sends (its TTA views, or a batch).
-        self._largest_batch = max(batch_size, len(DEFAULT_VIEWS))
+        # In rows, for warm_up: what the service sends (the views of a TTA mode, or a batch).
+        self._largest_batch = max(batch_size, *map(len, SERVED_VIEWS.values()))
         self._batcher = Batcher(self._forward, batch_size, batch_wait_ms / 1000, batch_threads) if batch_size else None
 
-    def predict(self, images):
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Run the model on a batch (sharing a forward pass with concurrent calls when batching).
 
         Args:
@@ -146,21 +138,26 @@ class Classifier(ServedModel):
         classes = len(self.labels)
         return rows[:, :classes], rows[:, classes : 2 * classes], rows[:, 2 * classes :]
 
-    def _forward(self, images):
+    def _forward(self, images: np.ndarray) -> np.ndarray:
         """One forward pass: ``float32 (batch, 2 * num_classes + F)``, logits,
         probabilities and features side by side per row, so a
         :class:`inference.batching.Batcher` can split the rows of one array
         among its callers."""
-        outputs = self._serve(images=tf.convert_to_tensor(images, dtype=tf.uint8))
-        return np.concatenate([outputs[name].numpy() for name in ("logits", "probabilities", "features")], axis=1)
+        outputs = self._serve(**{INPUT: tf.convert_to_tensor(images, dtype=tf.uint8)})
+        return np.concatenate([outputs[name].numpy() for name in OUTPUTS], axis=1)
 
-    def warm_up(self):
+    def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
         """Run the model once at every batch size a service request can meet
-        (its TTA views, or any batch up to ``batch_size``), so that none pays
-        the first call's cost (10-230 ms per new size on 2 cores,
-        ``benchmarks/bare_model.py`` column "first ms"). Each size also keeps
-        some memory (oneDNN kernels): other view sets, used offline, pay their
-        first call instead."""
-        blank = np.zeros((1, *self.image_size, 3), dtype=np.uint8)
+        (the views of a TTA mode, :data:`inference.tta.SERVED_VIEWS`, or any
+        batch up to ``batch_size``), so that none pays the first call's cost
+        (10-230 ms per new size on 2 cores, ``benchmarks/bare_model.py``
+        column "first ms"). Each size also keeps some memory (oneDNN
+        kernels): other view sets, used offline, pay their first call instead.
+
+        Args:
+            image_size: ``(height, width)`` of the images it will be given; default
+                :attr:`image_size` (an ensemble's members get the ensemble's).
+        """
+        blank = np.zeros((1, *(image_size or self.image_size), 3), dtype=np.uint8)
         for rows in range(1, self._largest_batch + 1):
             self._forward(np.repeat(blank, rows, axis=0))

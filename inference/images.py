@@ -54,12 +54,13 @@ class ImageDecodeError(ValueError):
             ``too_many_pixels`` or ``corrupt_image``.
     """
 
-    def __init__(self, code, message):
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
 
 
-def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, min_size=None, max_full_pixels=None):
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_size: tuple[int, int] | None = None,
+                 max_full_pixels: int | None = None) -> np.ndarray:
     """Decode encoded image bytes (one of :data:`FORMATS`) to RGB.
 
     The pixel count is checked from the header, before any pixel is decoded,
@@ -119,7 +120,7 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, min_size=None, max_full_pi
         raise ImageDecodeError("corrupt_image", f"The image could not be decoded: {error}") from None
 
 
-def _check_full_size(image, limit):
+def _check_full_size(image: Image.Image, limit: int) -> None:
     width, height = image.size
     if width * height > limit:
         raise ImageDecodeError(
@@ -128,7 +129,7 @@ def _check_full_size(image, limit):
         )
 
 
-def _decode(image, min_size):
+def _decode(image: Image.Image, min_size: tuple[int, int] | None) -> np.ndarray:
     """Decode the opened ``image`` to RGB ``uint8 (height, width, 3)``: turned upright, then
     shrunk toward ``min_size`` while still in its decoded mode when :meth:`Image.reduce`
     takes it, so that a large image is held at full size once (twice when turned or
@@ -144,7 +145,7 @@ def _decode(image, min_size):
     return np.asarray(_to_rgb(image), dtype=np.uint8)
 
 
-def resize(pixels, size):
+def resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize RGB pixels to exactly ``size``, with Pillow's bilinear filter.
 
     Shrinking widens the filter by the reduction factor (antialiasing), as
@@ -161,10 +162,10 @@ def resize(pixels, size):
     """
     if pixels.shape[1::-1] == tuple(size):
         return pixels
-    return np.asarray(Image.fromarray(pixels).resize(size, Image.BILINEAR))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
 
 
-def _to_rgb(image):
+def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB (16-bit modes are scaled, not clipped;
     in integers, 5 bytes per pixel at most, as a 16-bit bomb is decoded at full size)."""
     if image.mode == "RGB":

@@ -12,17 +12,17 @@ and releases the GIL while it runs.
 
 import queue
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from inference.contract import OUTPUTS
 from inference.runtime import FIX, TFLITE_FILENAME, ModelLoadError, ServedModel, read_metadata, require_model
-from inference.tta import DEFAULT_VIEWS
-
-OUTPUTS = ("logits", "probabilities", "features")
+from inference.tta import SERVED_VIEWS
 
 
-def load_interpreter(model, threads=1):
+def load_interpreter(model: bytes, threads: int = 1) -> Any:
     """A LiteRT interpreter of the ``.tflite`` bytes ``model``, its signature checked.
 
     Args:
@@ -46,7 +46,8 @@ def load_interpreter(model, threads=1):
 
 
 class LiteRTClassifier(ServedModel):
-    """A car-model classifier backed by ``model.tflite`` (see the module docstring).
+    """A car-model classifier backed by ``model.tflite`` (see the module docstring): an
+    :class:`inference.predictor.Predictor` (through :class:`inference.runtime.ServedModel`).
 
     LiteRT's interpreters may not be called by two threads at once, and each
     holds its own copy of the packed weights (about 28 MB): the classifier
@@ -71,14 +72,14 @@ class LiteRTClassifier(ServedModel):
         ValueError: ``calibration.json`` is malformed or names other labels.
     """
 
-    def __init__(self, model_dir, interpreters=1):
+    def __init__(self, model_dir: Path | str, interpreters: int = 1) -> None:
         model_dir = Path(model_dir)
         require_model(model_dir, "litert")
         self.labels, self.image_size, self.metadata = read_metadata(model_dir)
         self._load_beside(model_dir)
         path = model_dir / TFLITE_FILENAME
         model = path.read_bytes()
-        self._idle = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for _ in range(interpreters):
             try:
                 self._idle.put(load_interpreter(model))
@@ -87,7 +88,7 @@ class LiteRTClassifier(ServedModel):
                                      f"'python -m training.convert {model_dir}'. {FIX}") from None
         self._interpreters = interpreters
 
-    def predict(self, images):
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Run the model on a batch, on an idle interpreter (waiting for one when all are busy).
 
         Args:
@@ -107,17 +108,20 @@ class LiteRTClassifier(ServedModel):
             outputs = runner(images=np.ascontiguousarray(images, dtype=np.uint8))
         finally:
             self._idle.put(runner)
-        return tuple(outputs[name] for name in OUTPUTS)
+        logits, probabilities, features = (outputs[name] for name in OUTPUTS)
+        return logits, probabilities, features
 
-    def warm_up(self):
+    def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
         """Run every interpreter once at each batch size a service request
-        meets (its TTA views), so that no request pays for allocating tensors
-        and XNNPACK's packing of the weights."""
+        meets (the views of a TTA mode, :data:`inference.tta.SERVED_VIEWS`), so
+        that no request pays for allocating tensors and XNNPACK's packing of
+        the weights. ``image_size`` is ignored: the interpreters take
+        :attr:`image_size` only (an ensemble resizes for them)."""
         blank = np.zeros((1, *self.image_size, 3), dtype=np.uint8)
         runners = [self._idle.get() for _ in range(self._interpreters)]
         try:
             for runner in runners:
-                for rows in range(1, len(DEFAULT_VIEWS) + 1):
+                for rows in range(1, max(map(len, SERVED_VIEWS.values())) + 1):
                     runner(images=np.repeat(blank, rows, axis=0))
         finally:
             for runner in runners:

@@ -4,23 +4,27 @@ A model folder holds the SavedModel (TensorFlow, :mod:`inference.classifier`)
 and, beside it, its float32 LiteRT conversion ``model.tflite`` with
 ``metadata.json`` (:mod:`inference.litert`, written by
 ``python -m training.convert``). Both runtimes implement the predictor
-protocol (``labels``, ``image_size``, ``decode(bytes)``, ``predict(images) ->
-(logits, probabilities, features)``) through :class:`ServedModel`, which adds
-what the service needs on top: TTA views, the known-model test, top-k.
+protocol (:mod:`inference.predictor`: ``labels``, ``image_size``,
+``decode(bytes)``, ``predict(images) -> (logits, probabilities, features)``)
+through :class:`ServedModel`, which adds what the service needs on top: the
+model's metadata, metrics, calibration and a warm-up. Several model folders
+serve their :class:`inference.ensemble.Ensemble` (:func:`load_predictor`).
 
 Importing this module imports neither TensorFlow nor LiteRT:
 :func:`load_predictor` imports the chosen runtime only.
 """
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from inference import DEFAULT_RUNTIME, RUNTIMES
 from inference.calibration import Calibration
-from inference.images import decode_image, resize
-from inference.tta import DEFAULT_VIEWS, tta_batch
+from inference.contract import model_input
+from inference.images import DEFAULT_MAX_PIXELS
 
 METADATA_FILENAME = "metadata.json"
 TFLITE_FILENAME = "model.tflite"
@@ -36,7 +40,7 @@ class ModelLoadError(ValueError):
     """A model folder that cannot be served; the message names the file and the fix."""
 
 
-def require_savedmodel(model_dir):
+def require_savedmodel(model_dir: Path | str) -> None:
     """Check that ``model_dir`` holds a SavedModel, cheaply (no TensorFlow load).
 
     Raises:
@@ -49,7 +53,7 @@ def require_savedmodel(model_dir):
         )
 
 
-def require_model(model_dir, runtime):
+def require_model(model_dir: Path | str, runtime: str) -> None:
     """Check that ``model_dir`` holds what ``runtime`` loads, cheaply (nothing imported or read).
 
     Raises:
@@ -72,11 +76,12 @@ def require_model(model_dir, runtime):
         )
 
 
-def load_predictor(model_dir, runtime=DEFAULT_RUNTIME, **options):
+def load_predictor(model_dir: Path | str, runtime: str = DEFAULT_RUNTIME, **options: Any) -> "ServedModel":
     """The model of ``model_dir`` on ``runtime``, importing that runtime only.
 
     Args:
-        model_dir: the model folder.
+        model_dir: the model folder, or several joined by ``os.pathsep``: their
+            :class:`inference.ensemble.Ensemble`, each member on ``runtime``.
         runtime: ``"litert"`` (:class:`inference.litert.LiteRTClassifier`) or
             ``"tensorflow"`` (:class:`inference.classifier.Classifier`).
         options: keyword arguments of that class (``interpreters`` for
@@ -86,7 +91,13 @@ def load_predictor(model_dir, runtime=DEFAULT_RUNTIME, **options):
     Raises:
         ModelNotFoundError, ModelLoadError: see :func:`require_model` and the classes.
         ValueError: an unknown runtime.
+        inference.ensemble.LabelMismatchError: an ensemble's members have other labels.
     """
+    model_dirs = str(model_dir).split(os.pathsep)
+    if len(model_dirs) > 1:
+        from inference.ensemble import Ensemble
+
+        return Ensemble(model_dirs, runtime, **options)
     require_model(model_dir, runtime)
     if runtime == "litert":
         from inference.litert import LiteRTClassifier
@@ -97,7 +108,7 @@ def load_predictor(model_dir, runtime=DEFAULT_RUNTIME, **options):
     return Classifier(model_dir, **{key: value for key, value in options.items() if key != "interpreters"})
 
 
-def read_metadata(model_dir):
+def read_metadata(model_dir: Path | str) -> tuple[list[str], tuple[int, int], dict]:
     """``metadata.json`` of ``model_dir``: what the SavedModel's ``metadata`` signature returns.
 
     Returns:
@@ -110,12 +121,13 @@ def read_metadata(model_dir):
     path = Path(model_dir) / METADATA_FILENAME
     try:
         facts = json.loads(path.read_text())
-        return list(facts["labels"]), tuple(int(side) for side in facts["image_size"]), dict(facts["metadata"])
+        height, width = (int(side) for side in facts["image_size"])
+        return list(facts["labels"]), (height, width), dict(facts["metadata"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ModelLoadError(f"{path} could not be read ({error}). {FIX}") from None
 
 
-def write_metadata(model_dir, labels, image_size, metadata):
+def write_metadata(model_dir: Path | str, labels: list[str], image_size: tuple[int, int], metadata: dict) -> None:
     """Write ``metadata.json`` into ``model_dir`` (read by :func:`read_metadata`).
 
     Args:
@@ -128,9 +140,10 @@ def write_metadata(model_dir, labels, image_size, metadata):
 
 
 class ServedModel:
-    """The runtime-independent half of a served model: subclasses set
-    :attr:`labels`, :attr:`image_size` and :attr:`metadata`, call
-    :meth:`_load_beside` and implement :meth:`predict`.
+    """What the service serves, on any runtime: an :class:`inference.predictor.Predictor`
+    with the model's metadata, metrics, calibration and a warm-up. Subclasses set
+    :attr:`labels`, :attr:`image_size` and :attr:`metadata`, call :meth:`_load_beside`
+    (single models) and implement :meth:`predict` and :meth:`warm_up`.
 
     Attributes:
         labels: class names, ``list[str]``, in the order of the outputs.
@@ -140,13 +153,18 @@ class ServedModel:
             accuracy), empty when absent.
         calibration: :class:`inference.calibration.Calibration` from
             ``calibration.json`` beside it, or ``None`` when absent.
+        resizes_input: whether :meth:`predict` takes images of any size (the
+            SavedModel resizes inside) or only of :attr:`image_size` (LiteRT).
     """
 
-    labels: list
-    image_size: tuple
+    labels: list[str]
+    image_size: tuple[int, int]
     metadata: dict
+    metrics: dict
+    calibration: Calibration | None
+    resizes_input = False
 
-    def _load_beside(self, model_dir):
+    def _load_beside(self, model_dir: Path | str) -> None:
         """Read ``metrics.json`` and the calibration from ``model_dir``, once :attr:`labels` is set.
 
         Raises:
@@ -158,73 +176,12 @@ class ServedModel:
         if self.calibration is not None and self.calibration.labels != self.labels:
             raise ValueError(f"{model_dir}/calibration.json was fitted for other labels; rerun training.calibrate")
 
-    def predict(self, images):
-        """Run the model on a batch.
-
-        Args:
-            images: ``uint8`` array ``(batch, height, width, 3)``, RGB, of
-                :attr:`image_size` (:meth:`decode` gives that size).
-
-        Returns:
-            ``(logits, probabilities, features)``: ``float32`` arrays
-            ``(batch, num_classes)``, ``(batch, num_classes)`` and
-            ``(batch, F)`` (pooled backbone features, :mod:`inference.calibration`).
-        """
-        raise NotImplementedError
-
-    def predict_probabilities(self, images):
-        """Probabilities of a batch: ``float32 (batch, num_classes)`` (see :meth:`predict`)."""
-        return self.predict(images)[1]
-
-    def predict_views(self, image, views=DEFAULT_VIEWS):
-        """Logits, probabilities and features of one image, each averaged over its TTA views.
-
-        Args:
-            image: ``uint8`` array ``(height, width, 3)``, RGB.
-            views: TTA view names (:data:`inference.tta.VIEWS`), run as one
-                batch; ``("original",)`` turns TTA off.
-
-        Returns:
-            ``(logits, probabilities, features)``, ``float32`` arrays
-            ``(num_classes,)``, ``(num_classes,)`` and ``(F,)``; the
-            probabilities sum to 1.
-        """
-        return tuple(outputs.mean(axis=0) for outputs in self.predict(tta_batch(image, views)))
-
-    def classify(self, image, views=DEFAULT_VIEWS):
-        """Probabilities of one image averaged over its TTA views: ``float32 (num_classes,)``.
-
-        Goes through :meth:`predict_probabilities`, which
-        :class:`inference.ensemble.Ensemble` overrides.
-        """
-        return self.predict_probabilities(tta_batch(image, views)).mean(axis=0)
-
-    def known_model(self, features, views=DEFAULT_VIEWS):
-        """Whether the top class is trustworthy (:mod:`inference.calibration`).
-
-        Args:
-            features: ``float32 (F,)``, averaged over ``views``.
-            views: the TTA views the logits came from.
-
-        Returns:
-            ``(known, distance)``: ``bool`` (distance within the calibrated
-            threshold) and the cosine distance to the nearest training photo as ``float``;
-            ``(None, None)`` when the model has no calibration for ``views``.
-        """
-        test = self.calibration.test(views) if self.calibration else None
-        if test is None:
-            return None, None
-        distance = float(test.distances(features))
-        return distance <= test.threshold, distance
-
-    def decode(self, data, max_pixels, max_full_pixels=None):
-        """Decode uploaded bytes and resize them to the model's input size.
-
-        JPEGs are decoded in draft mode at the smallest reduction covering the
-        input size; resizing before the model (as training does, see
-        :func:`training.data.load_image`) makes every image the same shape, so
-        that concurrent requests can share a batch. ``max_pixels`` and
-        ``max_full_pixels`` are :func:`inference.images.decode_image`'s limits.
+    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_full_pixels: int | None = None) -> np.ndarray:
+        """Uploaded bytes as the model's input (:func:`inference.contract.model_input`, as
+        training reads its photos): every image the same shape, so that concurrent requests
+        can share a batch. ``max_pixels`` and ``max_full_pixels`` are
+        :func:`inference.images.decode_image`'s limits.
 
         Returns:
             ``uint8`` array ``(height, width, 3)`` of :attr:`image_size`, RGB.
@@ -232,11 +189,14 @@ class ServedModel:
         Raises:
             inference.images.ImageDecodeError: the bytes are no usable image.
         """
-        height, width = self.image_size
-        pixels = decode_image(data, max_pixels=max_pixels, min_size=(width, height), max_full_pixels=max_full_pixels)
-        return resize(pixels, (width, height))
+        return model_input(data, self.image_size, max_pixels, max_full_pixels)
 
-    def top_k(self, probabilities, k):
-        """The ``k`` most probable labels as ``[{"label", "probability"}]``, best first."""
-        order = np.argsort(probabilities)[::-1][:k]
-        return [{"label": self.labels[i], "probability": float(probabilities[i])} for i in order]
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run the model on a batch (:meth:`inference.predictor.Predictor.predict`)."""
+        raise NotImplementedError
+
+    def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
+        """Run the model once at every batch size a service request can meet (the views of
+        a TTA mode, :data:`inference.tta.SERVED_VIEWS`), on images of ``image_size``
+        (default :attr:`image_size`; an ensemble's members get the ensemble's)."""
+        raise NotImplementedError

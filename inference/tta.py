@@ -14,20 +14,23 @@ Resizing is Pillow's antialiased bilinear filter, as before the model
 no TensorFlow.
 """
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from inference.images import resize
+from inference.predictor import Predictor
 
 CROP_FRACTION = 0.9  # side of the crop views, as a share of the image's side
 ZOOM_OUT_FRACTION = 0.9  # side of the shrunken image inside the zoom-out view
 
 
-def _crop(vertical, horizontal):
+def _crop(vertical: str, horizontal: str) -> Callable[[np.ndarray], np.ndarray]:
     """A view: the ``CROP_FRACTION`` crop anchored at ``vertical`` (top,
     center, bottom) and ``horizontal`` (left, center, right), resized back."""
     anchors = {"top": 0.0, "left": 0.0, "center": 0.5, "bottom": 1.0, "right": 1.0}
 
-    def view(image):
+    def view(image: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]
         crop_h, crop_w = max(1, round(height * CROP_FRACTION)), max(1, round(width * CROP_FRACTION))
         top = round((height - crop_h) * anchors[vertical])
@@ -37,7 +40,7 @@ def _crop(vertical, horizontal):
     return view
 
 
-def _zoom_out(image):
+def _zoom_out(image: np.ndarray) -> np.ndarray:
     """The image shrunk to ``ZOOM_OUT_FRACTION`` of its sides, centred, its
     border pixels repeated outwards (as the training augmentation pads)."""
     height, width = image.shape[:2]
@@ -67,10 +70,14 @@ VIEW_SETS = {
     "scales": ("original", "crop_center", "zoom_out"),
     "all": tuple(VIEWS),
 }
-DEFAULT_VIEWS = VIEW_SETS["flip"]
+# The service's TTA modes, their one table: a request's ``tta`` option -> the views it runs.
+# The API runs and reports them (app/api.py), training.calibrate fits a known-model test for
+# each (keyed by inference.calibration.mode_key), Classifier.warm_up runs each one's batch size.
+SERVED_VIEWS = {False: VIEW_SETS["none"], True: VIEW_SETS["flip"]}
+DEFAULT_VIEWS = SERVED_VIEWS[True]
 
 
-def parse_views(text):
+def parse_views(text: str) -> tuple[str, ...]:
     """Views named by ``text``: a key of :data:`VIEW_SETS` or view names
     joined by commas (e.g. ``original,hflip,zoom_out``).
 
@@ -87,13 +94,13 @@ def parse_views(text):
     return views
 
 
-def _unknown_views(views):
+def _unknown_views(views: Sequence[str]) -> str | None:
     """A message naming the views that are not in :data:`VIEWS`, or ``None``."""
     unknown = [name for name in views if name not in VIEWS]
     return f"Unknown TTA view(s) {unknown}; known views: {', '.join(VIEWS)}" if unknown else None
 
 
-def tta_batch(image, views=DEFAULT_VIEWS):
+def tta_batch(image: np.ndarray, views: Sequence[str] = DEFAULT_VIEWS) -> np.ndarray:
     """Stack the TTA views of one image into a batch.
 
     Args:
@@ -110,3 +117,20 @@ def tta_batch(image, views=DEFAULT_VIEWS):
     if problem:
         raise KeyError(problem)
     return np.stack([VIEWS[name](image) for name in views])
+
+
+def predict_views(predictor: Predictor, image: np.ndarray,
+                  views: Sequence[str] = DEFAULT_VIEWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A predictor's outputs for one image, each averaged over its TTA views: the one
+    prediction path of the service and the training tools.
+
+    Args:
+        predictor: an :class:`inference.predictor.Predictor`.
+        image: ``uint8`` array ``(height, width, 3)`` of its ``image_size``, RGB.
+        views: names from :data:`VIEWS`, run as one batch; ``("original",)`` turns TTA off.
+
+    Returns:
+        ``(logits, probabilities, features)``, ``float32`` arrays
+        ``(num_classes,)``, ``(num_classes,)`` and ``(F,)``; the probabilities sum to 1.
+    """
+    return tuple(outputs.mean(axis=0) for outputs in predictor.predict(tta_batch(image, views)))

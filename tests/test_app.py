@@ -10,15 +10,13 @@ import pytest
 from PIL import Image
 
 from tests.conftest import SF_TEST, SHIPPED_MODEL, assert_matches_schema, ready_app, require, shipped_validation_samples
+from tests.helpers import first_per_class
 
 
 @pytest.fixture(scope="module")
 def validation_photos():
     """One held-out validation photo per class (never trained on by model/)."""
-    first = {}
-    for sample in shipped_validation_samples():
-        first.setdefault(sample.label, sample)
-    return list(first.values())
+    return first_per_class(shipped_validation_samples())
 
 
 def post_photo(client, path, **fields):
@@ -36,6 +34,7 @@ def runtime_client(request):
     return ready_app({"MODEL_DIR": str(SHIPPED_MODEL), "RUNTIME": request.param}).test_client()
 
 
+@pytest.mark.shared
 def test_shipped_model_classifies_held_out_real_photos(runtime_client, validation_photos):
     assert len(validation_photos) == 10
     correct = known = 0
@@ -47,6 +46,7 @@ def test_shipped_model_classifies_held_out_real_photos(runtime_client, validatio
     assert correct >= 9 and known >= 9
 
 
+@pytest.mark.shared
 def test_both_runtimes_answer_the_same(runtime_client, client, validation_photos):
     """Each runtime against the default (LiteRT): same labels, probabilities within 1e-4, same known-model answer."""
     for sample in validation_photos[:4]:
@@ -58,6 +58,7 @@ def test_both_runtimes_answer_the_same(runtime_client, client, validation_photos
             assert answer["known_model"] == expected["known_model"]
 
 
+@pytest.mark.shared
 def test_json_contract(client, validation_photos):
     answer = post_photo(client, Path(validation_photos[0].path))
     body = answer.json
@@ -72,6 +73,7 @@ def test_json_contract(client, validation_photos):
     assert body["known_model"] is True and body["distance"] >= 0
 
 
+@pytest.mark.shared
 def test_top_k_and_tta_switch(client, validation_photos):
     path = Path(validation_photos[1].path)
     everything = post_photo(client, path, top_k="10").json
@@ -85,6 +87,7 @@ def test_top_k_and_tta_switch(client, validation_photos):
     assert flipped["predictions"][0]["probability"] != pytest.approx(plain["predictions"][0]["probability"], abs=1e-7)
 
 
+@pytest.mark.shared
 def test_tta_default_follows_the_setting(validation_photos):
     app = ready_app({"MODEL_DIR": str(SHIPPED_MODEL), "DEFAULT_TTA": True})
     answer = post_photo(app.test_client(), Path(validation_photos[1].path)).json
@@ -93,6 +96,7 @@ def test_tta_default_follows_the_setting(validation_photos):
     assert metadata["default_tta_views"] == ["original", "hflip"]
 
 
+@pytest.mark.shared
 def test_several_files_answer_one_result_each_in_order(client, validation_photos):
     photos = [Path(sample.path) for sample in validation_photos[:3]]
     files = [(open(path, "rb"), path.name) for path in photos]
@@ -109,6 +113,7 @@ def test_several_files_answer_one_result_each_in_order(client, validation_photos
     assert results[2]["predictions"] == alone["predictions"] and results[2]["distance"] == alone["distance"]
 
 
+@pytest.mark.shared
 def test_json_base64_instances_match_multipart(client, validation_photos):
     path = Path(validation_photos[4].path)
     encoded = base64.b64encode(path.read_bytes()).decode()
@@ -123,6 +128,7 @@ def test_json_base64_instances_match_multipart(client, validation_photos):
     assert all(result["predictions"] == multipart["predictions"] for result in answer.json["results"])
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("content_type", ["image/jpeg", "image/png", "image/webp"])
 def test_a_raw_image_body_matches_multipart(client, validation_photos, content_type):
     path = Path(validation_photos[5].path)
@@ -142,6 +148,7 @@ def test_a_raw_body_that_is_no_image_is_named_in_the_error(client):
     assert other.status_code == 415 and "image/*" in other.json["error"]["message"]
 
 
+@pytest.mark.shared
 def test_photos_of_other_car_models_are_mostly_not_known(client):
     photos = sorted(require(SF_TEST).glob("*.jpg"))
     answers = [post_photo(client, photo).json for photo in photos]

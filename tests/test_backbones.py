@@ -26,6 +26,7 @@ def test_unknown_backbone_lists_known_ones():
         get_spec("ResNet9000")
 
 
+@pytest.mark.shared
 def test_local_mobilenet_weights_load():
     backbone = build_backbone("MobileNetV2", str(require(MOBILENET_WEIGHTS)), 96, alpha=0.35)
     assert backbone.output_shape[-1] == 1280 and backbone.count_params() == 410_208
@@ -36,6 +37,7 @@ def test_missing_weights_file_is_named():
         build_backbone("MobileNetV2", "/no/such/file.weights.h5", 96, alpha=0.35)
 
 
+@pytest.mark.shared
 def test_weights_of_another_architecture_are_refused_in_one_line():
     with pytest.raises(WeightsUnavailableError, match="does not fit EfficientNetB0") as caught:
         build_backbone("EfficientNetB0", str(require(MOBILENET_WEIGHTS)), 64)

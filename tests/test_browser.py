@@ -11,13 +11,15 @@ import pytest
 from werkzeug.serving import make_server
 
 from app import create_app
-from tests.conftest import (SF_TEST, SHIPPED_MODEL, curl, free_port, hold_model_loading, require,
-                            shipped_validation_samples)
+from benchmarks.harness import free_port
+from tests.conftest import SF_TEST, SHIPPED_MODEL, absent, curl, hold_model_loading, require, shipped_validation_samples
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.shared]
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 LAPTOP, PHONE = (1280, 720), (390, 844)  # CSS pixels of the viewport; the phone is an iPhone 12-14 screen
@@ -26,7 +28,7 @@ LAPTOP, PHONE = (1280, 720), (390, 844)  # CSS pixels of the viewport; the phone
 @pytest.fixture(scope="module")
 def browser():
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)")
+        absent("chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -45,7 +47,8 @@ def viewport(browser, width, height, touch=False):
     ``touch``: mobile layout, touch screen, no mouse to hover with)."""
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": touch})
-    browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": touch, "maxTouchPoints": 5 if touch else 1})
+    browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled",
+                            {"enabled": touch, "maxTouchPoints": 5 if touch else 1})
 
 
 @pytest.fixture()

@@ -6,29 +6,26 @@ from pathlib import Path
 
 import pytest
 
-from inference.calibration import Calibration
+from inference.calibration import METHOD, Calibration
 from inference.classifier import Classifier
+from inference.tta import predict_views
 from tests.conftest import CARS, SF_TEST, SHARED, SHIPPED_MODEL, require
-from inference.calibration import METHOD
-from training.calibrate import main, model_split, read_other_models
+from tests.helpers import first_per_class
+from training.calibrate import main
+from training.data import model_split
+from training.known_model import read_other_models
+
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
 
 STANFORD = SHARED / "data" / "stanford-cars"
 ANGLES = {"136_hyundai_accent_sedan_2012": "hyundai_solaris", "187_toyota_camry_sedan_2012": "toyota_camry"}
-
-
-def first_per_class(samples, count):
-    """The first ``count`` samples of each label, in order."""
-    per_class = {}
-    for sample in samples:
-        per_class.setdefault(sample.label, []).append(sample)
-    return [sample for samples in per_class.values() for sample in samples[:count]]
 
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
     """A copy of model/ calibrated on 4 training photos per class, 20 validation
     photos and 5 whole-scene photos of other models, keeping 90% of validation."""
-    from training.calibrate import calibrate
+    from training.known_model import calibrate
 
     model = tmp_path_factory.mktemp("calibrated") / "model"
     shutil.copytree(SHIPPED_MODEL, model, ignore=shutil.ignore_patterns("calibration.*"))
@@ -50,8 +47,8 @@ def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calib
         assert 1 <= report["validation"]["turned_away"] <= 2  # 10% of 20, ties aside
         turned_away = []
         for sample in val:
-            _, _, features = classifier.predict_views(classifier.decode(Path(sample.path).read_bytes(), 10**9), views)
-            known, distance = classifier.known_model(features, views)
+            _, _, features = predict_views(classifier, classifier.decode(Path(sample.path).read_bytes(), 10**9), views)
+            known, distance = classifier.calibration.known_model(features, views)
             assert distance >= 0 and known == (distance <= calibration.modes[key].threshold)
             if not known:
                 turned_away.append(Path(sample.path).name)
@@ -67,7 +64,8 @@ def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calib
 
 def test_other_models_are_split_by_model_and_other_angles_kept_apart():
     background, measured, angles = read_other_models([require(STANFORD)], ANGLES)
-    model_of = {half: {path.parent.name for path in paths} for half, paths in (("fit", background), ("measured", measured))}
+    model_of = {half: {path.parent.name for path in paths}
+                for half, paths in (("fit", background), ("measured", measured))}
     models = sorted(path.name for path in STANFORD.iterdir() if path.is_dir() and path.name not in ANGLES)
     assert sorted(model_of["fit"]) == models[::2] and sorted(model_of["measured"]) == models[1::2]
     assert len(background) + len(measured) + len(angles) == len(list(STANFORD.glob("*/*.jpg")))
@@ -78,7 +76,7 @@ def test_a_background_of_other_models_turns_away_more_models_it_never_saw(tmp_pa
     """model/ calibrated on 20 training photos per class and 60 validation
     photos; the relative Mahalanobis comparison gets a background of 60 photos
     of 30 other models and is measured on 60 photos of 30 models it never saw."""
-    from training.calibrate import calibrate
+    from training.known_model import calibrate
 
     background, measured, _ = read_other_models([require(STANFORD)], ANGLES)
     background = [path for path in background if path.stem[-1] in "02"][:60]

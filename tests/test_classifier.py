@@ -9,17 +9,18 @@ import tensorflow as tf
 
 from inference.classifier import Classifier
 from inference.images import decode_image
+from inference.tta import predict_views
 from tests.conftest import SHIPPED_MODEL, shipped_validation_samples
+from tests.helpers import first_per_class
 from tests.test_batching import call_concurrently
+
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
 
 
 @pytest.fixture(scope="module")
 def photos():
     """Eight held-out validation photos of different classes, as encoded bytes."""
-    first = {}
-    for sample in shipped_validation_samples():
-        first.setdefault(sample.label, sample)
-    return [Path(sample.path).read_bytes() for sample in list(first.values())[:8]]
+    return [Path(sample.path).read_bytes() for sample in first_per_class(shipped_validation_samples())[:8]]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_batched_classifier_answers_concurrent_threads_as_if_alone(plain, photos
     images = [plain.decode(data, max_pixels=40_000_000) for data in photos]
     batched = Classifier(SHIPPED_MODEL, batch_size=16, batch_wait_ms=30_000)  # 8 x 2 TTA views: one full batch
     batched.warm_up()
-    together = call_concurrently(batched.classify, images)
+    together = call_concurrently(lambda image: predict_views(batched, image)[1], images)
     for image, probabilities in zip(images, together):
-        np.testing.assert_allclose(probabilities, plain.classify(image), atol=1e-4)
+        np.testing.assert_allclose(probabilities, predict_views(plain, image)[1], atol=1e-4)
     assert len({int(np.argmax(p)) for p in together}) > 1  # different photos, different answers

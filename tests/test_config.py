@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from training.config import Stage, TrainConfig, read_config_file
-from training.train import checkpointed_stages, parse_args
+from training.config import Stage, TrainConfig, parse_args, read_config_file
+from training.stages import checkpointed_stages
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

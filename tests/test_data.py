@@ -8,6 +8,8 @@ import pytest
 from tests.conftest import TINY_CLASSES, make_kaggle_tree
 from training.data import class_weights, group_folds, load_image, load_samples, make_dataset, split_by_group
 
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+
 
 def test_cars_ru10_loads_from_labels_csv(cars):
     samples, labels = load_samples(cars)

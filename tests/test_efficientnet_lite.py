@@ -30,6 +30,7 @@ def car_photos(count):
     return photos[:: len(photos) // count][:count]
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("variant", [0, 1, 2])
 def test_imagenet_classifier_sees_cars_in_car_photos(variant):
     size = lite.VARIANTS[variant].input_size

@@ -9,19 +9,19 @@ import pytest
 from PIL import Image
 
 from inference.classifier import Classifier
-from inference.tta import VIEW_SETS
+from inference.tta import VIEW_SETS, predict_views
 from tests.conftest import CARS, SHIPPED_MODEL, shipped_validation_samples
-from training.evaluate import evaluate, evaluate_savedmodel, main
+from tests.helpers import first_per_class
+from training.evaluate import main
+from training.evaluation import evaluate, evaluate_savedmodel
+
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
 
 
 @pytest.fixture(scope="module")
 def samples():
     """Two held-out validation photos per class (20), never trained on by model/."""
-    chosen = {}
-    for sample in shipped_validation_samples():
-        if len(chosen.setdefault(sample.label, [])) < 2:
-            chosen[sample.label].append(sample)
-    return [sample for pair in chosen.values() for sample in pair]
+    return first_per_class(shipped_validation_samples(), 2)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,8 @@ def test_probabilities_match_the_classifier_used_by_the_service(evaluation, samp
     for index in (0, 7, 19):
         image = classifier.decode(Path(samples[index].path).read_bytes(), max_pixels=10**9)
         for name, views in evaluation.views.items():
-            assert np.allclose(evaluation.probabilities[name][index], classifier.classify(image, views), atol=1e-5)
+            served = predict_views(classifier, image, views)[1]
+            assert np.allclose(evaluation.probabilities[name][index], served, atol=1e-5)
     accuracy = np.mean(evaluation.probabilities["none"].argmax(axis=1) == evaluation.targets)
     assert evaluation.metrics["no_tta"]["accuracy"] == accuracy
 

@@ -5,7 +5,10 @@ import json
 import pytest
 
 from tests.conftest import MOBILENET_WEIGHTS, require
-from training.experiment import BEGIN, END, load_variants, main
+from training.experiment import main
+from training.variants import BEGIN, END, load_variants
+
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
 
 VARIANTS = """
 base:

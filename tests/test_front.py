@@ -17,14 +17,16 @@ from PIL import Image
 
 from benchmarks.harness import Server, load, multipart
 from benchmarks.reliability import HOSTILE, MALFORMED, Tricklers, raw, request
+from tests.conftest import absent
 
-pytestmark = pytest.mark.skipif(not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")),
-                                reason="nginx is absent (Debian: apt-get install nginx; .ci/run installs it)")
+pytestmark = [pytest.mark.server, pytest.mark.shared]
 
 
 @pytest.fixture(scope="module")
 def front():
     """deploy/start.sh on a free loopback port, uploads capped at 1 MiB, once ready."""
+    if not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
+        absent("nginx is absent (Debian: apt-get install nginx; .ci/run installs it)")
     with Server(env={"CARCLF_MAX_UPLOAD_MB": "1"}, front=True) as server:
         yield server
 

@@ -5,7 +5,6 @@ too, and every line the service writes is one JSON object."""
 
 import base64
 import http.client
-import io
 import json
 import random
 import socket
@@ -16,21 +15,18 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 
+from benchmarks.harness import multipart_form
 from tests.conftest import CARS, OPENAPI, curl, require
+from tests.helpers import encode
+
+pytestmark = [pytest.mark.server, pytest.mark.shared]
 
 BOUNDARY = "carclf-test-boundary"
 
 
 def multipart(*parts):
-    """A multipart/form-data body from ``(name, filename or None, bytes)`` parts."""
-    body = io.BytesIO()
-    for name, filename, data in parts:
-        body.write(f"--{BOUNDARY}\r\n".encode())
-        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
-        body.write(f"Content-Disposition: {disposition}\r\n\r\n".encode())
-        body.write(data + b"\r\n")
-    body.write(f"--{BOUNDARY}--\r\n".encode())
-    return body.getvalue()
+    """A multipart/form-data body of ``(name, filename or None, bytes)`` parts, boundary :data:`BOUNDARY`."""
+    return multipart_form(*parts, boundary=BOUNDARY)[0]
 
 
 MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
@@ -61,12 +57,6 @@ def send(server, method, path, body=None, headers=None, chunked=False):
         response = http.client.HTTPResponse(sock)
         response.begin()
         return response.status, dict(response.getheaders()), response.read()
-
-
-def encode(image, fmt, **kwargs):
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **kwargs)
-    return buffer.getvalue()
 
 
 def gif_claiming(width, height):

@@ -10,12 +10,7 @@ from PIL import Image
 
 from inference.images import ImageDecodeError, decode_image
 from tests.conftest import CARS, require
-
-
-def encode(image, fmt, **kwargs):
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **kwargs)
-    return buffer.getvalue()
+from tests.helpers import encode
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +18,7 @@ def photo_bytes():
     return require(CARS / "kia_rio").glob("*.jpg").__next__().read_bytes()
 
 
+@pytest.mark.shared
 def test_real_jpeg_decodes_to_rgb_uint8(photo_bytes):
     pixels = decode_image(photo_bytes)
     width, height = Image.open(io.BytesIO(photo_bytes)).size
@@ -69,6 +65,7 @@ def test_non_images_are_refused_with_a_code(data, code):
     assert caught.value.code == code
 
 
+@pytest.mark.shared
 def test_truncated_jpeg_is_corrupt(photo_bytes):
     with pytest.raises(ImageDecodeError) as caught:
         decode_image(photo_bytes[: len(photo_bytes) // 3])

@@ -21,14 +21,23 @@ from app import create_app
 from app.logs import JsonFormatter
 from app.pages import DEFAULT_PHOTO_HINT
 from inference.runtime import ModelNotFoundError
-from tests.conftest import (CARS, OPENAPI, ROOT, SHIPPED_MODEL, assert_matches_schema, hold_model_loading, ready_app,
-                            require)
+from tests.conftest import (
+    CARS,
+    OPENAPI,
+    ROOT,
+    SHIPPED_MODEL,
+    assert_matches_schema,
+    hold_model_loading,
+    ready_app,
+    require,
+)
 
 
 def jpeg_bytes():
     return next(require(CARS / "mazda_3").glob("*.jpg")).read_bytes()
 
 
+@pytest.mark.shared
 def test_model_loads_in_the_background_while_healthz_answers(monkeypatch):
     release = hold_model_loading(monkeypatch, 60)  # the real load waits until the loading state is checked
     flask_app = create_app({"MODEL_DIR": str(SHIPPED_MODEL), "LOAD_WAIT_S": 0.2})
@@ -44,6 +53,7 @@ def test_model_loads_in_the_background_while_healthz_answers(monkeypatch):
     assert client.get("/healthz").json["status"] == "ready"
 
 
+@pytest.mark.shared
 def test_predict_waits_for_a_model_still_loading(monkeypatch):
     """A worker that was just (re)started holds /predict until its model is ready, within CARCLF_LOAD_WAIT_S."""
     release = hold_model_loading(monkeypatch, 60)
@@ -95,6 +105,7 @@ def test_model_metadata(client):
     assert missing.status_code == 404 and missing.json["error"]["code"] == "model_not_found"
 
 
+@pytest.mark.shared
 def test_without_calibration_known_model_is_null(tmp_path):
     model = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, model, ignore=shutil.ignore_patterns("calibration.*"))
@@ -119,6 +130,7 @@ def metric_samples(client):
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+@pytest.mark.shared
 def test_metrics_count_requests_latency_in_flight_and_inference(client):
     before = metric_samples(client)
     predict_ok = ("carclf_http_requests_total", (("endpoint", "/predict"), ("method", "POST"), ("status", "200")))

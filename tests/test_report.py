@@ -11,6 +11,8 @@ from tests.conftest import MOBILENET_WEIGHTS, SF_TEST, SHIPPED_MODEL, require
 from training import predict, report
 from training.train import main as train_main
 
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_dataset, tmp_path_factory):

@@ -8,7 +8,10 @@ from PIL import Image
 
 from tests.conftest import MOBILENET_WEIGHTS, require
 from training.data import load_samples
-from training.suspects import assign_folds, main
+from training.label_issues import assign_folds
+from training.suspects import main
+
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
 
 FAST = ["--backbone", "MobileNetV2", "--alpha", "0.35", "--image-size", "96", "--batch-size", "4",
         "--val-fraction", "0.5", "--patience", "1", "--stage", "head:1:1e-3:0"]

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from inference.classifier import Classifier
+from inference.tta import predict_views
 from tests.conftest import MOBILENET_WEIGHTS, TINY_CLASSES, ready_app, require
-from training.config import TrainConfig
-from training.train import main, parse_args
+from training.config import TrainConfig, parse_args
+from training.train import main
+
+pytestmark = pytest.mark.shared  # real photos or weights from ../shared
 
 TINY = ["--batch-size", "4", "--val-fraction", "0.25", "--patience", "1"]
 STAGES = ["--stage", "head:1:1e-3:0", "--stage", "finetune:1:1e-4:0.5"]
@@ -117,7 +120,7 @@ def test_efficientnet_tiny_run_from_random_init(tiny_dataset, tmp_path, capsys):
     classifier = Classifier(tmp_path)
     assert classifier.labels == ["kia_rio", "lada_kalina", "mazda_3"] and classifier.image_size == (64, 64)
     assert classifier.metadata["backbone"] == "EfficientNetB0"
-    probabilities = classifier.classify(np.full((80, 120, 3), 128, np.uint8))
+    probabilities = predict_views(classifier, np.full((80, 120, 3), 128, np.uint8))[1]
     assert probabilities.shape == (3,) and abs(probabilities.sum() - 1) < 1e-5
 
 
@@ -147,7 +150,8 @@ run("--backbone", "Nope", "--data", "d", "--out", "o")  # checking a backbone na
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "usage: python -m training.train" in result.stdout and "--backbone NAME" in result.stdout
-    assert "backbone 'Nope' is not one of: EfficientNetB0" in result.stderr and "invalid choice: 'rmsprop'" in result.stderr
+    assert "backbone 'Nope' is not one of: EfficientNetB0" in result.stderr
+    assert "invalid choice: 'rmsprop'" in result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"  # the heavy imports wait for training itself
 
 
@@ -179,6 +183,6 @@ def test_mirrored_strategy_and_mixed_precision_run_on_cpu(tiny_dataset, tmp_path
           "--strategy", "mirrored", "--mixed-precision", "on", "--optimizer", "sgd", "--schedule", "exponential"])
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
     classifier = Classifier(tmp_path)
-    probabilities = classifier.classify(np.full((70, 90, 3), 100, np.uint8))
+    probabilities = predict_views(classifier, np.full((70, 90, 3), 100, np.uint8))[1]
     assert probabilities.dtype == np.float32 and abs(probabilities.sum() - 1) < 1e-5
     assert classifier.image_size == (64, 64)

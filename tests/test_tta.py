@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from inference.calibration import Calibration, mode_key
 from inference.images import decode_image
-from inference.tta import VIEW_SETS, VIEWS, ZOOM_OUT_FRACTION, parse_views, tta_batch
-from tests.conftest import CARS, require
+from inference.tta import SERVED_VIEWS, VIEW_SETS, VIEWS, ZOOM_OUT_FRACTION, parse_views, tta_batch
+from tests.conftest import CARS, SHIPPED_MODEL, require
 
 
 @pytest.fixture(scope="module")
@@ -13,6 +14,7 @@ def photo():
     return decode_image(next(require(CARS / "mazda_3").glob("*.jpg")).read_bytes())
 
 
+@pytest.mark.shared
 def test_every_view_keeps_shape_and_dtype_so_views_stack(photo):
     batch = tta_batch(photo, tuple(VIEWS))
     assert batch.shape == (len(VIEWS), *photo.shape) and batch.dtype == np.uint8
@@ -20,6 +22,7 @@ def test_every_view_keeps_shape_and_dtype_so_views_stack(photo):
     assert all(not np.array_equal(view, photo) for view in batch[1:])  # every other view changes the pixels
 
 
+@pytest.mark.shared
 def test_hflip_twice_is_the_identity(photo):
     assert np.array_equal(VIEWS["hflip"](VIEWS["hflip"](photo)), photo)
     assert np.array_equal(VIEWS["hflip"](photo)[:, 0], photo[:, -1])
@@ -44,6 +47,7 @@ def test_crops_show_their_corner_resized_back():
     assert centre[0, 0, 0] == 0 and centre[-1, -1, 0] == 180 and centre[48, 78, 0] == 0 and centre[51, 81, 0] == 180
 
 
+@pytest.mark.shared
 def test_zoom_out_shrinks_and_repeats_the_border(photo):
     flat = np.full((50, 70, 3), 77, np.uint8)
     assert np.array_equal(VIEWS["zoom_out"](flat), flat)
@@ -65,3 +69,9 @@ def test_named_sets_and_comma_lists_parse_and_unknown_names_fail():
         parse_views("spin")
     with pytest.raises(KeyError, match="Unknown TTA view"):
         tta_batch(np.zeros((4, 4, 3), np.uint8), ("original", "rotate"))
+
+
+def test_every_served_mode_is_calibrated_in_the_shipped_model():
+    calibration = Calibration.load(SHIPPED_MODEL)
+    for views in SERVED_VIEWS.values():
+        assert calibration.test(views) is not None, f"no known-model test for {mode_key(views)}"

@@ -39,7 +39,8 @@ class BackboneSpec:
 
 
 def _family(module, sizes):
-    return {name: BackboneSpec(getattr(applications, name), size, module.preprocess_input) for name, size in sizes.items()}
+    return {name: BackboneSpec(getattr(applications, name), size, module.preprocess_input)
+            for name, size in sizes.items()}
 
 
 # Native sizes from the Keras applications documentation (keras.io/api/applications).

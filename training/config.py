@@ -4,10 +4,11 @@ A :class:`TrainConfig` is built from command-line flags and/or a config file
 (``--config``, JSON or YAML, possibly partial: flags override it), and saved
 as ``training_config.json`` next to every exported model so that a run can be
 repeated. Each field's ``metadata["help"]`` is its documentation and its
-``--help`` text (``python -m training.train`` builds its flags from these
-fields); ``metadata["choices"]`` lists the accepted values.
+``--help`` text (:func:`build_parser` makes the flags of ``python -m
+training.train`` from these fields); ``metadata["choices"]`` lists the accepted values.
 """
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -272,3 +273,65 @@ def read_config_file(path):
     if not isinstance(values, dict):
         raise ValueError(f"config file '{path}' must hold a mapping of config fields")
     return values
+
+
+def build_parser(description=None):
+    """The ``argparse`` parser of ``python -m training.train``: ``--config`` plus one flag
+    per :class:`TrainConfig` field, ``description`` above them in ``--help``.
+
+    Flags that are not given are absent from the parsed namespace, so that they
+    do not override the config file.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train", description=description, argument_default=argparse.SUPPRESS
+    )
+    parser.add_argument("--config", help="JSON or YAML file of config fields (e.g. configs/*.yaml or a saved "
+                                         "training_config.json); flags override it")
+    for item in dataclasses.fields(TrainConfig):
+        options = dict(item.metadata["flag"])
+        name = options.pop("flag_name", "--" + item.name.replace("_", "-"))
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        options["help"] = f"{item.metadata['help']} ({f'default: {shown}' if shown != '' else 'required'})"
+        if isinstance(item.metadata["choices"], tuple):  # not the backbones: read late, TrainConfig checks them
+            options["choices"] = item.metadata["choices"]
+        if isinstance(default, bool):
+            options["action"] = argparse.BooleanOptionalAction
+        elif "type" not in options and not isinstance(default, list):
+            options["type"] = type(default)
+        elif not isinstance(options.get("type", int), type):
+            options["type"] = _explained(options["type"])
+        parser.add_argument(name, **options)
+    return parser
+
+
+def _explained(parse):
+    """``parse`` with its ValueError message shown by argparse (instead of "invalid value")."""
+
+    def checked(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return checked
+
+
+def parse_args(argv=None, description=None):
+    """Build a :class:`TrainConfig` from the command line (flags override ``--config``);
+    ``description``: :func:`build_parser`'s.
+
+    Exits with status 2 and a one-line message on a bad flag, config file or value.
+    """
+    parser = build_parser(description)
+    args = vars(parser.parse_args(argv))
+    try:
+        values = read_config_file(args.pop("config")) if "config" in args else {}
+        values.update(args)
+        config = TrainConfig.from_dict(values)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    for required in ("data", "out"):
+        if not getattr(config, required):
+            parser.error(f"--{required} is required (or give it in --config)")
+    return config

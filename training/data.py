@@ -1,6 +1,7 @@
 """Dataset discovery, the group-aware split and the tf.data input pipeline."""
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import tensorflow as tf
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
 
-from inference.images import decode_image, resize
+from inference.contract import model_input
+from training.config import TrainConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 
@@ -208,15 +210,17 @@ def class_weights(samples, labels, mode):
     return {i: float(weight) for i, weight in enumerate(weights)}
 
 
-def load_image(path, image_size):
-    """Decode and resize a file exactly as the service does an upload
-    (:meth:`inference.classifier.Classifier.decode`).
+def load_image(path, image_size: int) -> np.ndarray:
+    """A file as the model's input, exactly as the service turns an upload into it
+    (:func:`inference.contract.model_input`).
 
     Returns:
         ``uint8`` array ``(image_size, image_size, 3)``.
+
+    Raises:
+        inference.images.ImageDecodeError: the file is no usable image.
     """
-    size = (image_size, image_size)
-    return resize(decode_image(Path(path).read_bytes(), min_size=size), size)
+    return model_input(Path(path).read_bytes(), (image_size, image_size))
 
 
 def make_dataset(samples, labels, image_size, batch_size, augment=None, shuffle_seed=None):
@@ -254,8 +258,10 @@ def make_dataset(samples, labels, image_size, batch_size, augment=None, shuffle_
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(samples), seed=shuffle_seed, reshuffle_each_iteration=True)
     if augment is not None:
-        augmented = lambda x: tf.ensure_shape(tf.numpy_function(augment, [x], tf.uint8), shape)
-        dataset = dataset.map(lambda x, y: (augmented(x), y))
+        def augmented(pixels, target):
+            return tf.ensure_shape(tf.numpy_function(augment, [pixels], tf.uint8), shape), target
+
+        dataset = dataset.map(augmented)
     dataset = dataset.batch(batch_size).map(
         lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, len(labels))), num_parallel_calls=tf.data.AUTOTUNE
     )
@@ -264,3 +270,16 @@ def make_dataset(samples, labels, image_size, batch_size, augment=None, shuffle_
     # (there are no files to shard by).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def model_split(model_dir, data):
+    """The ``(train, validation)`` samples of ``data`` as split for the model in ``model_dir``,
+    re-created from its ``training_config.json`` (validation share and seed): the photos it
+    was selected and calibrated on, and those it never trained on.
+
+    Raises:
+        FileNotFoundError: no ``training_config.json`` in ``model_dir`` or no dataset.
+    """
+    config = TrainConfig.from_dict(json.loads((Path(model_dir) / "training_config.json").read_text()))
+    samples, _ = load_samples(data)
+    return split_by_group(samples, config.val_fraction, config.seed)

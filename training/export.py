@@ -1,15 +1,10 @@
 """Export a trained classifier as a self-contained TensorFlow SavedModel.
 
-Signatures (loadable with ``tf.saved_model.load`` alone, no project code):
-
-- ``serving_default(images)``: ``images`` ``uint8 (batch, height, width, 3)``
-  RGB of any size -> ``logits`` and ``probabilities``, ``float32
-  (batch, num_classes)``, and ``features``, ``float32 (batch, channels)``: the
-  pooled backbone features the known-model test uses
-  (:mod:`inference.calibration`). Resizing (bilinear, antialiased) and the
-  backbone's normalisation happen inside.
-- ``metadata()``: ``labels`` ``string (num_classes,)``, ``image_size``
-  ``int32 (2,)`` as (height, width), ``metadata_json`` ``string ()``.
+Its signatures are the model contract, :mod:`inference.contract` (loadable
+with ``tf.saved_model.load`` alone, no project code). Images of any size are
+resized inside (bilinear, antialiased: a no-op for the input of
+:func:`inference.contract.model_input`, already of the model's size), and the
+backbone's normalisation happens inside too.
 """
 
 import json
@@ -17,6 +12,7 @@ import json
 import keras
 import tensorflow as tf
 
+from inference.contract import INPUT, METADATA_OUTPUTS, METADATA_SIGNATURE, OUTPUTS, SERVING_SIGNATURE
 from training.model import FEATURES_LAYER
 
 
@@ -29,23 +25,20 @@ class _ServingModule(tf.Module):
         self.image_size = tf.Variable([image_size, image_size], trainable=False, name="image_size")
         self.metadata_json = tf.Variable(json.dumps(metadata), trainable=False, name="metadata_json")
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    # The argument's name is the signature's input name, INPUT.
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT)])
     def serve(self, images):
         pixels = tf.image.resize(tf.cast(images, tf.float32), self.image_size, antialias=True)
         logits, features = self.model(pixels, training=False)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits), "features": tf.cast(features, tf.float32)}
+        return dict(zip(OUTPUTS, (logits, tf.nn.softmax(logits), tf.cast(features, tf.float32))))
 
     @tf.function(input_signature=[])
     def describe(self):
-        return {
-            "labels": tf.identity(self.labels),
-            "image_size": tf.identity(self.image_size),
-            "metadata_json": tf.identity(self.metadata_json),
-        }
+        return dict(zip(METADATA_OUTPUTS, map(tf.identity, (self.labels, self.image_size, self.metadata_json))))
 
 
-def export_savedmodel(model, labels, image_size, metadata, out_dir):
-    """Write ``model`` as a SavedModel in ``out_dir``.
+def export_savedmodel(model: keras.Model, labels: list[str], image_size: int, metadata: dict, out_dir) -> None:
+    """Write ``model`` as a SavedModel of :mod:`inference.contract` in ``out_dir``.
 
     Args:
         model: Keras model mapping float32 pixels ``[0, 255]``
@@ -60,5 +53,5 @@ def export_savedmodel(model, labels, image_size, metadata, out_dir):
     """
     module = _ServingModule(model, labels, image_size, metadata)
     tf.saved_model.save(
-        module, str(out_dir), signatures={"serving_default": module.serve, "metadata": module.describe}
+        module, str(out_dir), signatures={SERVING_SIGNATURE: module.serve, METADATA_SIGNATURE: module.describe}
     )

@@ -7,7 +7,6 @@ import numpy as np
 
 from training.backbones import build_backbone, get_spec
 
-
 # The pooled backbone features, before the head's normalisation and dropout.
 FEATURES_LAYER = "head_pool"
 # A layer's block: keras.applications names block layers "block2a_expand_conv"

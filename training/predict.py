@@ -14,99 +14,12 @@ submission without every Id).
 """
 
 import argparse
-import csv
 import sys
-from pathlib import Path
-
-import keras
-import numpy as np
 
 from inference.classifier import ModelNotFoundError
 from inference.ensemble import Ensemble
-from inference.images import ImageDecodeError
-from inference.tta import DEFAULT_VIEWS, VIEW_SETS, parse_views
-from training.data import IMAGE_SUFFIXES
-from training.evaluate import read_image
-from training.report import progress_verbosity
-
-
-def submission_ids(images_dir, sample_submission=None):
-    """The file names to predict, in submission order.
-
-    Args:
-        images_dir: folder of photos (not searched recursively).
-        sample_submission: optional CSV with an ``Id`` column of file names.
-
-    Returns:
-        ``list[str]``: the sample's Ids in its order, else the image files of
-        ``images_dir`` (by suffix, :data:`training.data.IMAGE_SUFFIXES`)
-        sorted by name.
-
-    Raises:
-        FileNotFoundError: a missing folder or CSV, or an Id with no file.
-        ValueError: no ``Id`` column, or no images.
-    """
-    images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise FileNotFoundError(f"Image folder '{images_dir}' does not exist.")
-    if sample_submission is None:
-        ids = sorted(path.name for path in images_dir.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
-    else:
-        with open(sample_submission, newline="") as handle:
-            reader = csv.DictReader(handle)
-            if "Id" not in (reader.fieldnames or []):
-                raise ValueError(f"'{sample_submission}' has no 'Id' column (columns: {reader.fieldnames})")
-            ids = [row["Id"] for row in reader]
-        missing = [name for name in ids if not (images_dir / name).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{len(missing)} Id(s) of '{sample_submission}' have no file in '{images_dir}', "
-                                    f"e.g. '{missing[0]}'")
-    if not ids:
-        raise ValueError(f"no images to predict in '{images_dir}'")
-    return ids
-
-
-def predict_categories(predictor, images_dir, ids, views=DEFAULT_VIEWS, skip_unreadable=False):
-    """The predicted class index of every image, averaged over TTA ``views``.
-
-    Args:
-        predictor: an :class:`inference.ensemble.Ensemble`.
-        images_dir: folder holding the files ``ids``.
-        ids: file names.
-        views: TTA view names; ``("original",)`` for none.
-        skip_unreadable: leave unreadable images out instead of failing.
-
-    Returns:
-        ``(categories, skipped)``: ``{id: int class index}`` and the
-        ``list[str]`` of skipped ``"id: reason"``.
-
-    Raises:
-        inference.images.ImageDecodeError: an unreadable image, unless
-            ``skip_unreadable``; the message names the file.
-    """
-    categories, skipped = {}, []
-    progress = keras.utils.Progbar(len(ids), unit_name="image", verbose=progress_verbosity())
-    for name in ids:
-        try:
-            image = read_image(predictor, Path(images_dir) / name)
-        except ImageDecodeError as error:
-            if not skip_unreadable:
-                raise
-            skipped.append(str(error))
-        else:
-            categories[name] = int(np.argmax(predictor.classify(image, views)))
-        progress.add(1)
-    return categories, skipped
-
-
-def write_submission(path, categories):
-    """Write ``Id,Category`` rows, in the order of ``categories``, to ``path``
-    (parent folders created)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["Id", "Category"])
-        writer.writerows(categories.items())
+from inference.tta import VIEW_SETS, parse_views
+from training.submission import predict_categories, submission_ids, write_submission
 
 
 def main(argv=None):

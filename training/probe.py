@@ -120,3 +120,34 @@ def run_probe(config, train_samples, test_samples, labels):
         "train_seconds": round(seconds, 1),
         "epochs": 0,
     }
+
+
+def init_head_from_probe(model, dataset, num_classes):
+    """LP-FT's first half: fit the linear probe on the frozen backbone's
+    features of ``dataset`` (no augmentation) and start the head from it
+    (:mod:`training.probe`, :func:`training.model.set_head`).
+
+    Args:
+        model: from :func:`training.model.build_classifier`, backbone frozen.
+        dataset: ``(pixels, one_hot)`` batches of the training photos.
+        num_classes: number of classes.
+
+    Raises:
+        ValueError: a class without a training photo.
+    """
+    import keras
+    import numpy as np
+
+    from training.model import FEATURES_LAYER, set_head
+    from training.probe import fit_linear_probe, head_weights
+
+    extractor = keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output)
+    features, targets = [], []
+    for pixels, one_hot in dataset:
+        features.append(np.asarray(extractor(pixels, training=False), np.float32))
+        targets.append(np.argmax(one_hot, axis=1))
+    features, targets = np.concatenate(features), np.concatenate(targets)
+    probe = fit_linear_probe(features, targets, num_classes)
+    set_head(model, *head_weights(probe))
+    print(f"Head initialised from a linear probe on {len(targets)} training photos "
+          f"(training accuracy {probe.score(features, targets):.3f})")

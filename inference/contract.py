@@ -1,0 +1,84 @@
+"""The model contract: what an exported SavedModel takes and gives, and how image bytes become its input.
+
+Written by :mod:`training.export`, read by :class:`inference.classifier.Classifier`
+and the benchmarks; the README's "SavedModel signature" describes it for people.
+
+- :data:`SERVING_SIGNATURE` takes :data:`INPUT`, ``uint8 (batch, height, width, 3)``
+  RGB, and returns :data:`OUTPUTS`: ``logits`` and ``probabilities``, ``float32
+  (batch, num_classes)``, and ``features``, ``float32 (batch, F)``, the pooled
+  backbone features of the known-model test (:mod:`inference.calibration`).
+- :data:`METADATA_SIGNATURE` takes nothing and returns :data:`METADATA_OUTPUTS`:
+  ``labels`` ``string (num_classes,)``, ``image_size`` ``int32 (2,)`` as
+  ``(height, width)``, ``metadata_json`` ``string ()``; :func:`read_metadata` reads them.
+
+:func:`model_input` turns encoded bytes into the model's input, the same way
+for training photos (:func:`training.data.load_image`) and uploads
+(:meth:`inference.classifier.Classifier.decode`): decoded by
+:func:`inference.images.decode_image` (JPEG draft mode and Pillow's ``reduce``
+toward the input size), then one resize to exactly the input size with
+Pillow's bilinear filter (:func:`inference.images.resize`), the kernel the
+shipped model was trained with. The SavedModel's own resize (bilinear,
+antialiased) then meets an image of its size already and changes nothing.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inference.images import DEFAULT_MAX_PIXELS, decode_image, resize
+
+SERVING_SIGNATURE = "serving_default"
+METADATA_SIGNATURE = "metadata"
+INPUT = "images"
+OUTPUTS = ("logits", "probabilities", "features")
+METADATA_OUTPUTS = ("labels", "image_size", "metadata_json")
+# What a SavedModel must have to load: signature -> outputs. ``features`` is not
+# required (models exported before the known-model test lack it; the service then fails at warm-up).
+SIGNATURES = {SERVING_SIGNATURE: frozenset(OUTPUTS[:2]), METADATA_SIGNATURE: frozenset(METADATA_OUTPUTS)}
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a SavedModel's :data:`METADATA_SIGNATURE` says.
+
+    Attributes:
+        labels: class names, in the order of the outputs.
+        image_size: ``(height, width)`` in pixels of the model's input.
+        metadata: the training facts (name, version, backbone, weights, photo_hint).
+    """
+
+    labels: list[str]
+    image_size: tuple[int, int]
+    metadata: dict
+
+
+def read_metadata(module: Any) -> ModelFacts:
+    """Call the :data:`METADATA_SIGNATURE` of a loaded SavedModel (``tf.saved_model.load``'s result)."""
+    facts = module.signatures[METADATA_SIGNATURE]()
+    return ModelFacts(
+        labels=[label.decode() for label in facts["labels"].numpy()],
+        image_size=(int(facts["image_size"][0]), int(facts["image_size"][1])),
+        metadata=json.loads(facts["metadata_json"].numpy().decode()),
+    )
+
+
+def model_input(data: bytes, image_size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS,
+                max_full_pixels: int | None = None) -> np.ndarray:
+    """Encoded image bytes as the model's input: decoded, upright, RGB, resized to ``image_size``.
+
+    Args:
+        data: the encoded file (:data:`inference.images.FORMATS`).
+        image_size: ``(height, width)`` of the model's input.
+        max_pixels, max_full_pixels: :func:`inference.images.decode_image`'s limits.
+
+    Returns:
+        ``uint8`` array ``(height, width, 3)``.
+
+    Raises:
+        inference.images.ImageDecodeError: the bytes are no usable image.
+    """
+    height, width = image_size
+    pixels = decode_image(data, max_pixels=max_pixels, min_size=(width, height), max_full_pixels=max_full_pixels)
+    return resize(pixels, (width, height))

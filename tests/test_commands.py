@@ -1,0 +1,56 @@
+"""Every command module of training/ and benchmarks/ imports and answers --help;
+benchmarks.training_throughput runs to its table on a tiny synthetic dataset."""
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.helpers import synthetic_dataset
+from training.config import Stage, TrainConfig
+
+# A command module is one that runs as `python -m PACKAGE.MODULE`.
+COMMANDS = sorted(
+    f"{path.parent.name}.{path.stem}"
+    for folder in ("training", "benchmarks")
+    for path in (ROOT / folder).glob("*.py")
+    if 'if __name__ == "__main__":' in path.read_text()
+)
+
+
+def test_the_commands_are_found():
+    assert {"training.train", "training.evaluate", "benchmarks.bare_model", "benchmarks.training_throughput"} <= \
+        set(COMMANDS)
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_every_command_answers_help(module, capsys):
+    with pytest.raises(SystemExit) as caught:
+        importlib.import_module(module).main(["--help"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m {module}")
+
+
+def test_training_throughput_runs_one_tiny_step(tmp_path, capsys):
+    from benchmarks import training_throughput
+
+    data = synthetic_dataset(tmp_path / "data")
+    config = TrainConfig(backbone="MobileNetV2", alpha=0.35, weights="none", image_size=32, batch_size=4,
+                         val_fraction=0.5, stages=[Stage("head", 1, 1e-3, 0.0)])
+    config.save(tmp_path / "config.json")
+    training_throughput.main(["--config", str(tmp_path / "config.json"), "--epochs", "1", "--data", str(data)])
+    out = capsys.readouterr().out
+    assert "4 training photos, MobileNetV2 alpha 0.35 at 32px, batch 4" in out
+    assert "stage 'head'" in out and "model alone (images in memory)" in out
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_no_command_imports_another_command(module):
+    tree = ast.parse((ROOT / Path(*module.split("."))).with_suffix(".py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {f"{node.module}.{alias.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 for alias in node.names}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not (imported & set(COMMANDS)) - {module}

@@ -1,0 +1,60 @@
+"""The Keras callbacks of a fine-tuning stage, and how Keras shows its progress."""
+
+import sys
+
+import keras
+
+
+def progress_verbosity():
+    """Keras progress display: ``1``, a live progress bar, on a terminal; ``2``, one plain
+    line per epoch (or per run), when stdout is a file or a pipe, which would otherwise
+    fill with the bar's control characters."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the optimizer's learning rate to every epoch's logs, as
+    ``learning_rate``, so that the Keras ``History`` (and ``history.json``)
+    holds it for the learning curves.
+
+    Keras 3 logs it only under ReduceLROnPlateau; with a schedule the
+    optimizer's ``learning_rate`` is the schedule's value at the current step,
+    i.e. here the rate after the epoch's last step.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and "learning_rate" not in logs:
+            optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)  # mixed precision
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def stage_callbacks(config, checkpoint_path, best_so_far, logs):
+    """The callbacks of one stage.
+
+    Learning-rate logging (first, so that the logs written below have it); the
+    best-validation-accuracy checkpoint (only when
+    ``checkpoint_path`` is given; ``best_so_far`` carries the best value over
+    from earlier stages); early stopping; a CSV log in ``logs`` appended across
+    stages; ReduceLROnPlateau for the ``plateau`` schedule; TensorBoard (in
+    ``logs/tensorboard``) on request.
+    """
+    callbacks = [LearningRateLogger()]
+    if checkpoint_path is not None:
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                checkpoint_path,
+                monitor="val_accuracy",
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=best_so_far,
+            )
+        )
+    callbacks += [
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience, restore_best_weights=True),
+        keras.callbacks.CSVLogger(str(logs / "training_log.csv"), append=True),
+    ]
+    if config.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=2, min_lr=1e-7))
+    if config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(logs / "tensorboard")))
+    return callbacks

@@ -1,0 +1,135 @@
+"""A training run: fit, export the SavedModel with its files, measure it, calibrate it, report it."""
+
+import json
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from training.stages import checkpointed_stages, fit_stages, kept_epoch
+
+
+def fit_and_export(config, train_samples, val_samples, labels, strategy=None, verbose="auto"):
+    """Train on ``train_samples``, select on ``val_samples``, export to
+    ``config.out`` and measure the exported SavedModel on ``val_samples``.
+
+    Args:
+        config: :class:`TrainConfig` (``data`` is only recorded).
+        train_samples, val_samples: ``list[training.data.Sample]``, disjoint groups.
+        labels: class names in output order.
+        strategy: a ``tf.distribute.Strategy``; ``None``: from ``config.strategy``.
+        verbose: Keras ``fit`` verbosity.
+
+    Returns:
+        the metrics ``dict`` written to ``metrics.json``.
+
+    Raises:
+        ValueError: bad config (e.g. a class with no training photo under
+            ``class_weight balanced``).
+        training.backbones.WeightsUnavailableError: see ``--weights``.
+    """
+    import keras
+    import tensorflow as tf
+
+    from training.augment import build_augmentation
+    from training.data import class_weights, make_dataset
+    from training.distribute import is_chief, make_strategy, precision
+    from training.model import build_classifier
+    from training.probe import init_head_from_probe
+
+    strategy = strategy or make_strategy(config.strategy)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    augment = build_augmentation(config.augment, config.seed)
+    weights = class_weights(train_samples, labels, config.class_weight)
+    cache = {}
+
+    def datasets(stage):
+        # One decoded, in-memory cache per (size, batch): stages that share them reuse it.
+        key = config.stage_image_size(stage), config.stage_batch_size(stage)
+        if key not in cache:
+            cache[key] = (make_dataset(train_samples, labels, *key, augment, config.seed),
+                          make_dataset(val_samples, labels, *key), weights)
+        return cache[key]
+
+    with precision(config.mixed_precision) as policy, tempfile.TemporaryDirectory() as scratch:
+        # Non-chief workers log to scratch: the outputs are the chief's.
+        logs = Path(config.out) if is_chief(strategy) else Path(scratch)
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / "training_log.csv").unlink(missing_ok=True)  # CSVLogger appends across stages
+        print(f"{config.backbone}: {strategy.num_replicas_in_sync} replica(s), {policy} compute")
+        with strategy.scope():
+            model, backbone = build_classifier(config, len(labels))
+        if config.head_init == "probe":
+            first = config.stages[0]
+            plain = make_dataset(train_samples, labels, config.stage_image_size(first), config.stage_batch_size(first))
+            init_head_from_probe(model, plain, len(labels))
+        histories = fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbose)
+        return _export(config, model, labels, val_samples, train_samples, histories, strategy)
+
+
+def _export(config, model, labels, val_samples, train_samples, histories, strategy):
+    """Write the SavedModel and its files (on the chief; other workers write to a
+    scratch directory, as every worker must take part in saving) and measure it."""
+    from training.convert import summary, write_litert
+    from training.distribute import is_chief
+    from training.evaluation import evaluate_savedmodel
+    from training.export import export_savedmodel
+
+    metadata = {
+        "name": "car-model-classifier",
+        "version": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"),
+        "backbone": config.backbone,
+        "weights": Path(config.weights).name,
+        "photo_hint": config.photo_hint,
+    }
+    image_size = config.stage_image_size(config.stages[-1])
+    if not is_chief(strategy):
+        with tempfile.TemporaryDirectory() as scratch:
+            export_savedmodel(model, labels, image_size, metadata, scratch)
+        return {}
+    out = Path(config.out)
+    export_savedmodel(model, labels, image_size, metadata, out)
+    parity = write_litert(out, [sample.path for sample in val_samples])  # fails the export on disagreement
+    print(summary(parity, out))
+    metrics = {
+        "validation_images": len(val_samples),
+        "train_images": len(train_samples),
+        "train_seconds": round(sum(stage["seconds"] for stage in histories), 1),
+        "kept_epoch": kept_epoch(histories, checkpointed_stages(config)),
+        **evaluate_savedmodel(out, val_samples),
+    }
+    (out / "training_config.json").write_text(config.to_json() + "\n")
+    (out / "history.json").write_text(json.dumps(histories, indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"\nSavedModel written to {out}: validation accuracy {metrics['accuracy']:.3f}, with TTA "
+          f"{metrics['accuracy_tta']:.3f} (all figures: {out / 'metrics.json'})")
+    return metrics
+
+
+def train(config):
+    """Load the data roots, split by group, train, export and measure, then
+    write the known-model calibration and the training report.
+
+    Returns:
+        the metrics ``dict`` written to ``metrics.json``.
+
+    Raises:
+        FileNotFoundError, ValueError: bad dataset or config.
+        training.backbones.WeightsUnavailableError: see ``--weights``.
+    """
+    from training.data import load_samples, split_by_group
+    from training.distribute import is_chief, make_strategy
+    from training.known_model import calibrate
+    from training.reporting import write_training_report
+
+    strategy = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF ops
+    samples, labels = load_samples(config.data, config.class_names)
+    train_samples, val_samples = split_by_group(samples, config.val_fraction, config.seed)
+    print(f"{len(samples)} images, {len(labels)} classes: {len(train_samples)} train / {len(val_samples)} validation "
+          f"(split by group); stages: {' '.join(map(str, config.stages))}")
+    metrics = fit_and_export(config, train_samples, val_samples, labels, strategy)
+    if is_chief(strategy):
+        calibrate(config.out, train_samples, val_samples)
+        print(f"Report: {write_training_report(config.out)}")
+    return metrics
