@@ -347,9 +347,10 @@ def read_unknown(roots, other_angle):
 
 def read_other_models(roots, other_angle):
     """Photos of other car models, one sub-folder per model, split by model:
-    the 1st, 3rd, 5th... sub-folder (sorted by name) fit the background, the
-    others are only measured, so that the measured figures are on car models
-    the test never saw.
+    the 1st, 3rd, 5th... sub-folder (sorted by name, other-angle folders
+    counted) fit the background, the others are only measured, so that the
+    measured figures are on car models the background never saw (for Stanford
+    Cars: odd official class ids fit, even ids measured).
 
     Args:
         roots: folders with one sub-folder per car model.
@@ -365,7 +366,8 @@ def read_other_models(roots, other_angle):
     for root in map(Path, roots):
         unknown, root_angles = read_unknown([root], other_angle)
         angles += root_angles
-        models = sorted({path.relative_to(root).parts[0] for path in unknown})
+        # Counted with the other-angle folders, so that a folder's half does not depend on which those are.
+        models = sorted(path.name for path in root.iterdir() if path.is_dir())
         fitted = set(models[::2])
         for path in unknown:
             (background if path.relative_to(root).parts[0] in fitted else measured).append(path)
