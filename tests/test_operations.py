@@ -94,7 +94,8 @@ def test_model_metadata(client):
     body = answer.json
     assert_matches_schema(body, "ModelMetadata")
     assert len(body["labels"]) == 10 and "kia_rio" in body["labels"]
-    assert body["input_size"] == {"height": 224, "width": 224} and body["backbone"] == "EfficientNetLite0"
+    size = json.loads((SHIPPED_MODEL / "training_config.json").read_text())["image_size"]
+    assert body["input_size"] == {"height": size, "width": size} and body["backbone"] == "EfficientNetLite0"
     assert body["default_tta_views"] == ["original"]
     metrics = json.loads((SHIPPED_MODEL / "metrics.json").read_text())
     assert body["training_metrics"]["accuracy"] == metrics["accuracy"]
