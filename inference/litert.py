@@ -10,16 +10,21 @@ input size (the service resizes before the model) -> ``logits``,
 and releases the GIL while it runs.
 """
 
+import io
+import logging
 import queue
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
+from wurlitzer import pipes
 
 from inference.contract import OUTPUTS
 from inference.runtime import FIX, TFLITE_FILENAME, ModelLoadError, ServedModel, read_metadata, require_model
 from inference.tta import SERVED_VIEWS
+
+log = logging.getLogger("carclf.litert")
 
 
 def load_interpreter(model: bytes, threads: int = 1) -> Any:
@@ -119,10 +124,17 @@ class LiteRTClassifier(ServedModel):
         :attr:`image_size` only (an ensemble resizes for them)."""
         blank = np.zeros((1, *self.image_size, 3), dtype=np.uint8)
         runners = [self._idle.get() for _ in range(self._interpreters)]
+        # A process's first forward pass prints "INFO: Created TensorFlow Lite XNNPACK delegate for
+        # CPU." from C++ straight to stderr, which no setting turns off: captured at the file
+        # descriptor and logged, so that the service's log stays one JSON object per line.
+        printed = io.StringIO()
         try:
-            for runner in runners:
-                for rows in range(1, max(map(len, SERVED_VIEWS.values())) + 1):
-                    runner(images=np.repeat(blank, rows, axis=0))
+            with pipes(stdout=None, stderr=printed):
+                for runner in runners:
+                    for rows in range(1, max(map(len, SERVED_VIEWS.values())) + 1):
+                        runner(images=np.repeat(blank, rows, axis=0))
         finally:
             for runner in runners:
                 self._idle.put(runner)
+            for line in printed.getvalue().splitlines():
+                log.info(line)
