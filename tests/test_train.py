@@ -11,6 +11,7 @@ import pytest
 from inference.classifier import Classifier
 from inference.tta import predict_views
 from tests.conftest import MOBILENET_WEIGHTS, TINY_CLASSES, ready_app, require
+from training.checkpoints import RunState
 from training.config import TrainConfig, parse_args
 from training.train import main
 
@@ -65,6 +66,34 @@ def test_same_command_and_seed_give_the_same_model(tiny_dataset, tmp_path):
         outputs.append(classifier.predict(np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), np.uint8)))
     for first, second in zip(*outputs):
         np.testing.assert_array_equal(first, second)
+
+
+def test_an_interrupted_run_goes_on_where_it_left_off(tiny_dataset, tmp_path, monkeypatch, capsys):
+    """Interrupted (Ctrl-C) at the end of epoch 3 of 4, the same command goes on from the last backup
+    (epoch 2): no second linear probe, epochs 3 and 4 only, and the history holds every epoch."""
+    flags = [*mobilenet(tmp_path, tiny_dataset), "--image-size", "64", "--patience", "5",
+             "--stage", "head:1:1e-3:0", "--stage", "finetune:3:1e-4:0.5"]
+    record = RunState.record_epoch
+
+    def interrupted_at_epoch_3(self, epoch, logs):
+        record(self, epoch, logs)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunState, "record_epoch", interrupted_at_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        main(flags)
+    assert (tmp_path / "checkpoints" / "run.json").is_file() and not (tmp_path / "saved_model.pb").exists()
+    monkeypatch.undo()
+    capsys.readouterr()
+    main(flags)
+    printed = capsys.readouterr().out
+    assert "Resuming the interrupted run" in printed and "(1 stage(s) finished)" in printed
+    assert "Linear probe" not in printed and "Epoch 2/4" not in printed
+    assert "Epoch 3/4" in printed and "Epoch 4/4" in printed and "training images/s; about" in printed
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [len(stage["val_accuracy"]) for stage in history] == [1, 3] and "start_val_accuracy" in history[0]
+    assert not (tmp_path / "checkpoints").exists()  # removed once the model is exported
 
 
 def test_early_stopping_says_when_it_stopped_and_which_epoch_it_kept(tiny_dataset, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The Keras callbacks of a fine-tuning stage, and how Keras shows its progress."""
 
 import sys
+import time
 
 import keras
 
@@ -28,17 +29,49 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
-def stage_callbacks(config, checkpoint_path, best_so_far, logs):
+class EpochProgress(keras.callbacks.Callback):
+    """After each epoch: records it in the run's state (:class:`training.checkpoints.RunState`,
+    for resuming) and prints its time, its training throughput and the time left.
+
+    The time left is the mean epoch time of the current stage times the epochs
+    left in the run: an upper bound where a stage stops early, an estimate
+    where later stages train more (or fewer) layers.
+
+    Args:
+        run: the :class:`training.checkpoints.RunState`.
+        images_per_epoch: training images per epoch.
+        total_epochs: the run's last epoch (counted across stages, 1-based).
+    """
+
+    def __init__(self, run, images_per_epoch, total_epochs):
+        super().__init__()
+        self.run, self.images_per_epoch, self.total_epochs = run, images_per_epoch, total_epochs
+        self._started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._started
+        self.run.record_epoch(epoch, {**(logs or {}), "epoch_seconds": seconds})
+        times = [entry["epoch_seconds"] for entry in self.run.epochs()]
+        left = (self.total_epochs - epoch - 1) * sum(times) / len(times)
+        print(f"Epoch {epoch + 1}/{self.total_epochs}: {seconds:.0f} s, "
+              f"{self.images_per_epoch / seconds:.1f} training images/s; about {left / 60:.0f} min left", flush=True)
+
+
+def stage_callbacks(config, checkpoint_path, best_so_far, logs, after_logger=()):
     """The callbacks of one stage.
 
-    Learning-rate logging (first, so that the logs written below have it); the
+    Learning-rate logging (first, so that the logs written below have it);
+    ``after_logger`` (the run's progress and backup, in that order); the
     best-validation-accuracy checkpoint (only when
     ``checkpoint_path`` is given; ``best_so_far`` carries the best value over
     from earlier stages); early stopping; a CSV log in ``logs`` appended across
     stages; ReduceLROnPlateau for the ``plateau`` schedule; TensorBoard (in
     ``logs/tensorboard``) on request.
     """
-    callbacks = [LearningRateLogger()]
+    callbacks = [LearningRateLogger(), *after_logger]
     if checkpoint_path is not None:
         callbacks.append(
             keras.callbacks.ModelCheckpoint(

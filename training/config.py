@@ -187,6 +187,8 @@ class TrainConfig:
     strategy: str = knob("default", "tf.distribute strategy: default (one device), mirrored (all local GPUs), "
                          "multiworker (several machines, TF_CONFIG)", choices=STRATEGIES)
     tensorboard: bool = knob(False, "also write TensorBoard logs to OUT/tensorboard")
+    resume: bool = knob(True, "go on from OUT/checkpoints where an interrupted run of the same settings left off "
+                        "(training/checkpoints.py); --no-resume starts over")
     photo_hint: str = knob("A front or three-quarter view of one car, filling most of the photo, works best.",
                            "which photos the model answers best, stored in its metadata and shown on the page")
     stages: list[Stage] = knob(

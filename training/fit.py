@@ -5,6 +5,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from training.checkpoints import RunState
 from training.stages import checkpointed_stages, fit_stages, kept_epoch
 
 
@@ -53,19 +54,23 @@ def fit_and_export(config, train_samples, val_samples, labels, strategy=None, ve
         return cache[key]
 
     with precision(config.mixed_precision) as policy, tempfile.TemporaryDirectory() as scratch:
-        # Non-chief workers log to scratch: the outputs are the chief's.
+        # Non-chief workers log and checkpoint to scratch: the outputs are the chief's.
         logs = Path(config.out) if is_chief(strategy) else Path(scratch)
         logs.mkdir(parents=True, exist_ok=True)
-        (logs / "training_log.csv").unlink(missing_ok=True)  # CSVLogger appends across stages
+        run = RunState(logs / "checkpoints", config.to_dict(), config.resume)
+        if not run.started:
+            (logs / "training_log.csv").unlink(missing_ok=True)  # CSVLogger appends across stages
         print(f"{config.backbone}: {strategy.num_replicas_in_sync} replica(s), {policy} compute")
         with strategy.scope():
             model, backbone = build_classifier(config, len(labels))
-        if config.head_init == "probe":
+        if config.head_init == "probe" and not run.started:
             first = config.stages[0]
             plain = make_dataset(train_samples, labels, config.stage_image_size(first), config.stage_batch_size(first))
             init_head_from_probe(model, plain, len(labels))
-        histories = fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbose)
-        return _export(config, model, labels, val_samples, train_samples, histories, strategy)
+        histories = fit_stages(config, model, datasets, backbone, strategy, run, logs, len(train_samples), verbose)
+        metrics = _export(config, model, labels, val_samples, train_samples, histories, strategy)
+        run.remove()
+        return metrics
 
 
 def _export(config, model, labels, val_samples, train_samples, histories, strategy):

@@ -1,7 +1,6 @@
 """The stage loop: each fine-tuning stage compiled and fitted in turn, the best epoch kept."""
 
 import dataclasses
-import time
 import warnings
 
 
@@ -16,17 +15,21 @@ def checkpointed_stages(config):
     return range(first, len(sizes))
 
 
-def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbose="auto"):
-    """Run every stage; return the per-stage histories and leave the best weights loaded.
+def fit_stages(config, model, datasets, backbone, strategy, run, logs, images_per_epoch, verbose="auto"):
+    """Run every stage not finished yet; return the per-stage histories and leave the best weights loaded.
 
     Args:
         config: :class:`TrainConfig`.
         model, backbone: from :func:`training.model.build_classifier`, built in
-            ``strategy.scope()``.
+            ``strategy.scope()``; the head already initialised (``head_init``)
+            unless ``run`` has started.
         datasets: ``callable(stage) -> (train_data, val_data, class_weight)``.
         strategy: the ``tf.distribute.Strategy`` the model was built under.
-        scratch: a directory for the best-weights checkpoint.
+        run: :class:`training.checkpoints.RunState`: what an interrupted run of
+            this config finished (its stages are skipped, its weights loaded),
+            and where this one records its epochs and best weights.
         logs: the directory of ``training_log.csv`` and ``tensorboard/``.
+        images_per_epoch: training images per epoch, for the printed throughput.
         verbose: Keras ``fit`` verbosity (0, 1 progress bar, 2 one line per epoch; ``"auto"``:
             :func:`training.callbacks.progress_verbosity`).
 
@@ -34,24 +37,32 @@ def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbo
         ``list`` of ``dict`` per stage: the stage's fields (batch and image
         size resolved), ``seconds``, ``first_epoch`` and the per-epoch Keras
         history (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``,
-        ``learning_rate``).
+        ``learning_rate``, and ``epoch_seconds``).
     """
-    from training.callbacks import progress_verbosity, stage_callbacks
+    import keras
+
+    from training.callbacks import EpochProgress, progress_verbosity, stage_callbacks
     from training.model import set_trainable
     from training.optimization import build_loss, build_optimizer, build_schedule
 
-    checkpoint_path = f"{scratch}/best.weights.h5"
-    histories, best, epoch = [], None, 0
     checkpointed = checkpointed_stages(config)
-    if config.head_init == "probe" and 0 in checkpointed:
-        # The linear probe competes as epoch 0: LP-FT keeps it unless a fine-tuned epoch validates better.
-        with strategy.scope():
-            model.compile(loss=build_loss(config), metrics=["accuracy"])
-        best = model.evaluate(datasets(config.stages[0])[1], verbose=0, return_dict=True)["accuracy"]
-        model.save_weights(checkpoint_path)
-        print(f"Linear probe (epoch 0): val_accuracy {best:.4f}")
-    start_accuracy = best
-    for index, stage in enumerate(config.stages):
+    if run.started:
+        with warnings.catch_warnings():  # the optimizer state is not needed: each stage compiles anew
+            warnings.simplefilter("ignore")
+            model.load_weights(run.start_weights)
+    elif config.head_init == "probe":
+        accuracy = None
+        if 0 in checkpointed:
+            # The linear probe competes as epoch 0: LP-FT keeps it unless a fine-tuned epoch validates better.
+            with strategy.scope():
+                model.compile(loss=build_loss(config), metrics=["accuracy"])
+            accuracy = model.evaluate(datasets(config.stages[0])[1], verbose=0, return_dict=True)["accuracy"]
+            print(f"Linear probe (epoch 0): val_accuracy {accuracy:.4f}")
+        run.record_probe(model, accuracy)
+    histories = list(run.finished_stages)
+    epoch = sum(len(history["val_accuracy"]) for history in histories)
+    total_epochs = epoch + sum(stage.epochs for stage in config.stages[len(histories):])
+    for index, stage in enumerate(config.stages[len(histories):], start=len(histories)):
         train_data, val_data, weights = datasets(stage)
         trained = set_trainable(backbone, stage.unfreeze, config.train_bn)
         size, batch = config.stage_image_size(stage), config.stage_batch_size(stage)
@@ -63,43 +74,63 @@ def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbo
                 loss=build_loss(config),
                 metrics=["accuracy"],
             )
-        started = time.perf_counter()
-        history = model.fit(
+        best = _best_so_far(run, histories, checkpointed, index)
+        resumed = [
+            EpochProgress(run, images_per_epoch, total_epochs),
+            # after EpochProgress: a backup never runs ahead of the recorded epochs
+            keras.callbacks.BackupAndRestore(run.backup_dir(index), delete_checkpoint=False),
+        ]
+        model.fit(
             train_data,
             validation_data=val_data,
             initial_epoch=epoch,
             epochs=epoch + stage.epochs,
             shuffle=False,  # the tf.data pipeline shuffles
             class_weight=weights,
-            callbacks=stage_callbacks(config, checkpoint_path if index in checkpointed else None, best, logs),
+            callbacks=stage_callbacks(config, str(run.best_weights) if index in checkpointed else None, best, logs,
+                                      resumed),
             verbose=progress_verbosity() if verbose == "auto" else verbose,
         )
-        if index in checkpointed:
-            best = max(history.history["val_accuracy"] + ([best] if best is not None else []))
+        epochs = run.epochs()
+        history = {key: [entry[key] for entry in epochs] for key in epochs[0]}
         histories.append({
             "stage": {**dataclasses.asdict(stage), "batch_size": batch, "image_size": size},
-            "seconds": round(time.perf_counter() - started, 1),
+            "seconds": round(sum(history["epoch_seconds"]), 1),
             "first_epoch": epoch,
             "stopped_early": _stopped_early(history, epoch, stage),
-            **({"start_val_accuracy": start_accuracy} if index == 0 and start_accuracy is not None else {}),
-            **history.history,
+            **({"start_val_accuracy": run.probe_val_accuracy}
+               if index == 0 and run.probe_val_accuracy is not None else {}),
+            **history,
         })
-        epoch += len(history.history["val_accuracy"])
+        run.finish_stage(model, histories[-1], index)
+        epoch += len(epochs)
+        total_epochs = epoch + sum(stage.epochs for stage in config.stages[index + 1:])
     with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed
         warnings.simplefilter("ignore")
-        model.load_weights(checkpoint_path)
+        model.load_weights(run.best_weights)
     kept = kept_epoch(histories, checkpointed)
     print(f"Kept epoch {kept['epoch']} (stage '{kept['stage']}', val_accuracy {kept['val_accuracy']:.4f})")
     return histories
 
 
+def _best_so_far(run, histories, checkpointed, index):
+    """The best validation accuracy among the checkpointed epochs run before stage ``index``'s next
+    epoch (the probe, finished stages, the stage's own epochs before an interruption), or ``None``."""
+    scores = [run.probe_val_accuracy] if run.probe_val_accuracy is not None and 0 in checkpointed else []
+    scores += [score for i, history in enumerate(histories) if i in checkpointed for score in history["val_accuracy"]]
+    if index in checkpointed:
+        scores += [entry["val_accuracy"] for entry in run.epochs()]
+    return max(scores, default=None)
+
+
 def _stopped_early(history, first_epoch, stage):
     """``{"epoch", "best_epoch"}`` (1-based, counted across stages) when early
-    stopping ended the stage before its last epoch, else ``None``; printed too."""
-    ran = len(history.history["val_accuracy"])
+    stopping ended the stage before its last epoch, else ``None``; printed too.
+    ``history``: the stage's per-epoch logs, ``{name: list}``."""
+    ran = len(history["val_accuracy"])
     if ran >= stage.epochs:
         return None
-    best = first_epoch + 1 + max(range(ran), key=history.history["val_accuracy"].__getitem__)
+    best = first_epoch + 1 + max(range(ran), key=history["val_accuracy"].__getitem__)
     print(f"Stage '{stage.name}' stopped early at epoch {first_epoch + ran} of {first_epoch + stage.epochs} "
           f"(no val_accuracy gain in {ran - (best - first_epoch)} epochs); its best epoch was {best}")
     return {"epoch": first_epoch + ran, "best_epoch": best}
