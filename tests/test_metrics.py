@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from training.metrics import classification_metrics, expected_calibration_error, reliability_bins
+from training.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    look_alike_confusions,
+    look_alike_key,
+    reliability_bins,
+)
+from training.reporting import worst_classes
 
 
 def test_ece_of_a_hand_computed_case():
@@ -43,3 +50,33 @@ def test_undefined_per_class_figures_are_none():
     metrics = classification_metrics(probabilities, np.array([0, 1]), ["a", "b", "never"])
     assert metrics["per_class"]["never"] == {"precision": None, "recall": None, "f1": None, "support": 0}
     assert metrics["macro_f1"] == 1.0  # over the classes that occur
+
+
+def test_top5_counts_the_true_class_among_the_five_most_probable():
+    labels = [f"c{i}" for i in range(7)]
+    probabilities = np.array([[0.30, 0.20, 0.15, 0.12, 0.10, 0.08, 0.05],    # true c4: 5th -> in the top 5
+                              [0.30, 0.20, 0.15, 0.12, 0.10, 0.08, 0.05]])   # true c5: 6th -> out
+    metrics = classification_metrics(probabilities, np.array([4, 5]), labels)
+    assert metrics["accuracy"] == 0.0 and metrics["top2_accuracy"] == 0.0 and metrics["top5_accuracy"] == 0.5
+
+
+def test_look_alikes_are_the_same_make_model_and_body_in_another_year():
+    labels = ["137_hyundai_elantra_sedan_2007", "138_hyundai_elantra_sedan_2012", "139_hyundai_elantra_touring_2012",
+              "200_bmw_m3_coupe_2012"]
+    assert look_alike_key(labels[0]) == look_alike_key(labels[1]) == "hyundai_elantra_sedan"
+    assert look_alike_key(labels[2]) == "hyundai_elantra_touring" and look_alike_key("toyota_camry") == "toyota_camry"
+    one_hot = np.eye(4)
+    # true 2007 -> 2012 twice (look-alikes), 2012 -> touring (same make, another body), 2012 right, bmw -> 2007
+    targets = np.array([0, 0, 1, 1, 3])
+    probabilities = one_hot[[1, 1, 2, 1, 0]]
+    found = look_alike_confusions(probabilities, targets, labels)
+    assert found["groups"] == {"hyundai_elantra_sedan": labels[:2]}
+    assert found["photos"] == 4 and found["errors"] == 3 and found["within_group"] == 2
+    assert found["pairs"] == [{"true": labels[0], "predicted": labels[1], "count": 2}]
+
+
+def test_worst_classes_are_the_lowest_recall_among_present_classes():
+    probabilities = np.eye(4)[[0, 1, 1, 2, 2, 2]]
+    metrics = classification_metrics(probabilities, np.array([0, 0, 1, 2, 2, 1]), ["a", "b", "c", "absent"])
+    # recall: a 1/2, b 1/2 (precision 1/2 vs a's 1), c 1; "absent" has no photo
+    assert worst_classes(metrics, 3) == ["b", "a", "c"]

@@ -14,7 +14,7 @@ from inference.ensemble import Ensemble
 from inference.images import ImageDecodeError
 from inference.tta import DEFAULT_VIEWS, VIEW_SETS, predict_views, tta_batch
 from training.callbacks import progress_verbosity
-from training.metrics import classification_metrics
+from training.metrics import classification_metrics, look_alike_confusions
 
 LATENCY_IMAGES = 20  # images timed per view set
 
@@ -180,7 +180,8 @@ def evaluate(model_dirs, samples, view_sets):
         "labels", "no_tta": {...}, "tta": {name: {...}}}``, each block holding
         ``views``, :func:`training.metrics.classification_metrics`,
         ``latency_ms`` (per image, see :func:`latency_ms`) and ``errors``
-        (:func:`mistakes`).
+        (:func:`mistakes`) and ``look_alikes``
+        (:func:`training.metrics.look_alike_confusions`).
 
     Raises:
         inference.classifier.ModelNotFoundError: no SavedModel in a directory.
@@ -207,6 +208,7 @@ def evaluate(model_dirs, samples, view_sets):
             **classification_metrics(probabilities[name], targets, predictor.labels),
             "latency_ms": latency_ms(predictor, images, views),
             "errors": mistakes(paths, targets, probabilities[name], predictor.labels),
+            "look_alikes": look_alike_confusions(probabilities[name], targets, predictor.labels),
         }
     metrics = {
         "models": [shown_path(path) for path in model_dirs],

@@ -1,6 +1,10 @@
-"""Classification metrics from predicted probabilities: accuracy, top-2,
-per-class precision and recall, macro-F1 (scikit-learn) and the expected
-calibration error with its reliability bins."""
+"""Classification metrics from predicted probabilities: accuracy, top-2, top-5,
+per-class precision and recall, macro-F1 (scikit-learn), the expected
+calibration error with its reliability bins, and confusions between look-alike
+classes."""
+
+import re
+from collections import Counter
 
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
@@ -65,7 +69,7 @@ def _none_if_nan(value):
 
 
 def classification_metrics(probabilities, targets, labels):
-    """Accuracy, top-2 accuracy, macro-F1, ECE and per-class figures.
+    """Accuracy, top-2 and top-5 accuracy, macro-F1, ECE and per-class figures.
 
     Args:
         probabilities: ``float`` array ``(n, len(labels))``.
@@ -73,7 +77,8 @@ def classification_metrics(probabilities, targets, labels):
         labels: class names, in output order.
 
     Returns:
-        JSON-ready ``dict``: ``accuracy``, ``top2_accuracy``, ``macro_f1``
+        JSON-ready ``dict``: ``accuracy``, ``top2_accuracy``, ``top5_accuracy``
+        (the true class among the k most probable; 1 where k >= the classes), ``macro_f1``
         (unweighted mean F1 over the classes that occur in the targets or the
         predictions, scikit-learn's default), ``ece``, and ``per_class``:
         ``{label: {precision, recall, f1, support}}`` with ``None`` where a
@@ -82,14 +87,15 @@ def classification_metrics(probabilities, targets, labels):
     targets = np.asarray(targets)
     probabilities = np.asarray(probabilities)
     predicted = probabilities.argmax(axis=1)
-    top2 = np.argsort(-probabilities, axis=1, kind="stable")[:, :2]
+    ranked = np.argsort(-probabilities, axis=1, kind="stable")
     classes = np.arange(len(labels))
     precision, recall, f1, support = precision_recall_fscore_support(
         targets, predicted, labels=classes, zero_division=np.nan
     )
     return {
         "accuracy": float(np.mean(predicted == targets)),
-        "top2_accuracy": float(np.mean(np.any(top2 == targets[:, None], axis=1))),
+        "top2_accuracy": float(np.mean(np.any(ranked[:, :2] == targets[:, None], axis=1))),
+        "top5_accuracy": float(np.mean(np.any(ranked[:, :5] == targets[:, None], axis=1))),
         "macro_f1": float(f1_score(targets, predicted, average="macro", zero_division=0)),
         "ece": expected_calibration_error(probabilities, targets),
         "per_class": {
@@ -101,4 +107,43 @@ def classification_metrics(probabilities, targets, labels):
             }
             for i, label in enumerate(labels)
         },
+    }
+
+
+def look_alike_key(label):
+    """The class name less a leading numeric id and a trailing year: the key that
+    look-alike classes share (Stanford Cars' ``137_hyundai_elantra_sedan_2007`` and
+    ``138_hyundai_elantra_sedan_2012`` -> ``hyundai_elantra_sedan``)."""
+    return re.sub(r"_(19|20)\d\d$", "", re.sub(r"^\d+_", "", label))
+
+
+def look_alike_confusions(probabilities, targets, labels):
+    """How many mistakes confuse look-alike classes: the same make, model and body
+    in another year (classes whose :func:`look_alike_key` is shared).
+
+    Args:
+        probabilities: ``float`` array ``(n, len(labels))``.
+        targets: ``int`` array ``(n,)`` of true class indices into ``labels``.
+        labels: class names, in output order.
+
+    Returns:
+        JSON-ready ``dict``: ``groups`` (``{key: [labels]}``, groups of two or
+        more classes), ``photos`` (photos of those classes), ``errors`` (their
+        mistakes), ``within_group`` (mistakes predicting a look-alike) and
+        ``pairs``: ``[{"true", "predicted", "count"}]``, most frequent first.
+    """
+    keys = [look_alike_key(label) for label in labels]
+    groups = {key: [label for label, other in zip(labels, keys) if other == key] for key in dict.fromkeys(keys)}
+    groups = {key: members for key, members in groups.items() if len(members) > 1}
+    predicted = np.asarray(probabilities).argmax(axis=1)
+    in_groups = np.array([keys[target] in groups for target in targets], dtype=bool)
+    wrong = in_groups & (predicted != np.asarray(targets))
+    pairs = Counter((labels[t], labels[p]) for t, p in zip(np.asarray(targets)[wrong], predicted[wrong])
+                    if keys[t] == keys[p])
+    return {
+        "groups": groups,
+        "photos": int(in_groups.sum()),
+        "errors": int(wrong.sum()),
+        "within_group": int(sum(pairs.values())),
+        "pairs": [{"true": true, "predicted": guess, "count": count} for (true, guess), count in pairs.most_common()],
     }

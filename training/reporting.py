@@ -35,6 +35,9 @@ GALLERY_SIZE = 24  # most photos in a gallery
 
 
 DPI = 100
+# Confusion matrices name their classes and count every cell up to this many classes.
+NAMED_CLASSES = 30
+WORST_CLASSES = 10  # classes listed by lowest recall
 
 
 def _save(figure, path):
@@ -97,13 +100,18 @@ def plot_confusion_matrix(targets, probabilities, labels, path, title):
     Returns:
         ``path``.
     """
-    size = 2 + 0.6 * len(labels)
+    named = len(labels) <= NAMED_CLASSES  # beyond, names and counts would not fit: colours only
+    size = 2 + 0.6 * len(labels) if named else 14
     figure = Figure(figsize=(size + 1, size))
     ax = figure.subplots()
     ConfusionMatrixDisplay.from_predictions(
-        targets, np.argmax(probabilities, axis=1), labels=np.arange(len(labels)), display_labels=labels,
-        xticks_rotation=45, cmap="Blues", ax=ax, colorbar=False,
+        targets, np.argmax(probabilities, axis=1), labels=np.arange(len(labels)),
+        display_labels=labels if named else None, include_values=named,
+        xticks_rotation=45, cmap="Blues", ax=ax, colorbar=not named,
     )
+    if not named:
+        ax.set_xticks([])
+        ax.set_yticks([])
     ax.set_title(title)
     return _save(figure, path)
 
@@ -174,11 +182,13 @@ def plot_reliability(curves, path):
 def summary_table(metrics):
     """A Markdown table of the key figures of
     :attr:`training.evaluation.Evaluation.metrics`, one row per TTA view set."""
-    rows = ["| TTA views | accuracy | top-2 | macro-F1 | ECE | latency (ms/image) |", "|---|---|---|---|---|---|"]
+    rows = ["| TTA views | accuracy | top-2 | top-5 | macro-F1 | ECE | latency (ms/image) |",
+            "|---|---|---|---|---|---|---|"]
     for name, block in [("none", metrics["no_tta"]), *metrics["tta"].items()]:
         views = "none (original only)" if name == "none" else f"{name}: {', '.join(block['views'])}"
-        rows.append(f"| {views} | {block['accuracy']:.3f} | {block['top2_accuracy']:.3f} | {block['macro_f1']:.3f} "
-                    f"| {block['ece']:.3f} | {block['latency_ms']:.1f} |")
+        rows.append(f"| {views} | {block['accuracy']:.3f} | {block['top2_accuracy']:.3f} "
+                    f"| {block['top5_accuracy']:.3f} | {block['macro_f1']:.3f} | {block['ece']:.3f} "
+                    f"| {block['latency_ms']:.1f} |")
     return "\n".join(rows)
 
 
@@ -186,12 +196,39 @@ def _figure(value):
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _per_class_table(block):
+def _per_class_table(block, classes=None):
+    """Precision, recall and support of ``classes`` (default: all), in that order."""
     rows = ["| class | precision | recall | support |", "|---|---|---|---|"]
-    for label, figures in block["per_class"].items():
+    for label in classes or block["per_class"]:
+        figures = block["per_class"][label]
         rows.append(f"| {label} | {_figure(figures['precision'])} | {_figure(figures['recall'])} "
                     f"| {figures['support']} |")
     return "\n".join(rows)
+
+
+def worst_classes(block, count=WORST_CLASSES):
+    """The ``count`` present classes of lowest recall (ties: lowest precision first)."""
+    present = [(figures["recall"], figures["precision"] or 0.0, label)
+               for label, figures in block["per_class"].items() if figures["support"]]
+    return [label for _, _, label in sorted(present)[:count]]
+
+
+def _look_alikes_section(block):
+    """The report's look-alike section, or ``""`` when no two classes differ by their year only."""
+    found = block.get("look_alikes")
+    if not found or not found["groups"]:
+        return ""
+    pairs = "\n".join(f"| {pair['true']} | {pair['predicted']} | {pair['count']} |" for pair in found["pairs"][:15])
+    return f"""
+## Look-alike classes (same make, model and body; another year)
+
+{len(found['groups'])} groups of look-alike classes, {found['photos']} photos: {found['errors']} mistakes, of which
+{found['within_group']} predict a look-alike of the true class.
+
+| true | predicted | photos |
+|---|---|---|
+{pairs}
+"""
 
 
 def write_evaluation_report(evaluation, out_dir):
@@ -257,6 +294,10 @@ The confusion matrix, the gallery and the per-class figures use {caption}.
 
 ![Reliability diagram](reliability.png)
 
+## Worst {WORST_CLASSES} classes by recall ({caption})
+
+{_per_class_table(block, worst_classes(block))}
+{_look_alikes_section(block)}
 ## Per class ({caption})
 
 {_per_class_table(block)}
