@@ -1,11 +1,14 @@
 """The Keras callbacks of a fine-tuning stage, and how Keras shows its progress."""
 
 import sys
+from pathlib import Path
 
 import keras
 
+from training.config import TrainConfig
 
-def progress_verbosity():
+
+def progress_verbosity() -> int:
     """Keras progress display: ``1``, a live progress bar, on a terminal; ``2``, one plain
     line per epoch (or per run), when stdout is a file or a pipe, which would otherwise
     fill with the bar's control characters."""
@@ -22,13 +25,15 @@ class LearningRateLogger(keras.callbacks.Callback):
     i.e. here the rate after the epoch's last step.
     """
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         if logs is not None and "learning_rate" not in logs:
             optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)  # mixed precision
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
-def stage_callbacks(config, checkpoint_path, best_so_far, logs):
+def stage_callbacks(
+    config: TrainConfig, checkpoint_path: Path | str | None, best_so_far: float | None, logs: Path
+) -> list[keras.callbacks.Callback]:
     """The callbacks of one stage.
 
     Learning-rate logging (first, so that the logs written below have it); the

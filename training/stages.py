@@ -3,9 +3,18 @@
 import dataclasses
 import time
 import warnings
+from collections.abc import Callable, Container, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # heavy imports, made inside the functions that need them
+    import keras
+    import tensorflow as tf
+
+    from training.config import Stage, TrainConfig
 
 
-def checkpointed_stages(config):
+def checkpointed_stages(config: "TrainConfig") -> range:
     """Indices of the stages whose epochs compete for the best checkpoint: the
     trailing run of stages at the last stage's image size (the exported size),
     so that the kept weights were validated at the size the model is served at."""
@@ -16,7 +25,16 @@ def checkpointed_stages(config):
     return range(first, len(sizes))
 
 
-def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbose="auto"):
+def fit_stages(
+    config: "TrainConfig",
+    model: "keras.Model",
+    datasets: "Callable[[Stage], tuple[tf.data.Dataset, tf.data.Dataset, dict[int, float] | None]]",
+    backbone: "keras.Model",
+    strategy: "tf.distribute.Strategy",
+    scratch: Path | str,
+    logs: Path,
+    verbose: int | str = "auto",
+) -> list[dict[str, Any]]:
     """Run every stage; return the per-stage histories and leave the best weights loaded.
 
     Args:
@@ -93,7 +111,7 @@ def fit_stages(config, model, datasets, backbone, strategy, scratch, logs, verbo
     return histories
 
 
-def _stopped_early(history, first_epoch, stage):
+def _stopped_early(history: "keras.callbacks.History", first_epoch: int, stage: "Stage") -> dict[str, int] | None:
     """``{"epoch", "best_epoch"}`` (1-based, counted across stages) when early
     stopping ended the stage before its last epoch, else ``None``; printed too."""
     ran = len(history.history["val_accuracy"])
@@ -105,7 +123,7 @@ def _stopped_early(history, first_epoch, stage):
     return {"epoch": first_epoch + ran, "best_epoch": best}
 
 
-def kept_epoch(histories, checkpointed):
+def kept_epoch(histories: Sequence[dict[str, Any]], checkpointed: Container[int]) -> dict[str, int | str | float]:
     """The epoch whose weights the best checkpoint holds: the first epoch of
     highest validation accuracy among the ``checkpointed`` stages, epoch 0
     being the linear probe before the first stage (``start_val_accuracy``).
