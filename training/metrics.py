@@ -2,13 +2,17 @@
 per-class precision and recall, macro-F1 (scikit-learn) and the expected
 calibration error with its reliability bins."""
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 ECE_BINS = 15  # Guo et al. 2017 use 15 equal-width confidence bins
 
 
-def reliability_bins(probabilities, targets, bins=ECE_BINS):
+def reliability_bins(probabilities: ArrayLike, targets: ArrayLike, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
     """Confidence and accuracy per equal-width confidence bin.
 
     The confidence of a prediction is its top probability; bin ``m`` (0-based)
@@ -39,7 +43,7 @@ def reliability_bins(probabilities, targets, bins=ECE_BINS):
         }
 
 
-def expected_calibration_error(probabilities, targets, bins=ECE_BINS):
+def expected_calibration_error(probabilities: ArrayLike, targets: ArrayLike, bins: int = ECE_BINS) -> float:
     """Expected calibration error (ECE), Guo et al. 2017, eq. (3):
     ``sum over bins of |B_m| / n * |accuracy(B_m) - confidence(B_m)|``.
 
@@ -60,11 +64,11 @@ def expected_calibration_error(probabilities, targets, bins=ECE_BINS):
     return float(np.sum(table["count"][filled] * gaps) / np.sum(table["count"]))
 
 
-def _none_if_nan(value):
+def _none_if_nan(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-def classification_metrics(probabilities, targets, labels):
+def classification_metrics(probabilities: ArrayLike, targets: ArrayLike, labels: Sequence[str]) -> dict[str, Any]:
     """Accuracy, top-2 accuracy, macro-F1, ECE and per-class figures.
 
     Args:
