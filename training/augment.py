@@ -19,13 +19,16 @@ listing photo of the same car model plausibly shows:
 The share given after each step is its probability per image.
 """
 
+from collections.abc import Callable
+
 import albumentations as A
 import cv2
+import numpy as np
 
 from training.config import POLICIES
 
 
-def _light():
+def _light() -> list[A.BasicTransform]:
     return [
         A.HorizontalFlip(p=0.5),
         A.Affine(scale=(0.9, 1.1), translate_percent=(-0.06, 0.06), rotate=(-8, 8), border_mode=cv2.BORDER_REPLICATE,
@@ -35,7 +38,7 @@ def _light():
     ]
 
 
-def _strong():
+def _strong() -> list[A.BasicTransform | A.BaseCompose]:
     return [
         A.HorizontalFlip(p=0.5),
         A.OneOf(
@@ -57,7 +60,7 @@ def _strong():
     ]
 
 
-def build_augmentation(policy, seed):
+def build_augmentation(policy: str, seed: int) -> Callable[[np.ndarray], np.ndarray] | None:
     """The albumentations pipeline of ``policy``.
 
     Args:

@@ -9,10 +9,13 @@ identity: its normalisation is inside the network).
 """
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
+import keras
 from keras import applications
 
 from training import efficientnet_lite
@@ -38,7 +41,7 @@ class BackboneSpec:
     preprocess_input: Callable
 
 
-def _family(module, sizes):
+def _family(module: ModuleType, sizes: dict[str, int]) -> dict[str, BackboneSpec]:
     return {name: BackboneSpec(getattr(applications, name), size, module.preprocess_input)
             for name, size in sizes.items()}
 
@@ -73,7 +76,7 @@ BACKBONES = {
 INSTALLED_WEIGHTS = tuple(name for name in BACKBONES if name.startswith("EfficientNetLite"))
 
 
-def get_spec(name):
+def get_spec(name: str) -> BackboneSpec:
     """The :class:`BackboneSpec` of ``name``.
 
     Raises:
@@ -84,7 +87,7 @@ def get_spec(name):
     return BACKBONES[name]
 
 
-def build_backbone(name, weights, input_size, alpha=1.0):
+def build_backbone(name: str, weights: str, input_size: int | None, alpha: float = 1.0) -> keras.Model:
     """Build a headless backbone (``include_top=False``).
 
     Args:
@@ -129,7 +132,7 @@ def build_backbone(name, weights, input_size, alpha=1.0):
     return _with_local_weights(spec, described, Path(weights), kwargs)
 
 
-def _with_local_weights(spec, described, path, kwargs):
+def _with_local_weights(spec: BackboneSpec, described: str, path: Path, kwargs: Mapping[str, object]) -> keras.Model:
     if not path.is_file():
         raise WeightsUnavailableError(f"Weights file '{path}' does not exist (give imagenet, none or a file path).")
     model = spec.constructor(weights=None, **kwargs)

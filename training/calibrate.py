@@ -26,6 +26,7 @@ test. ``training.train`` runs it after every export, without other photos
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from inference.classifier import ModelNotFoundError
@@ -33,14 +34,14 @@ from training.data import model_split
 from training.known_model import DEFAULT_QUANTILE, calibrate, read_other_models, read_unknown, summary
 
 
-def _folder_label(text):
+def _folder_label(text: str) -> tuple[str, str]:
     folder, separator, label = text.partition("=")
     if not separator or not folder or not label:
         raise argparse.ArgumentTypeError(f"expected FOLDER=LABEL, got {text!r}")
     return folder, label
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point; exits with status 1 and a one-line message on bad input."""
     parser = argparse.ArgumentParser(prog="python -m training.calibrate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="SavedModel directory (with its training_config.json)")

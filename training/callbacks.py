@@ -2,11 +2,19 @@
 
 import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 
+from training.config import TrainConfig
 
-def progress_verbosity():
+if TYPE_CHECKING:
+    from training.checkpoints import RunState
+
+
+def progress_verbosity() -> int:
     """Keras progress display: ``1``, a live progress bar, on a terminal; ``2``, one plain
     line per epoch (or per run), when stdout is a file or a pipe, which would otherwise
     fill with the bar's control characters."""
@@ -23,7 +31,7 @@ class LearningRateLogger(keras.callbacks.Callback):
     i.e. here the rate after the epoch's last step.
     """
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         if logs is not None and "learning_rate" not in logs:
             optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)  # mixed precision
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
@@ -43,15 +51,15 @@ class EpochProgress(keras.callbacks.Callback):
         total_epochs: the run's last epoch (counted across stages, 1-based).
     """
 
-    def __init__(self, run, images_per_epoch, total_epochs):
+    def __init__(self, run: "RunState", images_per_epoch: int, total_epochs: int) -> None:
         super().__init__()
         self.run, self.images_per_epoch, self.total_epochs = run, images_per_epoch, total_epochs
         self._started = time.perf_counter()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self._started = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         seconds = time.perf_counter() - self._started
         self.run.record_epoch(epoch, {**(logs or {}), "epoch_seconds": seconds})
         times = [entry["epoch_seconds"] for entry in self.run.epochs()]
@@ -60,7 +68,10 @@ class EpochProgress(keras.callbacks.Callback):
               f"{self.images_per_epoch / seconds:.1f} training images/s; about {left / 60:.0f} min left", flush=True)
 
 
-def stage_callbacks(config, checkpoint_path, best_so_far, logs, after_logger=()):
+def stage_callbacks(
+    config: TrainConfig, checkpoint_path: Path | str | None, best_so_far: float | None, logs: Path,
+    after_logger: Sequence[keras.callbacks.Callback] = (),
+) -> list[keras.callbacks.Callback]:
     """The callbacks of one stage.
 
     Learning-rate logging (first, so that the logs written below have it);

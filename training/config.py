@@ -11,8 +11,10 @@ training.train`` from these fields); ``metadata["choices"]`` lists the accepted 
 import argparse
 import dataclasses
 import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Self, TypeVar, final
 
 import yaml
 
@@ -28,23 +30,26 @@ POLICIES = ("light", "strong", "none")  # training/augment.py
 STRATEGIES = ("default", "mirrored", "multiworker")  # training/distribute.py
 PRECISIONS = ("auto", "on", "off")  # training/distribute.py
 
+T = TypeVar("T")
+
 
 class BackboneNames:
     """The names of :data:`training.backbones.BACKBONES`, read on first use (that module imports Keras)."""
 
-    def __contains__(self, name):
+    def __contains__(self, name: object) -> bool:
         return name in self._names()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._names())
 
     @staticmethod
-    def _names():
+    def _names() -> tuple[str, ...]:
         from training.backbones import BACKBONES
 
         return tuple(BACKBONES)
 
 
+@final
 @dataclass
 class Stage:
     """One stage of transfer learning / fine-tuning.
@@ -71,20 +76,20 @@ class Stage:
     batch_size: int | None = None
     image_size: int | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.epochs < 1 or self.learning_rate <= 0 or not 0 <= self.unfreeze <= 1:
             raise ValueError(f"stage '{self}': epochs >= 1, learning rate > 0 and 0 <= unfreeze <= 1 are needed")
         if any(value is not None and value < 1 for value in (self.batch_size, self.image_size)):
             raise ValueError(f"stage '{self}': batch size and image size must be positive")
 
-    def __str__(self):
+    def __str__(self) -> str:
         text = f"{self.name}:{self.epochs}:{self.learning_rate:g}:{self.unfreeze:g}"
         if self.image_size is not None:
             return f"{text}:{self.batch_size or ''}:{self.image_size}"
         return text if self.batch_size is None else f"{text}:{self.batch_size}"
 
     @classmethod
-    def parse(cls, text):
+    def parse(cls, text: str) -> Self:
         """Parse ``NAME:EPOCHS:LR:UNFREEZE[:BATCH[:SIZE]]``, e.g. ``finetune:12:1e-4:0.3``
         or ``large:4:1e-4:1::288`` (an empty field keeps the config's value).
 
@@ -95,25 +100,27 @@ class Stage:
         if not 4 <= len(parts) <= 6:
             raise ValueError(f"stage '{text}' is not NAME:EPOCHS:LR:UNFREEZE[:BATCH[:SIZE]]")
         try:
-            numbers = int(parts[1]), float(parts[2]), float(parts[3]), *(int(p) if p else None for p in parts[4:])
+            numbers: tuple[int, float, float, *tuple[int | None, ...]] = (
+                int(parts[1]), float(parts[2]), float(parts[3]), *(int(p) if p else None for p in parts[4:])
+            )
         except ValueError as error:
             raise ValueError(f"stage '{text}': {error}") from None
         return cls(parts[0], *numbers)
 
     @classmethod
-    def coerce(cls, value):
+    def coerce(cls, value: "Stage | str | dict[str, Any]") -> "Stage":
         """A :class:`Stage` from a Stage, a ``NAME:EPOCHS:...`` string or a dict of its fields."""
         if isinstance(value, cls):
             return value
         return cls.parse(value) if isinstance(value, str) else cls(**value)
 
 
-def default_stages():
+def default_stages() -> list[Stage]:
     """Head only, then the top 30% of the backbone at a tenth of the learning rate."""
     return [Stage("head", 8, 1e-3, 0.0), Stage("finetune", 12, 1e-4, 0.3)]
 
 
-def knob(default, help, choices=None, **flag):
+def knob(default: T | Callable[[], T], help: str, choices: Iterable[str] | None = None, **flag: Any) -> T:
     """A config field: its default (a callable makes a ``default_factory``, for
     lists), help text, accepted values and, in ``flag``, argparse options that
     differ from those its type implies."""
@@ -201,7 +208,7 @@ class TrainConfig:
         metavar="NAME:EPOCHS:LR:UNFREEZE[:BATCH[:SIZE]]",
     )
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if isinstance(self.data, (str, Path)):  # training_config.json of the first release
             self.data = [str(self.data)]
         self.stages = [Stage.coerce(stage) for stage in self.stages]
@@ -212,32 +219,32 @@ class TrainConfig:
             if choices and getattr(self, item.name) not in choices:
                 raise ValueError(f"{item.name} '{getattr(self, item.name)}' is not one of: {', '.join(choices)}")
 
-    def stage_image_size(self, stage):
+    def stage_image_size(self, stage: Stage) -> int:
         """Input side in pixels of ``stage``: its own, else the config's, else the backbone's native size."""
         from training.backbones import get_spec
 
         return stage.image_size or self.image_size or get_spec(self.backbone).input_size
 
-    def stage_batch_size(self, stage):
+    def stage_batch_size(self, stage: Stage) -> int:
         """Images per step of ``stage``: its own, else the config's."""
         return stage.batch_size or self.batch_size
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """Plain ``dict`` of JSON/YAML types."""
         return dataclasses.asdict(self)
 
-    def to_json(self):
+    def to_json(self) -> str:
         """The config as indented JSON text."""
         return json.dumps(self.to_dict(), indent=2)
 
-    def save(self, path):
+    def save(self, path: Path | str) -> None:
         """Write the config to ``path``: YAML for ``.yaml``/``.yml``, else JSON."""
         path = Path(path)
         text = yaml.safe_dump(self.to_dict(), sort_keys=False) if path.suffix in (".yaml", ".yml") else self.to_json()
         path.write_text(text + ("" if text.endswith("\n") else "\n"))
 
     @classmethod
-    def from_dict(cls, values):
+    def from_dict(cls, values: dict[str, Any]) -> Self:
         """Build from a dict such as a parsed ``training_config.json``; stages may
         be dicts of :class:`Stage` fields or ``NAME:EPOCHS:...`` strings.
 
@@ -253,7 +260,7 @@ class TrainConfig:
             raise ValueError(f"bad config: {error}") from None
 
 
-def read_config_file(path):
+def read_config_file(path: Path | str) -> dict[str, Any]:
     """Read a (possibly partial) config file: JSON, or YAML for ``.yaml``/``.yml``.
 
     Returns:
@@ -277,7 +284,7 @@ def read_config_file(path):
     return values
 
 
-def build_parser(description=None):
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The ``argparse`` parser of ``python -m training.train``: ``--config`` plus one flag
     per :class:`TrainConfig` field, ``description`` above them in ``--help``.
 
@@ -292,7 +299,8 @@ def build_parser(description=None):
     for item in dataclasses.fields(TrainConfig):
         options = dict(item.metadata["flag"])
         name = options.pop("flag_name", "--" + item.name.replace("_", "-"))
-        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+        # Every knob has a default or a default_factory (mypy sees the factory as possibly MISSING).
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[operator]
         shown = " ".join(map(str, default)) if isinstance(default, list) else default
         options["help"] = f"{item.metadata['help']} ({f'default: {shown}' if shown != '' else 'required'})"
         if isinstance(item.metadata["choices"], tuple):  # not the backbones: read late, TrainConfig checks them
@@ -307,10 +315,10 @@ def build_parser(description=None):
     return parser
 
 
-def _explained(parse):
+def _explained(parse: Callable[[str], T]) -> Callable[[str], T]:
     """``parse`` with its ValueError message shown by argparse (instead of "invalid value")."""
 
-    def checked(text):
+    def checked(text: str) -> T:
         try:
             return parse(text)
         except ValueError as error:
@@ -319,7 +327,7 @@ def _explained(parse):
     return checked
 
 
-def parse_args(argv=None, description=None):
+def parse_args(argv: Sequence[str] | None = None, description: str | None = None) -> TrainConfig:
     """Build a :class:`TrainConfig` from the command line (flags override ``--config``);
     ``description``: :func:`build_parser`'s.
 

@@ -21,11 +21,13 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from inference.runtime import METADATA_FILENAME, TFLITE_FILENAME, write_metadata
+from inference.runtime import METADATA_FILENAME, TFLITE_FILENAME, ServedModel, write_metadata
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4  # float32 LiteRT measured 7.5e-6 from TensorFlow on 1,181 photos (issue 12)
 PARITY_FILENAME = "litert_parity.json"
@@ -36,7 +38,7 @@ class ParityError(ValueError):
     """The LiteRT model answers differently from the SavedModel on real photos."""
 
 
-def convert_savedmodel(model_dir):
+def convert_savedmodel(model_dir: Path | str) -> bytes:
     """The float32 ``.tflite`` of a SavedModel's ``serving_default`` signature.
 
     The signature resizes with ``tf.image.resize(antialias=True)``
@@ -79,7 +81,7 @@ def convert_savedmodel(model_dir):
     outputs = tf.nest.pack_sequence_as(serving.structured_outputs, [tensor.name for tensor in frozen.outputs])
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")])
-    def serve(images):
+    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
         names = sorted(outputs)
         tensors = tf.graph_util.import_graph_def(graph, input_map={frozen.inputs[0].name: images},
                                                  return_elements=[outputs[name] for name in names])
@@ -90,7 +92,7 @@ def convert_savedmodel(model_dir):
     return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], holder).convert()
 
 
-def parity(reference, candidate, photos):
+def parity(reference: ServedModel, candidate: ServedModel, photos: Sequence[str]) -> dict[str, Any]:
     """Both models' answers on ``photos``, compared.
 
     Args:
@@ -127,7 +129,7 @@ def parity(reference, candidate, photos):
     }
 
 
-def check_parity(figures):
+def check_parity(figures: Mapping[str, Any]) -> None:
     """Raise :class:`ParityError` unless ``figures`` (:func:`parity`) show the same answers."""
     problems = []
     if figures["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE:
@@ -143,7 +145,7 @@ def check_parity(figures):
                           + "; ".join(problems) + ". Nothing was written.")
 
 
-def write_litert(model_dir, photos):
+def write_litert(model_dir: Path | str, photos: Sequence[Path | str]) -> dict[str, Any]:
     """Convert the SavedModel in ``model_dir``, check parity on ``photos``, and
     write ``model.tflite``, ``metadata.json`` and ``litert_parity.json`` there.
 
@@ -179,7 +181,7 @@ def write_litert(model_dir, photos):
     return figures
 
 
-def summary(figures, model_dir):
+def summary(figures: Mapping[str, Any], model_dir: Path | str) -> str:
     """One line: the ``.tflite`` in ``model_dir``, its size and the parity figures."""
     tflite = Path(model_dir) / TFLITE_FILENAME
     known = figures["known_model_agreement"]
@@ -188,7 +190,7 @@ def summary(figures, model_dir):
             f"{figures['top1_agreement']:.2%} identical" + (f", known-model answer {known:.2%}" if known else ""))
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point; exits with status 1 and a one-line message on failure."""
     parser = argparse.ArgumentParser(prog="python -m training.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="SavedModel directory (e.g. model)")

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,9 @@ class Sample:
     group: str
 
 
-def load_samples(roots, class_names=None):
+def load_samples(
+    roots: Path | str | Iterable[Path | str], class_names: Sequence[str] | None = None
+) -> tuple[list[Sample], list[str]]:
     """Read one dataset root or merge several (e.g. external datasets).
 
     Each root is read in the first layout that fits:
@@ -78,7 +81,7 @@ def load_samples(roots, class_names=None):
     return samples, labels
 
 
-def _read_root(root, class_names):
+def _read_root(root: Path, class_names: Sequence[str] | None) -> list[Sample]:
     if not root.is_dir():
         raise FileNotFoundError(f"Dataset directory '{root}' does not exist.")
     if (root / "train.csv").is_file() and (root / "train").is_dir():
@@ -95,7 +98,7 @@ def _read_root(root, class_names):
     return samples
 
 
-def _read_csv(path, required):
+def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if rows and not set(required) <= set(rows[0]):
@@ -103,12 +106,12 @@ def _read_csv(path, required):
     return rows
 
 
-def _from_labels_csv(root):
+def _from_labels_csv(root: Path) -> list[Sample]:
     rows = _read_csv(root / "labels.csv", ("path", "label"))
     return [Sample(str(root / row["path"]), row["label"], row.get("group") or row["path"]) for row in rows]
 
 
-def _from_kaggle(root, class_names):
+def _from_kaggle(root: Path, class_names: Sequence[str] | None) -> list[Sample]:
     samples = []
     for row in _read_csv(root / "train.csv", ("Id", "Category")):
         category = row["Category"]
@@ -122,7 +125,7 @@ def _from_kaggle(root, class_names):
     return samples
 
 
-def _from_folders(root):
+def _from_folders(root: Path) -> list[Sample]:
     return [
         Sample(str(path), folder.name, str(path))
         for folder in sorted(p for p in root.iterdir() if p.is_dir())
@@ -131,7 +134,7 @@ def _from_folders(root):
     ]
 
 
-def group_folds(samples, n_folds, seed):
+def group_folds(samples: Sequence[Sample], n_folds: int, seed: int) -> Iterator[tuple[list[Sample], list[Sample]]]:
     """Group-aware, label-stratified K-fold split (scikit-learn
     ``StratifiedGroupKFold``, groups shuffled with ``seed``).
 
@@ -157,7 +160,7 @@ def group_folds(samples, n_folds, seed):
         raise ValueError(f"cannot make {n_folds} group folds: {error}") from None
 
 
-def split_by_group(samples, val_fraction, seed):
+def split_by_group(samples: Sequence[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Hold out whole near-duplicate groups for validation, stratified by label:
     the first of ``round(1 / val_fraction)`` :func:`group_folds`.
 
@@ -180,7 +183,7 @@ def split_by_group(samples, val_fraction, seed):
         raise ValueError(f"cannot hold out {val_fraction:g} of the groups of every class ({error})") from None
 
 
-def class_weights(samples, labels, mode):
+def class_weights(samples: Iterable[Sample], labels: Sequence[str], mode: str) -> dict[int, float] | None:
     """Per-class loss weights against class imbalance.
 
     ``balanced`` is scikit-learn's ``compute_class_weight("balanced")``:
@@ -210,7 +213,7 @@ def class_weights(samples, labels, mode):
     return {i: float(weight) for i, weight in enumerate(weights)}
 
 
-def load_image(path, image_size: int) -> np.ndarray:
+def load_image(path: Path | str, image_size: int) -> np.ndarray:
     """A file as the model's input, exactly as the service turns an upload into it
     (:func:`inference.contract.model_input`).
 
@@ -223,7 +226,14 @@ def load_image(path, image_size: int) -> np.ndarray:
     return model_input(Path(path).read_bytes(), (image_size, image_size))
 
 
-def make_dataset(samples, labels, image_size, batch_size, augment=None, shuffle_seed=None):
+def make_dataset(
+    samples: Sequence[Sample],
+    labels: Sequence[str],
+    image_size: int,
+    batch_size: int,
+    augment: Callable[[np.ndarray], np.ndarray] | None = None,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(pixels, one_hot)``.
 
     Images are decoded once in parallel and cached in memory at
@@ -249,7 +259,7 @@ def make_dataset(samples, labels, image_size, batch_size, augment=None, shuffle_
     targets = [index[sample.label] for sample in samples]
     shape = (image_size, image_size, 3)
 
-    def decode(path):
+    def decode(path: tf.Tensor) -> tf.Tensor:
         pixels = tf.numpy_function(lambda p: load_image(p.decode(), image_size), [path], tf.uint8)
         return tf.ensure_shape(pixels, shape)
 
@@ -258,7 +268,7 @@ def make_dataset(samples, labels, image_size, batch_size, augment=None, shuffle_
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(samples), seed=shuffle_seed, reshuffle_each_iteration=True)
     if augment is not None:
-        def augmented(pixels, target):
+        def augmented(pixels: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             return tf.ensure_shape(tf.numpy_function(augment, [pixels], tf.uint8), shape), target
 
         dataset = dataset.map(augmented)
@@ -272,7 +282,9 @@ def make_dataset(samples, labels, image_size, batch_size, augment=None, shuffle_
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def model_split(model_dir, data):
+def model_split(
+    model_dir: Path | str, data: Path | str | Iterable[Path | str]
+) -> tuple[list[Sample], list[Sample]]:
     """The ``(train, validation)`` samples of ``data`` as split for the model in ``model_dir``,
     re-created from its ``training_config.json`` (validation share and seed): the photos it
     was selected and calibrated on, and those it never trained on.

@@ -16,6 +16,7 @@ Strategies (TensorFlow guide "Distributed training with Keras"):
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 
 import keras
 import tensorflow as tf
@@ -23,7 +24,7 @@ import tensorflow as tf
 from training.config import PRECISIONS, STRATEGIES  # noqa: F401 (the accepted names, in the light config module)
 
 
-def make_strategy(name):
+def make_strategy(name: str) -> tf.distribute.Strategy:
     """The ``tf.distribute.Strategy`` named ``name`` (one of :data:`STRATEGIES`).
 
     Raises:
@@ -38,7 +39,7 @@ def make_strategy(name):
     return tf.distribute.get_strategy()
 
 
-def is_chief(strategy):
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes the outputs: always, except on the
     non-chief workers of a multi-worker cluster (the chief is the task of type
     ``chief``, else worker 0)."""
@@ -50,7 +51,7 @@ def is_chief(strategy):
 
 
 @contextlib.contextmanager
-def precision(mode):
+def precision(mode: str) -> Iterator[str]:
     """Set Keras' global dtype policy for the ``with`` block, then restore it.
 
     ``auto`` means ``mixed_float16`` when TensorFlow sees a GPU, ``float32``

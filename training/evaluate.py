@@ -17,6 +17,7 @@ first model's ``training_config.json``; ``all`` (default) uses every photo
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from inference.classifier import ModelNotFoundError
@@ -28,7 +29,7 @@ from training.reporting import summary_table, write_evaluation_report
 DEFAULT_VIEW_SETS = ("flip", "crops", "scales", "all")
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point; exits with status 1 and a one-line message on bad input."""
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", required=True,

@@ -4,22 +4,28 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import keras
 import numpy as np
 
 from inference.ensemble import Ensemble
 from inference.images import ImageDecodeError
+from inference.predictor import Predictor
 from inference.tta import DEFAULT_VIEWS, VIEW_SETS, predict_views, tta_batch
 from training.callbacks import progress_verbosity
+from training.data import Sample
 from training.metrics import classification_metrics, look_alike_confusions
 
 LATENCY_IMAGES = 20  # images timed per view set
 
 
 WARM_UP_IMAGES = 3  # classified before timing: graph tracing, thread pools and caches
+
+PathT = TypeVar("PathT", bound=Path | str)
 
 
 @dataclass
@@ -36,15 +42,15 @@ class Evaluation:
         metrics: JSON-ready ``dict``, see :func:`evaluate`.
     """
 
-    labels: list
-    paths: list
+    labels: list[str]
+    paths: list[str]
     targets: np.ndarray
-    views: dict
-    probabilities: dict
-    metrics: dict
+    views: dict[str, Sequence[str]]
+    probabilities: dict[str, np.ndarray]
+    metrics: dict[str, Any]
 
 
-def read_image(predictor, path):
+def read_image(predictor: Predictor, path: Path | str) -> np.ndarray:
     """Decode a file as the service decodes an upload (no pixel-count cap).
 
     Raises:
@@ -57,7 +63,9 @@ def read_image(predictor, path):
         raise ImageDecodeError(error.code, f"{path}: {error}") from None
 
 
-def tta_outputs(predictor, paths, views, skipped=None):
+def tta_outputs(
+    predictor: Predictor, paths: Sequence[PathT], views: Sequence[str], skipped: list[str] | None = None
+) -> Iterator[tuple[PathT, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
     """Run every TTA view of each image file through the predictor, one batch per image,
     showing a progress bar: the per-image loop of evaluation, calibration and submissions.
 
@@ -91,7 +99,9 @@ def tta_outputs(predictor, paths, views, skipped=None):
         progress.add(1)
 
 
-def view_probabilities(predictor, paths, views):
+def view_probabilities(
+    predictor: Predictor, paths: Sequence[Path | str], views: Sequence[str]
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Probabilities of every TTA view of every image (:func:`tta_outputs`).
 
     Args:
@@ -107,6 +117,7 @@ def view_probabilities(predictor, paths, views):
     Raises:
         inference.images.ImageDecodeError: an unreadable image.
     """
+    kept: list[np.ndarray]
     results, kept = [], []
     for _, image, (_, probabilities, _) in tta_outputs(predictor, paths, views):
         if len(kept) < LATENCY_IMAGES:
@@ -115,7 +126,7 @@ def view_probabilities(predictor, paths, views):
     return np.stack(results), kept
 
 
-def latency_ms(predictor, images, views):
+def latency_ms(predictor: Predictor, images: Sequence[np.ndarray], views: Sequence[str]) -> float:
     """Median milliseconds to classify one decoded image with ``views``:
     building the views and running the model(s), after a warm-up on the
     first :data:`WARM_UP_IMAGES` images.
@@ -138,13 +149,15 @@ def latency_ms(predictor, images, views):
     return round(statistics.median(timings), 2)
 
 
-def shown_path(path):
+def shown_path(path: Path | str) -> str:
     """``path`` as metrics record it: relative to the current directory, so that
     no absolute path of this machine is printed or saved."""
     return os.path.relpath(path)
 
 
-def mistakes(paths, targets, probabilities, labels):
+def mistakes(
+    paths: list[str], targets: np.ndarray, probabilities: np.ndarray, labels: list[str]
+) -> list[dict[str, str | float]]:
     """Wrong predictions, most confident first, as ``{file, path, label, predicted, probability}``
     (``file``: the file name; ``path``: :func:`shown_path`)."""
     predicted = probabilities.argmax(axis=1)
@@ -162,7 +175,9 @@ def mistakes(paths, targets, probabilities, labels):
     ]
 
 
-def evaluate(model_dirs, samples, view_sets):
+def evaluate(
+    model_dirs: Sequence[Path | str], samples: Sequence[Sample], view_sets: Mapping[str, Sequence[str]]
+) -> Evaluation:
     """Measure one SavedModel, or the ensemble of several, on ``samples``.
 
     Every view of the union of the sets runs once per image, as one batch; a
@@ -220,7 +235,11 @@ def evaluate(model_dirs, samples, view_sets):
     return Evaluation(predictor.labels, paths, targets, view_sets, probabilities, metrics)
 
 
-def evaluate_savedmodel(model_dir, samples, views=DEFAULT_VIEWS):
+def evaluate_savedmodel(
+    model_dir: Path | str | list[Path] | list[str] | tuple[Path | str, ...],
+    samples: Sequence[Sample],
+    views: Sequence[str] = DEFAULT_VIEWS,
+) -> dict[str, Any]:
     """Metrics of a SavedModel (or a list of them, an ensemble) without and
     with one set of TTA views, as written to a training run's ``metrics.json``.
 

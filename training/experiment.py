@@ -31,13 +31,14 @@ already has them, so the text around the table is kept).
 import argparse
 import shlex
 import sys
+from collections.abc import Sequence
 
 from inference.tta import VIEW_SETS
 from training.backbones import WeightsUnavailableError
 from training.variants import run_experiment
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point; exits with a one-line message on bad input."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m training.experiment", description=__doc__.split("\n\n")[0])

@@ -8,6 +8,8 @@ backbone's normalisation happens inside too.
 """
 
 import json
+from pathlib import Path
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -17,7 +19,7 @@ from training.model import FEATURES_LAYER
 
 
 class _ServingModule(tf.Module):
-    def __init__(self, model, labels, image_size, metadata):
+    def __init__(self, model: keras.Model, labels: list[str], image_size: int, metadata: dict[str, Any]) -> None:
         super().__init__(name="car_classifier")
         # A fresh Model over the same layers: shares the weights, not the optimizer state.
         self.model = keras.Model(model.inputs, [model.outputs[0], model.get_layer(FEATURES_LAYER).output])
@@ -27,17 +29,19 @@ class _ServingModule(tf.Module):
 
     # The argument's name is the signature's input name, INPUT.
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT)])
-    def serve(self, images):
+    def serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         pixels = tf.image.resize(tf.cast(images, tf.float32), self.image_size, antialias=True)
         logits, features = self.model(pixels, training=False)
         return dict(zip(OUTPUTS, (logits, tf.nn.softmax(logits), tf.cast(features, tf.float32))))
 
     @tf.function(input_signature=[])
-    def describe(self):
+    def describe(self) -> dict[str, tf.Tensor]:
         return dict(zip(METADATA_OUTPUTS, map(tf.identity, (self.labels, self.image_size, self.metadata_json))))
 
 
-def export_savedmodel(model: keras.Model, labels: list[str], image_size: int, metadata: dict, out_dir) -> None:
+def export_savedmodel(
+    model: keras.Model, labels: list[str], image_size: int, metadata: dict[str, Any], out_dir: Path | str
+) -> None:
     """Write ``model`` as a SavedModel of :mod:`inference.contract` in ``out_dir``.
 
     Args:

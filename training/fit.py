@@ -4,12 +4,27 @@ import json
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from training.checkpoints import RunState
 from training.stages import checkpointed_stages, fit_stages, kept_epoch
 
+if TYPE_CHECKING:  # heavy imports, made inside the functions that need them
+    import keras
+    import tensorflow as tf
 
-def fit_and_export(config, train_samples, val_samples, labels, strategy=None, verbose="auto"):
+    from training.config import Stage, TrainConfig
+    from training.data import Sample
+
+
+def fit_and_export(
+    config: "TrainConfig",
+    train_samples: "list[Sample]",
+    val_samples: "list[Sample]",
+    labels: list[str],
+    strategy: "tf.distribute.Strategy | None" = None,
+    verbose: int | str = "auto",
+) -> dict[str, Any]:
     """Train on ``train_samples``, select on ``val_samples``, export to
     ``config.out`` and measure the exported SavedModel on ``val_samples``.
 
@@ -45,7 +60,7 @@ def fit_and_export(config, train_samples, val_samples, labels, strategy=None, ve
     weights = class_weights(train_samples, labels, config.class_weight)
     cache = {}
 
-    def datasets(stage):
+    def datasets(stage: "Stage") -> "tuple[tf.data.Dataset, tf.data.Dataset, dict[int, float] | None]":
         # One decoded, in-memory cache per (size, batch): stages that share them reuse it.
         key = config.stage_image_size(stage), config.stage_batch_size(stage)
         if key not in cache:
@@ -73,7 +88,15 @@ def fit_and_export(config, train_samples, val_samples, labels, strategy=None, ve
         return metrics
 
 
-def _export(config, model, labels, val_samples, train_samples, histories, strategy):
+def _export(
+    config: "TrainConfig",
+    model: "keras.Model",
+    labels: list[str],
+    val_samples: "list[Sample]",
+    train_samples: "list[Sample]",
+    histories: list[dict[str, Any]],
+    strategy: "tf.distribute.Strategy",
+) -> dict[str, Any]:
     """Write the SavedModel and its files (on the chief; other workers write to a
     scratch directory, as every worker must take part in saving) and measure it."""
     from tensorflow.lite.python.convert_phase import ConverterError  # what TFLiteConverter raises
@@ -120,7 +143,7 @@ def _export(config, model, labels, val_samples, train_samples, histories, strate
     return metrics
 
 
-def train(config):
+def train(config: "TrainConfig") -> dict[str, Any]:
     """Load the data roots, split by group, train, export and measure, then
     write the known-model calibration and the training report.
 

@@ -1,5 +1,6 @@
 """Fitting the known-model test of an exported SavedModel and writing calibration.json."""
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ DEFAULT_COMPONENTS = 256
 SERVED = tuple(dict.fromkeys(view for views in SERVED_VIEWS.values() for view in views))
 
 
-def view_outputs(classifier, paths):
+def view_outputs(classifier: Classifier, paths: Sequence[Path | str]) -> tuple[np.ndarray, ...]:
     """Logits, probabilities and features of every view of :data:`SERVED` of each photo
     (:func:`training.evaluation.tta_outputs`, decoded as the service does).
 
@@ -60,7 +61,7 @@ class Gaussians:
     variances: np.ndarray
     noise_variance: float
 
-    def distances(self, features):
+    def distances(self, features: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance of ``(n, F)`` features to the nearest centre: ``float64 (n,)``."""
         residuals = np.asarray(features, np.float64)[:, None, :] - self.means  # (n, m, F)
         projected = residuals @ self.components.T  # (n, m, k)
@@ -69,7 +70,7 @@ class Gaussians:
         return (inside + outside).min(axis=-1)
 
 
-def fit_gaussians(features, classes, components=DEFAULT_COMPONENTS):
+def fit_gaussians(features: np.ndarray, classes: np.ndarray, components: int = DEFAULT_COMPONENTS) -> Gaussians:
     """Class centres and one shared covariance around them (Lee et al. 2018's
     Mahalanobis score, a comparison in the calibration's report).
 
@@ -100,7 +101,7 @@ def fit_gaussians(features, classes, components=DEFAULT_COMPONENTS):
     return Gaussians(means, pca.components_[:kept], shrunk[:kept], float(shrunk[kept:].mean()))
 
 
-def fit_test(train_features, val_features, quantile):
+def fit_test(train_features: np.ndarray, val_features: np.ndarray, quantile: float) -> KnownModelTest:
     """The nearest-neighbour test: the training photos' features, then the threshold.
 
     Args:
@@ -117,13 +118,19 @@ def fit_test(train_features, val_features, quantile):
     return test
 
 
-def mean_outputs(outputs, views, index):
+def mean_outputs(outputs: Sequence[np.ndarray], views: Sequence[str], index: int) -> np.ndarray:
     """Output ``index`` (0 logits, 1 probabilities, 2 features) of :func:`view_outputs`
     averaged over the TTA ``views``: ``(n, width)``."""
     return outputs[index][:, [SERVED.index(view) for view in views]].mean(axis=1)
 
 
-def scores(outputs, views, test, mahalanobis, background=None):
+def scores(
+    outputs: Sequence[np.ndarray],
+    views: Sequence[str],
+    test: KnownModelTest,
+    mahalanobis: Gaussians,
+    background: Gaussians | None = None,
+) -> dict[str, np.ndarray]:
     """Known-model scores of each photo, higher = more like a known model.
 
     Args:
@@ -156,7 +163,9 @@ def scores(outputs, views, test, mahalanobis, background=None):
     }
 
 
-def compare_scores(val, unknown, quantile):
+def compare_scores(
+    val: Mapping[str, np.ndarray], unknown: Mapping[str, np.ndarray], quantile: float
+) -> dict[str, dict[str, float | None]]:
     """Each score's threshold by the same rule, what it turns away, and its AUROC.
 
     Args:
@@ -169,7 +178,7 @@ def compare_scores(val, unknown, quantile):
         "unknown_turned_away", "auroc"}`` (AUROC of known vs. unknown; ``None``
         without unknown photos).
     """
-    table = {}
+    table: dict[str, dict[str, float | None]] = {}
     for name, known in val.items():
         threshold = float(np.quantile(known, 1 - quantile, method="midpoint"))  # the rule of fit_test
         other = unknown[name]
@@ -186,7 +195,9 @@ def compare_scores(val, unknown, quantile):
     return table
 
 
-def other_angle_outcomes(outputs, views, test, targets):
+def other_angle_outcomes(
+    outputs: Sequence[np.ndarray], views: Sequence[str], test: KnownModelTest, targets: np.ndarray
+) -> dict[str, int]:
     """What the service answers for photos of known models seen otherwise.
 
     Args:
@@ -205,11 +216,17 @@ def other_angle_outcomes(outputs, views, test, targets):
             "answered_wrong": int(np.sum(known & ~right)), "turned_away": int(np.sum(~known))}
 
 
-def turned_away_by_root(paths, outputs, views, test, roots):
+def turned_away_by_root(
+    paths: Iterable[Path | str],
+    outputs: Sequence[np.ndarray],
+    views: Sequence[str],
+    test: KnownModelTest,
+    roots: Sequence[Path | str],
+) -> dict[str, dict[str, int]]:
     """``{folder name: {"images", "turned_away"}}`` of unknown-model photos, per
     the first of ``roots`` each photo lies under (else its own folder)."""
     far = test.distances(mean_outputs(outputs, views, 2)) > test.threshold
-    table = {}
+    table: dict[str, dict[str, int]] = {}
     for path, turned_away in zip(map(Path, paths), far):
         root = next((Path(r) for r in roots if path.is_relative_to(r)), path.parent)
         counts = table.setdefault(root.name, {"images": 0, "turned_away": 0})
@@ -218,8 +235,16 @@ def turned_away_by_root(paths, outputs, views, test, roots):
     return table
 
 
-def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=DEFAULT_QUANTILE, other_angle=(),
-              unknown_roots=(), background_paths=()):
+def calibrate(
+    model_dir: Path | str,
+    train_samples: list[Sample],
+    val_samples: list[Sample],
+    unknown_paths: Sequence[Path | str] = (),
+    quantile: float = DEFAULT_QUANTILE,
+    other_angle: Sequence[Sample] = (),
+    unknown_roots: Sequence[Path | str] = (),
+    background_paths: Sequence[Path | str] = (),
+) -> Calibration:
     """Fit and write ``calibration.json`` for the SavedModel in ``model_dir``.
 
     Args:
@@ -295,7 +320,7 @@ def calibrate(model_dir, train_samples, val_samples, unknown_paths=(), quantile=
     return calibration
 
 
-def summary(calibration):
+def summary(calibration: Calibration) -> str:
     """One line per TTA setting: threshold and what it turns away."""
     lines = []
     for key, test in calibration.modes.items():
@@ -313,12 +338,12 @@ def summary(calibration):
     return "\n".join(lines)
 
 
-def image_files(folder):
+def image_files(folder: Path | str) -> list[Path]:
     """The images under ``folder`` (recursive), sorted: ``list[Path]``."""
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def read_unknown(roots, other_angle):
+def read_unknown(roots: Iterable[Path | str], other_angle: Mapping[str, str]) -> tuple[list[Path], list[Sample]]:
     """The photos under ``roots``, split into unknown models and known models from other angles.
 
     Args:
@@ -345,7 +370,9 @@ def read_unknown(roots, other_angle):
     return unknown, angles
 
 
-def read_other_models(roots, other_angle):
+def read_other_models(
+    roots: Iterable[Path | str], other_angle: Mapping[str, str]
+) -> tuple[list[Path], list[Path], list[Sample]]:
     """Photos of other car models, one sub-folder per model, split by model:
     the 1st, 3rd, 5th... sub-folder (sorted by name, other-angle folders
     counted) fit the background, the others are only measured, so that the
@@ -362,6 +389,8 @@ def read_other_models(roots, other_angle):
     Raises:
         FileNotFoundError: a root is not a directory.
     """
+    background: list[Path]
+    measured: list[Path]
     background, measured, angles = [], [], []
     for root in map(Path, roots):
         unknown, root_angles = read_unknown([root], other_angle)

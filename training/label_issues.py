@@ -3,20 +3,23 @@
 import csv
 import dataclasses
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from cleanlab.filter import find_label_issues
 
 from inference.ensemble import Ensemble
 from inference.tta import VIEW_SETS
-from training.data import group_folds, load_samples
+from training.config import TrainConfig
+from training.data import Sample, group_folds, load_samples
 from training.evaluation import view_probabilities
 from training.fit import train
 from training.reporting import plot_gallery
 
 
-def assign_folds(samples, folds, seed):
+def assign_folds(samples: Sequence[Sample], folds: int, seed: int) -> np.ndarray:
     """The fold of every sample: whole near-duplicate groups per fold,
     stratified by label (:func:`training.data.group_folds`).
 
@@ -35,7 +38,7 @@ def assign_folds(samples, folds, seed):
     return fold_of
 
 
-def write_labels_csv(samples, root):
+def write_labels_csv(samples: Iterable[Sample], root: Path | str) -> Path:
     """Write ``root/labels.csv`` (``path,label,group``, absolute paths) so that
     ``root`` is a dataset :func:`training.data.load_samples` reads.
 
@@ -51,7 +54,9 @@ def write_labels_csv(samples, root):
     return root
 
 
-def out_of_fold_probabilities(samples, labels, config, folds, work_dir):
+def out_of_fold_probabilities(
+    samples: list[Sample], labels: list[str], config: TrainConfig, folds: int, work_dir: Path | str
+) -> tuple[np.ndarray, np.ndarray]:
     """Train one model per fold on the other folds and predict the held-out fold.
 
     Args:
@@ -72,16 +77,19 @@ def out_of_fold_probabilities(samples, labels, config, folds, work_dir):
         print(f"\n==== Fold {fold + 1}/{folds}: train on the other folds, predict this one")
         root = Path(work_dir) / f"fold{fold}"
         data = write_labels_csv([s for s, k in zip(samples, fold_of) if k != fold], root / "data")
-        train(dataclasses.replace(config, data=str(data), out=str(root / "model")))
+        train(dataclasses.replace(config, data=[str(data)], out=str(root / "model")))
         predictor = Ensemble([root / "model"])
         held_out = np.flatnonzero(fold_of == fold)
         predicted, _ = view_probabilities(predictor, [samples[i].path for i in held_out], VIEW_SETS["none"])
         columns = [labels.index(label) for label in predictor.labels]
-        probabilities[np.ix_(held_out, columns)] = predicted[:, 0]
+        # numpy's stubs take arguments of one kind only (here an index array and a list).
+        probabilities[np.ix_(held_out, columns)] = predicted[:, 0]  # type: ignore[arg-type]
     return probabilities, fold_of
 
 
-def find_suspects(samples, labels, probabilities, root):
+def find_suspects(
+    samples: Sequence[Sample], labels: list[str], probabilities: np.ndarray, root: Path | str
+) -> list[dict[str, Any]]:
     """Suspect labels by confident learning, worst (lowest self-confidence) first.
 
     Args:
@@ -106,14 +114,14 @@ def find_suspects(samples, labels, probabilities, root):
     ]
 
 
-def _write_csv(path, rows, columns):
+def _write_csv(path: Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
 
 
-def without(samples, root, paths):
+def without(samples: Sequence[Sample], root: Path | str, paths: Iterable[Path | str]) -> list[Sample]:
     """``samples`` minus those whose path (relative to ``root``, or absolute) is in ``paths``.
 
     Raises:
@@ -126,7 +134,7 @@ def without(samples, root, paths):
     return [s for s in samples if os.path.normpath(s.path) not in drop]
 
 
-def run(config, folds, out):
+def run(config: TrainConfig, folds: int, out: Path | str) -> list[dict[str, Any]]:
     """Out-of-fold probabilities, suspects and their files in ``out``; returns the suspects."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

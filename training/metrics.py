@@ -5,14 +5,17 @@ classes."""
 
 import re
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 ECE_BINS = 15  # Guo et al. 2017 use 15 equal-width confidence bins
 
 
-def reliability_bins(probabilities, targets, bins=ECE_BINS):
+def reliability_bins(probabilities: ArrayLike, targets: ArrayLike, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
     """Confidence and accuracy per equal-width confidence bin.
 
     The confidence of a prediction is its top probability; bin ``m`` (0-based)
@@ -43,7 +46,7 @@ def reliability_bins(probabilities, targets, bins=ECE_BINS):
         }
 
 
-def expected_calibration_error(probabilities, targets, bins=ECE_BINS):
+def expected_calibration_error(probabilities: ArrayLike, targets: ArrayLike, bins: int = ECE_BINS) -> float:
     """Expected calibration error (ECE), Guo et al. 2017, eq. (3):
     ``sum over bins of |B_m| / n * |accuracy(B_m) - confidence(B_m)|``.
 
@@ -64,11 +67,11 @@ def expected_calibration_error(probabilities, targets, bins=ECE_BINS):
     return float(np.sum(table["count"][filled] * gaps) / np.sum(table["count"]))
 
 
-def _none_if_nan(value):
+def _none_if_nan(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-def classification_metrics(probabilities, targets, labels):
+def classification_metrics(probabilities: ArrayLike, targets: ArrayLike, labels: Sequence[str]) -> dict[str, Any]:
     """Accuracy, top-2 and top-5 accuracy, macro-F1, ECE and per-class figures.
 
     Args:
@@ -110,14 +113,14 @@ def classification_metrics(probabilities, targets, labels):
     }
 
 
-def look_alike_key(label):
+def look_alike_key(label: str) -> str:
     """The class name less a leading numeric id and a trailing year: the key that
     look-alike classes share (Stanford Cars' ``137_hyundai_elantra_sedan_2007`` and
     ``138_hyundai_elantra_sedan_2012`` -> ``hyundai_elantra_sedan``)."""
     return re.sub(r"_(19|20)\d\d$", "", re.sub(r"^\d+_", "", label))
 
 
-def look_alike_confusions(probabilities, targets, labels):
+def look_alike_confusions(probabilities: ArrayLike, targets: ArrayLike, labels: Sequence[str]) -> dict[str, Any]:
     """How many mistakes confuse look-alike classes: the same make, model and body
     in another year (classes whose :func:`look_alike_key` is shared).
 
@@ -136,10 +139,10 @@ def look_alike_confusions(probabilities, targets, labels):
     groups = {key: [label for label, other in zip(labels, keys) if other == key] for key in dict.fromkeys(keys)}
     groups = {key: members for key, members in groups.items() if len(members) > 1}
     predicted = np.asarray(probabilities).argmax(axis=1)
-    in_groups = np.array([keys[target] in groups for target in targets], dtype=bool)
-    wrong = in_groups & (predicted != np.asarray(targets))
-    pairs = Counter((labels[t], labels[p]) for t, p in zip(np.asarray(targets)[wrong], predicted[wrong])
-                    if keys[t] == keys[p])
+    true = np.asarray(targets)
+    in_groups = np.isin(true, [i for i, key in enumerate(keys) if key in groups])
+    wrong = in_groups & (predicted != true)
+    pairs = Counter((labels[t], labels[p]) for t, p in zip(true[wrong], predicted[wrong]) if keys[t] == keys[p])
     return {
         "groups": groups,
         "photos": int(in_groups.sum()),

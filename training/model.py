@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from training.backbones import build_backbone, get_spec
+from training.config import TrainConfig
 
 # The pooled backbone features, before the head's normalisation and dropout.
 FEATURES_LAYER = "head_pool"
@@ -14,7 +15,7 @@ FEATURES_LAYER = "head_pool"
 _BLOCK = re.compile(r"^(block_?\d+[a-z]?|stem|top)_")
 
 
-def build_classifier(config, num_classes):
+def build_classifier(config: TrainConfig, num_classes: int) -> tuple[keras.Model, keras.Model]:
     """Backbone plus head, as in the Keras transfer-learning guide
     (keras.io/guides/transfer_learning): global average pooling,
     BatchNormalization, dropout, dense.
@@ -49,7 +50,7 @@ def build_classifier(config, num_classes):
     return keras.Model(inputs, logits, name=f"{config.backbone}_classifier"), backbone
 
 
-def set_head(model, mean, variance, kernel, bias):
+def set_head(model: keras.Model, mean: np.ndarray, variance: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> None:
     """Set the head to a fitted linear classifier on standardised features:
     ``head_bn`` standardises with ``mean`` and ``variance`` (gamma 1, beta 0;
     its epsilon 1e-3 aside, scikit-learn's ``StandardScaler``), ``logits``
@@ -64,13 +65,13 @@ def set_head(model, mean, variance, kernel, bias):
     model.get_layer("logits").set_weights([kernel, bias])
 
 
-def block_of(layer_name):
+def block_of(layer_name: str) -> str:
     """The block a backbone layer belongs to (``block2a``, ``block_13``, ``top``), or the layer's own name."""
     match = _BLOCK.match(layer_name)
     return match.group(1) if match else layer_name
 
 
-def set_trainable(backbone, unfreeze, train_bn=False):
+def set_trainable(backbone: keras.Model, unfreeze: float, train_bn: bool = False) -> int:
     """Train the top ``unfreeze`` fraction of the backbone's layers, freeze the rest.
 
     The boundary moves down to the start of the block it falls in, so that a

@@ -4,10 +4,15 @@ Every builder takes a :class:`training.config.TrainConfig`; the names here are
 the accepted values of its ``optimizer``, ``loss`` and ``schedule`` fields.
 """
 
+from typing import TYPE_CHECKING
+
 import keras
 from keras import ops
 
-from training.config import LOSSES, SCHEDULES  # noqa: F401 (the accepted names, kept in the light config module)
+from training.config import LOSSES, SCHEDULES, Stage, TrainConfig  # noqa: F401 (the accepted names, kept in the light config module)
+
+if TYPE_CHECKING:  # the schedule's step and rate: tensors of the backend, TensorFlow
+    import tensorflow as tf
 
 # Builders by name; the names are training.config.OPTIMIZER_NAMES.
 OPTIMIZERS = {
@@ -20,7 +25,9 @@ OPTIMIZERS = {
 }
 
 
-def build_optimizer(config, learning_rate):
+def build_optimizer(
+    config: TrainConfig, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule
+) -> keras.optimizers.Optimizer:
     """A fresh Keras optimizer named by ``config.optimizer``.
 
     Args:
@@ -32,7 +39,7 @@ def build_optimizer(config, learning_rate):
     return OPTIMIZERS[config.optimizer](config, learning_rate)
 
 
-def build_loss(config):
+def build_loss(config: TrainConfig) -> keras.losses.Loss:
     """The loss on logits named by ``config.loss``, with ``config.label_smoothing``.
 
     ``crossentropy``: ``keras.losses.CategoricalCrossentropy``; ``focal``:
@@ -49,7 +56,9 @@ def build_loss(config):
     return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
 
 
-def build_schedule(config, stage, steps_per_epoch):
+def build_schedule(
+    config: TrainConfig, stage: Stage, steps_per_epoch: int
+) -> keras.optimizers.schedules.LearningRateSchedule | float:
     """The learning rate of one stage, as a function of the optimizer step.
 
     The stage's ``learning_rate`` is the peak; the policies, by
@@ -108,13 +117,13 @@ class TriangularCyclicalLearningRate(keras.optimizers.schedules.LearningRateSche
         step_size: optimizer steps per half cycle, >= 1.
     """
 
-    def __init__(self, base, peak, step_size):
+    def __init__(self, base: float, peak: float, step_size: int) -> None:
         self.base, self.peak, self.step_size = base, peak, step_size
 
-    def __call__(self, step):
+    def __call__(self, step: "int | tf.Tensor") -> "tf.Tensor":
         position = ops.cast(step, "float32") / self.step_size  # half cycles done
         distance = ops.abs(position - 2 * ops.floor(position / 2) - 1)  # 1 at a cycle's ends, 0 mid-cycle
         return self.base + (self.peak - self.base) * (1 - distance)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, float]:
         return {"base": self.base, "peak": self.peak, "step_size": self.step_size}

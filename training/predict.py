@@ -15,6 +15,7 @@ submission without every Id).
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 from inference.classifier import ModelNotFoundError
 from inference.ensemble import Ensemble
@@ -22,7 +23,7 @@ from inference.tta import VIEW_SETS, parse_views
 from training.submission import predict_categories, submission_ids, write_submission
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point; exits with status 1 and a one-line message on bad input."""
     parser = argparse.ArgumentParser(prog="python -m training.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", required=True,

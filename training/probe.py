@@ -12,22 +12,25 @@ logistic regression is fitted.
 """
 
 import time
+from collections.abc import Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from inference.tta import VIEW_SETS, tta_batch
 from training.backbones import build_backbone, get_spec
-from training.data import load_image
+from training.config import TrainConfig
+from training.data import Sample, load_image
 
 # Inverse L2 strength on standardised features (scikit-learn's default).
 PROBE_C = 1.0
 
 
-def fit_linear_probe(features, targets, num_classes):
+def fit_linear_probe(features: np.ndarray, targets: np.ndarray, num_classes: int) -> Pipeline:
     """Fit the probe.
 
     Args:
@@ -47,7 +50,7 @@ def fit_linear_probe(features, targets, num_classes):
     return make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=5000)).fit(features, targets)
 
 
-def head_weights(probe):
+def head_weights(probe: Pipeline) -> tuple[np.ndarray, ...]:
     """The probe as the classifier head's weights (:func:`training.model.set_head`).
 
     Returns:
@@ -60,7 +63,7 @@ def head_weights(probe):
                                                       regression.intercept_))
 
 
-def feature_extractor(config):
+def feature_extractor(config: TrainConfig) -> keras.Model:
     """The frozen backbone of ``config`` with global average pooling.
 
     Returns:
@@ -78,7 +81,9 @@ def feature_extractor(config):
     return keras.Model(inputs, pooled)
 
 
-def view_features(extractor, paths, image_size, views, batch_size=32):
+def view_features(
+    extractor: keras.Model, paths: Sequence[str], image_size: int, views: Sequence[str], batch_size: int = 32
+) -> np.ndarray:
     """Features of every TTA view of each image.
 
     Returns:
@@ -92,7 +97,9 @@ def view_features(extractor, paths, image_size, views, batch_size=32):
     return np.concatenate(batches)
 
 
-def run_probe(config, train_samples, test_samples, labels):
+def run_probe(
+    config: TrainConfig, train_samples: Sequence[Sample], test_samples: Sequence[Sample], labels: list[str]
+) -> dict[str, float]:
     """Fit the probe on ``train_samples`` and score it on ``test_samples``,
     without TTA and with the ``flip`` views (probabilities averaged).
 
@@ -122,7 +129,7 @@ def run_probe(config, train_samples, test_samples, labels):
     }
 
 
-def init_head_from_probe(model, dataset, num_classes):
+def init_head_from_probe(model: keras.Model, dataset: tf.data.Dataset, num_classes: int) -> None:
     """LP-FT's first half: fit the linear probe on the frozen backbone's
     features of ``dataset`` (no augmentation) and start the head from it
     (:mod:`training.probe`, :func:`training.model.set_head`).
@@ -142,11 +149,11 @@ def init_head_from_probe(model, dataset, num_classes):
     from training.probe import fit_linear_probe, head_weights
 
     extractor = keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output)
-    features, targets = [], []
+    feature_batches, target_batches = [], []
     for pixels, one_hot in dataset:
-        features.append(np.asarray(extractor(pixels, training=False), np.float32))
-        targets.append(np.argmax(one_hot, axis=1))
-    features, targets = np.concatenate(features), np.concatenate(targets)
+        feature_batches.append(np.asarray(extractor(pixels, training=False), np.float32))
+        target_batches.append(np.argmax(one_hot, axis=1))
+    features, targets = np.concatenate(feature_batches), np.concatenate(target_batches)
     probe = fit_linear_probe(features, targets, num_classes)
     set_head(model, *head_weights(probe))
     print(f"Head initialised from a linear probe on {len(targets)} training photos "

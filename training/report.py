@@ -5,11 +5,12 @@
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 from training.reporting import write_training_report
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point: rewrite a trained model's training report."""
     parser = argparse.ArgumentParser(prog="python -m training.report",
                                      description="(Re)write a trained model's report/ from its history.json.")

@@ -14,7 +14,9 @@ Galleries show dataset photos: write them to output directories such as
 """
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import matplotlib
 import numpy as np
@@ -25,6 +27,9 @@ from sklearn.metrics import ConfusionMatrixDisplay
 
 from inference.images import decode_image
 from training.metrics import reliability_bins
+
+if TYPE_CHECKING:  # training.evaluation imports Keras
+    from training.evaluation import Evaluation
 
 matplotlib.use("Agg")  # files only, no display: before pyplot is first imported (by ConfusionMatrixDisplay.plot)
 
@@ -39,13 +44,15 @@ DPI = 100
 NAMED_CLASSES = 30
 WORST_CLASSES = 10  # classes listed by lowest recall
 
+PathT = TypeVar("PathT", bound=Path | str)
 
-def _save(figure, path):
+
+def _save(figure: Figure, path: PathT) -> PathT:
     figure.savefig(path, dpi=DPI, bbox_inches="tight")
     return path
 
 
-def plot_learning_curves(history, path):
+def plot_learning_curves(history: Sequence[Mapping[str, Any]], path: PathT) -> PathT:
     """Loss, accuracy and learning rate per epoch, one panel each, stages marked.
 
     Args:
@@ -89,7 +96,9 @@ def plot_learning_curves(history, path):
     return _save(figure, path)
 
 
-def plot_confusion_matrix(targets, probabilities, labels, path, title):
+def plot_confusion_matrix(
+    targets: np.ndarray, probabilities: np.ndarray, labels: Sequence[str], path: PathT, title: str
+) -> PathT:
     """Counts of true (rows) against predicted (columns) classes, with
     scikit-learn's ``ConfusionMatrixDisplay``.
 
@@ -116,14 +125,14 @@ def plot_confusion_matrix(targets, probabilities, labels, path, title):
     return _save(figure, path)
 
 
-def _thumbnail(path):
+def _thumbnail(path: Path | str) -> np.ndarray:
     """A photo decoded as in training, shrunk to at most ``THUMBNAIL`` pixels a side."""
     image = Image.fromarray(decode_image(Path(path).read_bytes(), min_size=(THUMBNAIL, THUMBNAIL)))
     image.thumbnail((THUMBNAIL, THUMBNAIL))
     return np.asarray(image)
 
 
-def plot_gallery(entries, path, title, columns=4):
+def plot_gallery(entries: Sequence[tuple[Path | str, str]], path: PathT, title: str, columns: int = 4) -> PathT:
     """A grid of photo thumbnails with captions.
 
     Args:
@@ -148,7 +157,7 @@ def plot_gallery(entries, path, title, columns=4):
     return _save(figure, path)
 
 
-def plot_reliability(curves, path):
+def plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: PathT) -> PathT:
     """Reliability diagrams (Guo et al. 2017, fig. 1): accuracy against
     confidence in 15 equal-width bins, one panel per curve, with the gap to the
     diagonal and the ECE.
@@ -179,7 +188,7 @@ def plot_reliability(curves, path):
     return _save(figure, path)
 
 
-def summary_table(metrics):
+def summary_table(metrics: Mapping[str, Any]) -> str:
     """A Markdown table of the key figures of
     :attr:`training.evaluation.Evaluation.metrics`, one row per TTA view set."""
     rows = ["| TTA views | accuracy | top-2 | top-5 | macro-F1 | ECE | latency (ms/image) |",
@@ -192,11 +201,11 @@ def summary_table(metrics):
     return "\n".join(rows)
 
 
-def _figure(value):
+def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _per_class_table(block, classes=None):
+def _per_class_table(block: Mapping[str, Any], classes: Sequence[str] | None = None) -> str:
     """Precision, recall and support of ``classes`` (default: all), in that order."""
     rows = ["| class | precision | recall | support |", "|---|---|---|---|"]
     for label in classes or block["per_class"]:
@@ -206,14 +215,14 @@ def _per_class_table(block, classes=None):
     return "\n".join(rows)
 
 
-def worst_classes(block, count=WORST_CLASSES):
+def worst_classes(block: Mapping[str, Any], count: int = WORST_CLASSES) -> list[str]:
     """The ``count`` present classes of lowest recall (ties: lowest precision first)."""
     present = [(figures["recall"], figures["precision"] or 0.0, label)
                for label, figures in block["per_class"].items() if figures["support"]]
     return [label for _, _, label in sorted(present)[:count]]
 
 
-def _look_alikes_section(block):
+def _look_alikes_section(block: Mapping[str, Any]) -> str:
     """The report's look-alike section, or ``""`` when no two classes differ by their year only."""
     found = block.get("look_alikes")
     if not found or not found["groups"]:
@@ -231,7 +240,7 @@ def _look_alikes_section(block):
 """
 
 
-def write_evaluation_report(evaluation, out_dir):
+def write_evaluation_report(evaluation: "Evaluation", out_dir: Path | str) -> Path:
     """Confusion matrix, mistakes gallery, reliability diagram and ``report.md``.
 
     The confusion matrix and the gallery use the first TTA view set (the
@@ -305,7 +314,7 @@ The confusion matrix, the gallery and the per-class figures use {caption}.
     return out / "report.md"
 
 
-def write_training_report(model_dir):
+def write_training_report(model_dir: Path | str) -> Path:
     """``<model_dir>/report/``: ``learning_curves.png`` and ``report.md`` from
     the run's ``history.json`` and ``metrics.json``.
 

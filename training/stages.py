@@ -2,9 +2,19 @@
 
 import dataclasses
 import warnings
+from collections.abc import Callable, Container, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # heavy imports, made inside the functions that need them
+    import keras
+    import tensorflow as tf
+
+    from training.checkpoints import RunState
+    from training.config import Stage, TrainConfig
 
 
-def checkpointed_stages(config):
+def checkpointed_stages(config: "TrainConfig") -> range:
     """Indices of the stages whose epochs compete for the best checkpoint: the
     trailing run of stages at the last stage's image size (the exported size),
     so that the kept weights were validated at the size the model is served at."""
@@ -15,7 +25,17 @@ def checkpointed_stages(config):
     return range(first, len(sizes))
 
 
-def fit_stages(config, model, datasets, backbone, strategy, run, logs, images_per_epoch, verbose="auto"):
+def fit_stages(
+    config: "TrainConfig",
+    model: "keras.Model",
+    datasets: "Callable[[Stage], tuple[tf.data.Dataset, tf.data.Dataset, dict[int, float] | None]]",
+    backbone: "keras.Model",
+    strategy: "tf.distribute.Strategy",
+    run: "RunState",
+    logs: Path,
+    images_per_epoch: int,
+    verbose: int | str = "auto",
+) -> list[dict[str, Any]]:
     """Run every stage not finished yet; return the per-stage histories and leave the best weights loaded.
 
     Args:
@@ -113,7 +133,7 @@ def fit_stages(config, model, datasets, backbone, strategy, run, logs, images_pe
     return histories
 
 
-def _best_so_far(run, histories, checkpointed, index):
+def _best_so_far(run: "RunState", histories: list[dict[str, Any]], checkpointed: range, index: int) -> float | None:
     """The best validation accuracy among the checkpointed epochs run before stage ``index``'s next
     epoch (the probe, finished stages, the stage's own epochs before an interruption), or ``None``."""
     scores = [run.probe_val_accuracy] if run.probe_val_accuracy is not None and 0 in checkpointed else []
@@ -123,7 +143,7 @@ def _best_so_far(run, histories, checkpointed, index):
     return max(scores, default=None)
 
 
-def _stopped_early(history, first_epoch, stage):
+def _stopped_early(history: dict[str, list[float]], first_epoch: int, stage: "Stage") -> dict[str, int] | None:
     """``{"epoch", "best_epoch"}`` (1-based, counted across stages) when early
     stopping ended the stage before its last epoch, else ``None``; printed too.
     ``history``: the stage's per-epoch logs, ``{name: list}``."""
@@ -136,7 +156,7 @@ def _stopped_early(history, first_epoch, stage):
     return {"epoch": first_epoch + ran, "best_epoch": best}
 
 
-def kept_epoch(histories, checkpointed):
+def kept_epoch(histories: Sequence[dict[str, Any]], checkpointed: Container[int]) -> dict[str, int | str | float]:
     """The epoch whose weights the best checkpoint holds: the first epoch of
     highest validation accuracy among the ``checkpointed`` stages, epoch 0
     being the linear probe before the first stage (``start_val_accuracy``).

@@ -1,16 +1,18 @@
 """A Kaggle submission: the predicted class of every photo of a folder, as Id,Category rows."""
 
 import csv
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from inference.predictor import Predictor
 from inference.tta import DEFAULT_VIEWS
 from training.data import IMAGE_SUFFIXES
 from training.evaluation import tta_outputs
 
 
-def submission_ids(images_dir, sample_submission=None):
+def submission_ids(images_dir: Path | str, sample_submission: Path | str | None = None) -> list[str]:
     """The file names to predict, in submission order.
 
     Args:
@@ -46,7 +48,13 @@ def submission_ids(images_dir, sample_submission=None):
     return ids
 
 
-def predict_categories(predictor, images_dir, ids, views=DEFAULT_VIEWS, skip_unreadable=False):
+def predict_categories(
+    predictor: Predictor,
+    images_dir: Path | str,
+    ids: Iterable[str],
+    views: Sequence[str] = DEFAULT_VIEWS,
+    skip_unreadable: bool = False,
+) -> tuple[dict[str, int], list[str]]:
     """The predicted class index of every image, averaged over TTA ``views``.
 
     Args:
@@ -64,14 +72,14 @@ def predict_categories(predictor, images_dir, ids, views=DEFAULT_VIEWS, skip_unr
         inference.images.ImageDecodeError: an unreadable image, unless
             ``skip_unreadable``; the message names the file.
     """
-    skipped = []
+    skipped: list[str] = []
     paths = [Path(images_dir) / name for name in ids]
     outputs = tta_outputs(predictor, paths, views, skipped if skip_unreadable else None)
     categories = {path.name: int(np.argmax(probabilities.mean(axis=0))) for path, _, (_, probabilities, _) in outputs}
     return categories, skipped
 
 
-def write_submission(path, categories):
+def write_submission(path: Path | str, categories: Mapping[str, int]) -> None:
     """Write ``Id,Category`` rows, in the order of ``categories``, to ``path``
     (parent folders created)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ rows left (no training); ``--data OUT`` then trains on it.
 import argparse
 import csv
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from training.backbones import WeightsUnavailableError
@@ -38,7 +39,7 @@ from training.data import load_samples
 from training.label_issues import run, without, write_labels_csv
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point; exits with status 1 and a one-line message on bad input."""
     parser = argparse.ArgumentParser(
         prog="python -m training.suspects", description=__doc__.split("\n\n")[0],

@@ -18,14 +18,16 @@ dict of weights needs, and refuses every other name.
 
 import collections
 import pickle
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 # Storage classes a weights-only state dict uses, by their pickled name.
-STORAGE_DTYPES = {
+STORAGE_DTYPES: dict[str, np.dtype] = {
     "FloatStorage": np.dtype("<f4"),
     "DoubleStorage": np.dtype("<f8"),
     "HalfStorage": np.dtype("<f2"),
@@ -41,7 +43,9 @@ class CheckpointError(ValueError):
 class _TensorRef:
     """A tensor before its storage is read: storage key, offset and shape in elements."""
 
-    def __init__(self, storage, offset, size, stride, *_):
+    def __init__(
+        self, storage: tuple[str, np.dtype], offset: int, size: Iterable[int], stride: Iterable[int], *_: object
+    ) -> None:
         self.key, self.dtype = storage
         self.offset, self.size, self.stride = offset, tuple(size), tuple(stride)
 
@@ -49,7 +53,7 @@ class _TensorRef:
 class _RestrictedUnpickler(pickle.Unpickler):
     """Builds only what a state dict of tensors needs (see the module docstring)."""
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> type | str:
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
         if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
@@ -58,13 +62,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return name
         raise CheckpointError(f"refused to load '{module}.{name}': not part of a plain state dict of tensors")
 
-    def persistent_load(self, pid):
+    def persistent_load(self, pid: object) -> tuple[str, np.dtype]:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and pid[1] in STORAGE_DTYPES):
             raise CheckpointError(f"unexpected persistent id {pid!r:.80}")
         return str(pid[2]), STORAGE_DTYPES[pid[1]]
 
 
-def read_state_dict(path):
+def read_state_dict(path: Path | str) -> dict[str, np.ndarray]:
     """Read the state dict of a legacy-format ``.pth`` file.
 
     Args:
@@ -98,7 +102,7 @@ def read_state_dict(path):
     return {name: _tensor(ref, storages) for name, ref in refs.items()}
 
 
-def _read_storage(file, dtype, path):
+def _read_storage(file: BinaryIO, dtype: np.dtype, path: Path | str) -> np.ndarray:
     """One raw storage: ``int64`` element count, then the elements."""
     count_bytes = file.read(8)
     if len(count_bytes) < 8:
@@ -110,7 +114,7 @@ def _read_storage(file, dtype, path):
     return np.frombuffer(data, dtype)
 
 
-def _tensor(ref, storages):
+def _tensor(ref: _TensorRef, storages: Mapping[str, np.ndarray]) -> np.ndarray:
     storage = storages.get(ref.key)
     if storage is None:
         raise CheckpointError(f"storage {ref.key} of a tensor is not in the file")

@@ -15,6 +15,7 @@ curves, :mod:`training.reporting`) and, with ``--tensorboard``, ``tensorboard/``
 """
 
 import sys
+from collections.abc import Sequence
 
 from training.config import parse_args
 from training.fit import train
@@ -23,7 +24,7 @@ from training.fit import train
 # functions that use them, so that --help and flag errors answer at once.
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point; exits with status 1 and a one-line message on bad input."""
     config = parse_args(argv, description=__doc__.split("\n\n")[0])
     from training.backbones import WeightsUnavailableError

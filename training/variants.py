@@ -4,14 +4,16 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import keras
 
 from inference.tta import VIEW_SETS
 from training.config import Stage, TrainConfig, read_config_file
-from training.data import group_folds, load_samples, split_by_group
+from training.data import Sample, group_folds, load_samples, split_by_group
 from training.evaluation import evaluate
 from training.fit import fit_and_export
 from training.probe import run_probe
@@ -21,7 +23,7 @@ BEGIN, END = "<!-- experiment-results -->", "<!-- /experiment-results -->"
 METHODS = ("fine-tune", "linear-probe")
 
 
-def load_variants(path):
+def load_variants(path: Path | str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Read a variants file.
 
     Returns:
@@ -49,12 +51,12 @@ def load_variants(path):
     return base, variants
 
 
-def config_fields(changes):
+def config_fields(changes: Mapping[str, Any]) -> dict[str, Any]:
     """A variant's changes without its ``method``: the :class:`TrainConfig` fields."""
     return {key: value for key, value in changes.items() if key != "method"}
 
 
-def describe(changes):
+def describe(changes: Mapping[str, Any]) -> str:
     """A short text of a variant's changed fields, e.g. ``schedule=cosine``."""
     if not changes:
         return "(base config)"
@@ -65,21 +67,21 @@ def describe(changes):
     return ", ".join(f"{key}={value}" for key, value in shown.items())
 
 
-def changed_fields(config):
+def changed_fields(config: TrainConfig) -> dict[str, Any]:
     """The fields of ``config`` that differ from :class:`TrainConfig`'s defaults,
     except ``out``: what identifies a run (knobs added later keep old runs valid)."""
     defaults = TrainConfig().to_dict()
     return {key: value for key, value in config.to_dict().items() if key != "out" and value != defaults[key]}
 
 
-def read_results(path):
+def read_results(path: Path) -> list[dict[str, Any]]:
     """The runs recorded in ``results.jsonl`` (``list`` of ``dict``), ``[]`` when absent."""
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def measure(model_dir, held_out, view_sets):
+def measure(model_dir: Path | str, held_out: Sequence[Sample], view_sets: Iterable[str]) -> dict[str, Any]:
     """Held-out accuracy of a fold's SavedModel without TTA and with TTA view sets
     (:func:`training.evaluation.evaluate`, one pass over the union of the views).
 
@@ -102,7 +104,10 @@ def measure(model_dir, held_out, view_sets):
     return {"accuracy": blocks["none"]["accuracy"], "accuracy_tta": blocks["flip"]["accuracy"], "tta_sets": tta_sets}
 
 
-def run_fold(config, rest, held_out, labels, view_sets):
+def run_fold(
+    config: TrainConfig, rest: Sequence[Sample], held_out: Sequence[Sample], labels: list[str],
+    view_sets: Iterable[str],
+) -> dict[str, Any]:
     """Train ``config`` on ``rest`` (split again by group for validation) and
     :func:`measure` the exported model on ``held_out``.
 
@@ -122,7 +127,17 @@ def run_fold(config, rest, held_out, labels, view_sets):
     }
 
 
-def run_experiment(data, variants_path, out, folds=5, seed=42, only=None, table=None, command=None, view_sets=()):
+def run_experiment(
+    data: list[str],
+    variants_path: Path | str,
+    out: Path | str,
+    folds: int = 5,
+    seed: int = 42,
+    only: Collection[str] | None = None,
+    table: Path | str | None = None,
+    command: str | None = None,
+    view_sets: Collection[str] = (),
+) -> str:
     """Run every (fold, variant) pair not yet in ``OUT/results.jsonl``, fold by
     fold; measure the ``view_sets`` that recorded runs lack on their saved
     models (no training); then write the table.
@@ -197,13 +212,21 @@ def run_experiment(data, variants_path, out, folds=5, seed=42, only=None, table=
     return block
 
 
-def _mean_std(values, signed=False):
+def _mean_std(values: Sequence[float], signed: bool = False) -> str:
     """``mean ± sample standard deviation`` to 3 decimals (``+`` shown when ``signed``)."""
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):{'+' if signed else ''}.3f} ± {spread:.3f}"
 
 
-def results_markdown(results, variants, n_photos, n_classes, folds, seed, command):
+def results_markdown(
+    results: Iterable[Mapping[str, Any]],
+    variants: Mapping[str, Mapping[str, Any]],
+    n_photos: int,
+    n_classes: int,
+    folds: int,
+    seed: int,
+    command: str | None,
+) -> str:
     """The Markdown results block: the setup, the command, a summary table
     (mean ± sample standard deviation over folds) and a per-fold table.
 
@@ -262,7 +285,7 @@ def results_markdown(results, variants, n_photos, n_classes, folds, seed, comman
     ])
 
 
-def tta_markdown(results):
+def tta_markdown(results: Iterable[Mapping[str, Any]]) -> list[str]:
     """Rows of the TTA table: per view set, over the runs that measured it,
     accuracy, paired gain over no TTA, runs better/worse, median latency;
     ``[]`` when no run measured a set besides ``flip``."""
@@ -285,7 +308,7 @@ def tta_markdown(results):
     return rows
 
 
-def write_block(path, block):
+def write_block(path: Path, block: str) -> None:
     """Put ``block`` between the result markers of ``path`` (created with a title when absent)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text() if path.is_file() else f"# Experiments\n\n{BEGIN}\n{END}\n"
