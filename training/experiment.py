@@ -1,7 +1,8 @@
 """Measure training variants on a fixed group-aware K-fold split.
 
     python -m training.experiment --data DIR --variants configs/experiments.yaml --out runs/exp \\
-        [--folds 5] [--seed 42] [--only NAME,NAME] [--views crops,scales,all] [--table docs/experiments.md]
+        [--folds 5] [--seed 42] [--only NAME,NAME] [--views crops,scales,all] [--classes N]
+        [--table docs/experiments.md]
 
 The photos are split once into ``--folds`` group-aware, label-stratified folds
 (:func:`training.data.group_folds`, seeded: every variant sees the same folds).
@@ -52,13 +53,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--views", type=lambda text: text.split(","), default=[], metavar="SET,SET",
                         help=f"TTA view sets to measure besides flip, of: {', '.join(VIEW_SETS)} (runs already "
                              "trained are measured from their saved models)")
+    parser.add_argument("--classes", type=int, metavar="N",
+                        help="only the first N classes (in label order) and their photos: a quicker comparison "
+                             "(default: all)")
     args = parser.parse_args(argv)
     if args.folds < 2:
         parser.error("--folds must be at least 2")
     command = "python -m training.experiment " + shlex.join(argv)
     try:
         run_experiment(args.data, args.variants, args.out, args.folds, args.seed, args.only, args.table, command,
-                       args.views)
+                       args.views, args.classes)
     except (FileNotFoundError, ValueError, WeightsUnavailableError) as error:
         sys.exit(f"error: {error}")
 

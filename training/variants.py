@@ -137,6 +137,7 @@ def run_experiment(
     table: Path | str | None = None,
     command: str | None = None,
     view_sets: Collection[str] = (),
+    classes: int | None = None,
 ) -> str:
     """Run every (fold, variant) pair not yet in ``OUT/results.jsonl``, fold by
     fold; measure the ``view_sets`` that recorded runs lack on their saved
@@ -153,6 +154,8 @@ def run_experiment(
         command: the command line to print in the table's notes.
         view_sets: TTA view sets (:data:`inference.tta.VIEW_SETS`) measured
             on each held-out fold besides ``flip``.
+        classes: only the first ``classes`` labels (in the data's label
+            order) and their photos, for a quicker comparison; ``None``: all.
 
     Returns:
         the Markdown text of the results block.
@@ -169,9 +172,15 @@ def run_experiment(
     if set(view_sets) - set(VIEW_SETS):
         raise ValueError(f"unknown TTA view set(s) {sorted(set(view_sets) - set(VIEW_SETS))}; "
                          f"known: {', '.join(VIEW_SETS)}")
+    if classes is not None and classes < 2:
+        raise ValueError(f"--classes must be at least 2, got {classes}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     samples, labels = load_samples(data, base.get("class_names"))
+    if classes is not None:
+        labels = labels[:classes]
+        known = set(labels)
+        samples = [sample for sample in samples if sample.label in known]
     splits = list(group_folds(samples, folds, seed))
     results_path = out / "results.jsonl"
     records = read_results(results_path)
