@@ -72,6 +72,7 @@ bench: $(DEV_ENV)
 	$(BIN)/python -m benchmarks.runtimes
 	$(BIN)/python -m benchmarks.bare_model
 	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=2 $(BIN)/python -m benchmarks.bare_model --callers 1 2 --no-predict
+	$(BIN)/python -m benchmarks.request_parts
 	$(BIN)/python -m benchmarks.service
 	$(BIN)/python -m benchmarks.load_test
 	$(BIN)/python -m benchmarks.training_throughput
