@@ -74,7 +74,7 @@ def run_variant(name, bodies, concurrency, requests, env=None, tta_modes=(True, 
         runs = {}
         with PeakRss(server.workers()) as rss:
             for tta in tta_modes:
-                path = "/predict" if tta else "/predict?tta=0"
+                path = "/predict?tta=1" if tta else "/predict?tta=0"  # explicit: off by default (CARCLF_TTA)
                 for clients in concurrency:
                     print(f"  {name}: TTA {'on' if tta else 'off'}, {clients} client(s)", file=sys.stderr, flush=True)
                     load(server.host, server.port, path, bodies, clients, 2 * clients)  # warm-up
