@@ -7,6 +7,7 @@ import pytest
 
 from training.config import Stage, TrainConfig, parse_args, read_config_file
 from training.stages import checkpointed_stages
+from training.variants import load_variants
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -85,9 +86,13 @@ def test_yaml_preset_then_flags_override(tmp_path):
 
 
 def test_every_preset_is_a_valid_config():
+    """Presets are configs; variants files (experiments) have their base and every variant checked."""
     for path in CONFIGS.glob("*.yaml"):
-        if path.name != "experiments.yaml":
-            TrainConfig.from_dict({**read_config_file(path), "data": "d", "out": "o"})
+        values = read_config_file(path)
+        if "variants" in values:
+            assert load_variants(path)[1]
+        else:
+            TrainConfig.from_dict({**values, "data": "d", "out": "o"})
 
 
 def test_checkpoint_competition_is_limited_to_the_exported_size():
