@@ -4,7 +4,7 @@
 # make test-fast  -- the quick tier, under a minute: no ../shared, browser or gunicorn (synthetic images, tiny models)
 # make check  -- ruff (lint, import order) and mypy (types), as CI runs them before the tests
 # make train ARGS="--data DIR --out DIR ..."  -- python -m training.train
-# make bench  -- every benchmark in benchmarks/ (about 12 minutes on 2 idle cores; needs ../shared)
+# make bench  -- the benchmarks of README "Performance" (about 13 minutes on 2 idle cores; needs ../shared)
 # make lock   -- regenerate the hashed locks requirements-*.txt from pyproject.toml (needs PyPI)
 PYTHON ?= python3
 VENV ?= .venv
@@ -70,6 +70,7 @@ train: $(DEV_ENV)
 
 bench: $(DEV_ENV)
 	$(BIN)/python -m benchmarks.runtimes
+	$(BIN)/python -m benchmarks.bare_model --runtime litert --callers 1 2
 	$(BIN)/python -m benchmarks.bare_model
 	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=2 $(BIN)/python -m benchmarks.bare_model --callers 1 2 --no-predict
 	$(BIN)/python -m benchmarks.request_parts

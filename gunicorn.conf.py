@@ -8,7 +8,9 @@ README "Performance"):
   holds about 180 MB with two interpreters, so two workers (about 150 MB
   each, one interpreter each) now fit a 1 GB VPS too; one worker can keep
   both cores busy, as LiteRT releases the GIL while it runs (two threads:
-  1.97 times one thread's forward passes, measured for issue 12). On TensorFlow
+  1.97 times one thread's forward passes, measured for issue 12), and two
+  workers measured no faster at 8 clients (0.90x against 0.93x the bare
+  model, README "Performance"). On TensorFlow
   (``CARCLF_RUNTIME=tensorflow``) a worker holds about 0.7 GB: keep one;
 - per worker, its share of the cores runs forward passes side by side, each
   pass on one core: LiteRT, one single-threaded interpreter per core

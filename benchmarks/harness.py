@@ -120,6 +120,8 @@ class Server:
         front: start the production stack instead (``deploy/start.sh``, as
             ``make serve-prod`` and the Docker image do: nginx on the port,
             gunicorn behind it on a unix socket); needs ``nginx`` on ``PATH``.
+        root: the checkout to serve from (its ``wsgi.py``, ``gunicorn.conf.py``
+            and code); default this one (``benchmarks/revisions.py`` passes another).
 
     Attributes:
         host, port: where it listens.
@@ -131,8 +133,8 @@ class Server:
         RuntimeError: gunicorn exited or was not ready in time (its log tail in the message).
     """
 
-    def __init__(self, app="wsgi:app", env=None, ready_timeout=120, front=False):
-        self.app, self.env, self.ready_timeout, self.front = app, env or {}, ready_timeout, front
+    def __init__(self, app="wsgi:app", env=None, ready_timeout=120, front=False, root=ROOT):
+        self.app, self.env, self.ready_timeout, self.front, self.root = app, env or {}, ready_timeout, front, root
         self.host, self.port = "127.0.0.1", free_port()
 
     def __enter__(self):
@@ -141,11 +143,11 @@ class Server:
         command = [str(GUNICORN), self.app]
         if self.front:  # nginx on the port; start.sh sets gunicorn's BIND; gunicorn from this Python's venv
             env.update(LISTEN=address, PATH=f"{GUNICORN.parent}{os.pathsep}{env.get('PATH', '')}")
-            command = [str(ROOT / "deploy" / "start.sh")]
+            command = [str(self.root / "deploy" / "start.sh")]
         handle, self.log_path = tempfile.mkstemp(prefix="carclf-bench-", suffix=".log")
         self._log = os.fdopen(handle, "w")
         started = time.perf_counter()
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log, stderr=self._log)
+        self.process = subprocess.Popen(command, cwd=self.root, env=env, stdout=self._log, stderr=self._log)
         try:
             self.ready_path = self._wait_ready(started)
         except BaseException:

@@ -1,7 +1,7 @@
 """The service under load, against the bare model, measured in one run.
 
     python -m benchmarks.service [--requests 300] [--concurrency 1 4 8 16]
-                                 [--variants service batched naive]
+                                 [--variants service batched naive] [--rounds 1]
 
 Starts gunicorn on 127.0.0.1 (a free port) with ``gunicorn.conf.py`` and the
 shipped model, sends real ~100 KB JPEG photos from ../shared with
@@ -14,8 +14,13 @@ threads: model, HTTP, decoding). The same run measures the bare model (see
 
 - ``p50/bare``: p50 latency over the bare forward time of the batch a request
   joins at best (``clients`` images with their views, in one call);
-- ``tput/bare``: requests/s over the bare batched throughput at that batch
-  (``clients`` images / its forward time).
+- ``tput/bare``: requests/s over the bare model's best photos per second
+  (with or without their TTA views), over every batch size and caller count.
+
+The host's speed drifts from one minute to the next (other machines share
+it): ``--rounds R`` repeats the bare reference and every variant R times,
+one after the other, and prints each target ratio's median over the rounds
+with every round's value.
 
 The bare figures are the best of LiteRT (one thread per interpreter, one or
 two interpreters side by side), TensorFlow's default threads and one
@@ -35,6 +40,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -50,6 +56,7 @@ from benchmarks.harness import (
     real_photos,
     table,
 )
+from inference.runtime import TFLITE_FILENAME
 
 VARIANTS = {
     "service": ("wsgi:app", {}),
@@ -111,6 +118,10 @@ def bare_reference(model_dir, concurrency, photos):
     """
     best = {}
     for name, (runtime, env, callers) in BARE_SETUPS.items():
+        if runtime == "litert" and not (Path(model_dir) / TFLITE_FILENAME).is_file():
+            print(f"bare model, {name}: skipped, {model_dir} has no {TFLITE_FILENAME} "
+                  f"(python -m training.convert {model_dir} --data DIR writes it)", file=sys.stderr, flush=True)
+            continue
         print(f"bare model, {name} ...", file=sys.stderr, flush=True)
         command = [sys.executable, "-m", "benchmarks.bare_model", "--json", "--no-predict", "--model", model_dir,
                    "--runtime", runtime,
@@ -152,13 +163,32 @@ def report(results, bare):
         [[name, r["workers"], f"{r['cold_start_s']:.1f} ({r['ready_path']})", f"{r['peak_rss'] / 2**20:.0f}",
           r["restarts"]] for name, r in results.items()],
     ))
-    if "service" in results and {(True, 1), (True, 8)} <= results["service"]["runs"].keys():
-        service = results["service"]
-        lone = np.median(service["runs"][True, 1]["latencies_s"]) / bare[True, 1][0]
-        eight = service["runs"][True, 8]["throughput"] / best_throughput(bare, True)
+    targets = target_ratios(results, bare)
+    if targets:
         print(f"\nTargets (TTA on): {TARGETS}")
-        print(f"service: lone p50 {lone:.2f}x bare | 8 clients {eight:.2f}x bare throughput | "
-              f"cold start {service['cold_start_s']:.1f} s | RSS {service['peak_rss'] / 2**20:.0f} MB")
+    for name, (lone, eight) in targets.items():
+        print(f"{name}: lone p50 {lone:.2f}x bare | 8 clients {eight:.2f}x bare throughput | "
+              f"cold start {results[name]['cold_start_s']:.1f} s | RSS {results[name]['peak_rss'] / 2**20:.0f} MB")
+    return targets
+
+
+def target_ratios(results, bare):
+    """Issue 12's two ratios per variant measured with TTA at 1 and 8 clients: ``{variant: (lone p50
+    over the bare forward of one request's views, 8-client requests/s over the bare best photos/s)}``."""
+    return {
+        name: (np.median(result["runs"][True, 1]["latencies_s"]) / bare[True, 1][0],
+               result["runs"][True, 8]["throughput"] / best_throughput(bare, True))
+        for name, result in results.items() if {(True, 1), (True, 8)} <= result["runs"].keys()
+    }
+
+
+def summarize_rounds(rounds):
+    """Print each variant's target ratios over the rounds: median, then every round's."""
+    print(f"\nOver {len(rounds)} rounds (each: the bare reference, then every variant), TTA on:")
+    for name in rounds[0]:
+        lone, eight = (np.array([targets[name][index] for targets in rounds]) for index in (0, 1))
+        print(f"{name}: lone p50 {np.median(lone):.2f}x bare ({', '.join(f'{x:.2f}' for x in lone)}) | "
+              f"8 clients {np.median(eight):.2f}x bare throughput ({', '.join(f'{x:.2f}' for x in eight)})")
 
 
 def main(argv=None):
@@ -171,21 +201,27 @@ def main(argv=None):
     parser.add_argument("--tta", nargs="+", choices=["on", "off"], default=["on", "off"])
     parser.add_argument("--env", nargs="+", default=[], metavar="NAME=VALUE",
                         help="environment for the servers, e.g. WEB_CONCURRENCY=2 GUNICORN_THREADS=8")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the bare reference and every variant, one after the other, and print each "
+                             "ratio's median over the rounds (the machine's speed drifts between minutes)")
     args = parser.parse_args(argv)
     photos = real_photos(args.photos)
     bodies = [multipart(data) for data in photos]
-    print(machine_summary())
     print(photo_summary(photos))
-    bare = bare_reference(args.model, args.concurrency, args.photos)
     env = {"CARCLF_MODEL_DIR": args.model, **dict(item.split("=", 1) for item in args.env)}
     if args.env:
         print("server environment: " + " ".join(args.env))
     tta_modes = [mode == "on" for mode in args.tta]
-    results = {
-        name: run_variant(name, bodies, args.concurrency, args.requests, env, tta_modes) for name in args.variants
-    }
-    report(results, bare)
-
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        print(f"\nRound {number} of {args.rounds}: " + machine_summary())
+        bare = bare_reference(args.model, args.concurrency, args.photos)
+        results = {
+            name: run_variant(name, bodies, args.concurrency, args.requests, env, tta_modes) for name in args.variants
+        }
+        rounds.append(report(results, bare))
+    if args.rounds > 1 and rounds[0]:
+        summarize_rounds(rounds)
 
 if __name__ == "__main__":
     main()
