@@ -36,7 +36,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from benchmarks.harness import ROOT, machine_summary, photo_summary, real_photos, table  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    ROOT,
+    keras_predict_call,
+    machine_summary,
+    photo_summary,
+    real_photos,
+    table,
+)
 from inference import RUNTIMES  # noqa: E402
 from inference.calibration import Calibration  # noqa: E402
 from inference.contract import INPUT, SERVING_SIGNATURE, model_input, read_metadata  # noqa: E402
@@ -157,16 +164,6 @@ def signature_call(signature):
     return lambda batch: signature(**{INPUT: tf.convert_to_tensor(batch, dtype=tf.uint8)})["probabilities"].numpy()
 
 
-def keras_predict_call(model_dir):
-    """``batch -> probabilities`` through ``keras.Model.predict`` (the naive baseline)."""
-    import keras
-
-    inputs = keras.Input((None, None, 3), dtype="uint8")
-    outputs = keras.layers.TFSMLayer(str(model_dir), call_endpoint=SERVING_SIGNATURE)(inputs)
-    model = keras.Model(inputs, outputs["probabilities"])
-    return lambda batch: model.predict(batch, verbose=0)
-
-
 def measure(signature, images, batch_sizes, min_seconds=0.5, callers=(1,), predict=None):
     """Forward times of the bare model.
 
@@ -177,7 +174,7 @@ def measure(signature, images, batch_sizes, min_seconds=0.5, callers=(1,), predi
         callers: numbers of threads calling ``signature`` side by side (see
             :func:`time_calls`), each measured.
         predict: optional ``batch -> probabilities`` from
-            :func:`keras_predict_call`, measured with one caller.
+            :func:`benchmarks.harness.keras_predict_call`, measured with one caller.
 
     Returns:
         ``list`` of ``dict`` with ``images``, ``views`` (per image), ``rows``

@@ -20,6 +20,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from inference.contract import SERVING_SIGNATURE
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CARCLF_SHARED", ROOT.parent / "shared"))
 CARS = SHARED / "data" / "cars-ru10"
@@ -314,3 +316,13 @@ def _high_water_mark(pid):
 def cpu_seconds(processes):
     """CPU time (user + system) the processes have used so far, in seconds."""
     return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
+def keras_predict_call(model_dir):
+    """``batch -> probabilities`` through ``keras.Model.predict`` (the naive baseline)."""
+    import keras
+
+    inputs = keras.Input((None, None, 3), dtype="uint8")
+    outputs = keras.layers.TFSMLayer(str(model_dir), call_endpoint=SERVING_SIGNATURE)(inputs)
+    model = keras.Model(inputs, outputs["probabilities"])
+    return lambda batch: model.predict(batch, verbose=0)

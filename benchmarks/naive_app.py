@@ -14,7 +14,7 @@ from flask import Flask, jsonify, request
 
 from app.api import top_predictions
 from app.config import DEFAULT_MODEL_DIR
-from benchmarks.bare_model import keras_predict_call
+from benchmarks.harness import keras_predict_call
 from inference.classifier import Classifier
 from inference.images import DEFAULT_MAX_PIXELS
 from inference.tta import SERVED_VIEWS, tta_batch

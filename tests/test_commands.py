@@ -1,5 +1,5 @@
-"""Every command module of training/ and benchmarks/ imports and answers --help;
-benchmarks.training_throughput runs to its table on a tiny synthetic dataset."""
+"""Every command module of training/ and benchmarks/ imports and answers --help; no module
+imports a command module; benchmarks.training_throughput runs to its table on a tiny synthetic dataset."""
 
 import ast
 import importlib
@@ -23,6 +23,28 @@ COMMANDS = sorted(
 def test_the_commands_are_found():
     assert {"training.train", "training.evaluate", "benchmarks.bare_model", "benchmarks.training_throughput"} <= \
         set(COMMANDS)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, at its top or inside functions."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_no_module_imports_a_command():
+    # Commands are thin main()s over library modules: shared code lives in the library.
+    offenders = {
+        f"{path.relative_to(ROOT)} imports {sorted(imported_modules(path) & set(COMMANDS))}"
+        for folder in ("app", "inference", "training", "benchmarks")
+        for path in (ROOT / folder).glob("*.py")
+        if imported_modules(path) & set(COMMANDS)
+    }
+    assert not offenders
 
 
 @pytest.mark.parametrize("module", COMMANDS)

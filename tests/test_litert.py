@@ -1,5 +1,5 @@
 """The LiteRT runtime (inference.litert) against the SavedModel on real photos, the
-conversion's parity check (training.convert), and a LiteRT service without TensorFlow."""
+conversion's parity check (training.litert_export), and a LiteRT service without TensorFlow."""
 
 import json
 import shutil
@@ -117,19 +117,19 @@ def test_the_committed_tflite_passed_the_parity_check():
 
 @pytest.mark.shared
 def test_a_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch, photos):
-    import training.convert
+    import training.litert_export as litert_export
 
     folder = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, folder, ignore=shutil.ignore_patterns("model.tflite", "metadata.json", "litert_*"))
     # The committed .tflite stands in for a fresh conversion (seconds of CPU); a limit no float model meets fails it.
-    monkeypatch.setattr(training.convert, "convert_savedmodel", lambda _: (SHIPPED_MODEL / "model.tflite").read_bytes())
-    monkeypatch.setattr(training.convert, "MAX_PROBABILITY_DIFFERENCE", 0.0)
+    monkeypatch.setattr(litert_export, "convert_savedmodel", lambda _: (SHIPPED_MODEL / "model.tflite").read_bytes())
+    monkeypatch.setattr(litert_export, "MAX_PROBABILITY_DIFFERENCE", 0.0)
     paths = [str(sample.path) for sample in shipped_validation_samples()[:4]]
-    with pytest.raises(training.convert.ParityError, match=r"on 4 real photos: probabilities differ.*Nothing was"):
-        training.convert.write_litert(folder, paths)
+    with pytest.raises(litert_export.ParityError, match=r"on 4 real photos: probabilities differ.*Nothing was"):
+        litert_export.write_litert(folder, paths)
     assert not {"model.tflite", "metadata.json", "litert_parity.json"} & {path.name for path in folder.iterdir()}
-    monkeypatch.setattr(training.convert, "MAX_PROBABILITY_DIFFERENCE", 1e-4)
-    figures = training.convert.write_litert(folder, paths)
+    monkeypatch.setattr(litert_export, "MAX_PROBABILITY_DIFFERENCE", 1e-4)
+    figures = litert_export.write_litert(folder, paths)
     assert figures["top1_agreement"] == 1 and (folder / "model.tflite").is_file()
     assert LiteRTClassifier(folder).metadata == load_predictor(SHIPPED_MODEL, "tensorflow").metadata
 

@@ -102,10 +102,10 @@ def _export(
     from tensorflow.lite.python.convert_phase import ConverterError  # what TFLiteConverter raises
 
     from inference.runtime import ModelLoadError
-    from training.convert import summary, write_litert
     from training.distribute import is_chief
     from training.evaluation import evaluate_savedmodel
     from training.export import export_savedmodel
+    from training.litert_export import summary, write_litert
 
     metadata = {
         "name": "car-model-classifier",
