@@ -43,11 +43,17 @@ def test_runner_trains_every_variant_on_the_same_folds_and_writes_the_table(tiny
         assert sum(r["held_out"] for r in results if r["variant"] == name) == 12
         assert all(0 <= r["accuracy"] <= 1 and r["train_seconds"] > 0 for r in results)
     assert [r["epochs"] for r in results if r["variant"] == "head-only"] == [1, 1]
+    for r in results:  # the epoch exported, as the fold model's own metrics.json says
+        kept = json.loads((tmp_path / "exp" / r["variant"] / f"fold{r['fold']}" / "metrics.json").read_text())
+        assert r["kept_epoch"] == kept["kept_epoch"]["epoch"] <= r["epochs"]
     assert (tmp_path / "exp" / "staged" / "fold1" / "saved_model.pb").is_file()
     text = table.read_text()
     assert text.startswith("# My notes\n\nBefore.") and text.rstrip().endswith("After.") and "old table" not in text
     assert "| `head-only` | stages=head:1:0.001:0, schedule=cosine | 2 |" in text
     assert "paired Δ vs `staged`" in text and "--folds 2" in text
+    first = next(r for r in results if (r["variant"], r["fold"]) == ("head-only", 0))
+    cell = f"{first['accuracy']:.3f} / {first['accuracy_tta']:.3f} (epoch {first['kept_epoch']})"
+    assert f"| `head-only` | {cell} |" in text
     assert "| `scales` | original, crop_center, zoom_out | 4 |" in text
     assert all(set(r["tta_sets"]) == {"none", "flip", "scales"} for r in results)
 

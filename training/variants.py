@@ -113,7 +113,8 @@ def run_fold(
 
     Returns:
         ``dict``: :func:`measure`'s, ``val_accuracy`` (inner validation),
-        ``train_seconds``, ``epochs``.
+        ``train_seconds``, ``epochs`` (trained) and ``kept_epoch`` (the one
+        exported, counted over all stages; 0: the linear probe).
     """
     train_samples, val_samples = split_by_group(rest, config.val_fraction, config.seed)
     metrics = fit_and_export(config, train_samples, val_samples, labels, verbose=2)
@@ -124,6 +125,7 @@ def run_fold(
         "val_accuracy": metrics["accuracy"],
         "train_seconds": metrics["train_seconds"],
         "epochs": epochs,
+        "kept_epoch": metrics["kept_epoch"]["epoch"],
     }
 
 
@@ -268,8 +270,7 @@ def results_markdown(
             f"| {statistics.mean(r['train_seconds'] for r in runs) / 60:.1f} "
             f"| {statistics.mean(r['epochs'] for r in runs):.0f} |"
         )
-        cells = [f"{latest[name, k]['accuracy']:.3f} / {latest[name, k]['accuracy_tta']:.3f}"
-                 if (name, k) in latest else "" for k in range(folds)]
+        cells = [_fold_cell(latest[name, k]) if (name, k) in latest else "" for k in range(folds)]
         per_fold.append(f"| `{name}` | " + " | ".join(cells) + " |")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     tta = tta_markdown(list(latest.values()))
@@ -286,12 +287,19 @@ def results_markdown(
         "",
         *rows,
         "",
-        "Per fold, held-out accuracy without / with TTA:",
+        "Per fold, held-out accuracy without / with TTA (and the epoch kept, where recorded: the "
+        "best-validated over all stages; 0 is the linear probe the head started from):",
         "",
         *per_fold,
         *(["", "TTA view sets (`inference/tta.py`), over the runs measured with them; gain: per run, "
                "accuracy with the set minus without TTA:", "", *tta] if tta else []),
     ])
+
+
+def _fold_cell(result: Mapping[str, Any]) -> str:
+    """One per-fold cell: accuracy without / with TTA, then the kept epoch when recorded."""
+    kept = f" (epoch {result['kept_epoch']})" if "kept_epoch" in result else ""
+    return f"{result['accuracy']:.3f} / {result['accuracy_tta']:.3f}{kept}"
 
 
 def tta_markdown(results: Iterable[Mapping[str, Any]]) -> list[str]:
