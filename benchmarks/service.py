@@ -173,8 +173,9 @@ def report(results, bare):
 
 
 def target_ratios(results, bare):
-    """Issue 12's two ratios per variant measured with TTA at 1 and 8 clients: ``{variant: (lone p50
-    over the bare forward of one request's views, 8-client requests/s over the bare best photos/s)}``."""
+    """The two target ratios (:data:`TARGETS`) of each variant measured with TTA at 1 and 8 clients:
+    ``{variant: (lone p50 over the bare forward of one request's views, 8-client requests/s over the
+    bare best photos/s)}``."""
     return {
         name: (np.median(result["runs"][True, 1]["latencies_s"]) / bare[True, 1][0],
                result["runs"][True, 8]["throughput"] / best_throughput(bare, True))
@@ -222,6 +223,7 @@ def main(argv=None):
         rounds.append(report(results, bare))
     if args.rounds > 1 and rounds[0]:
         summarize_rounds(rounds)
+
 
 if __name__ == "__main__":
     main()
