@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # Keras takes seconds to import: training.train answers --hel
     import keras
 
 RUN_FILENAME = "run.json"
+# Config fields that do not make another run: whether to resume, and OUT, which holds this folder
+# (the same run may be named by a relative or an absolute path).
+NOT_SETTINGS = frozenset({"resume", "out"})
 
 
 class RunState:
@@ -47,12 +50,12 @@ class RunState:
         self.path = self.directory / RUN_FILENAME
         self.start_weights = self.directory / "start.weights.h5"
         self.best_weights = self.directory / "best.weights.h5"
-        config = {key: value for key, value in config.items() if key != "resume"}
+        config = {key: value for key, value in config.items() if key not in NOT_SETTINGS}
         if not resume:
             shutil.rmtree(self.directory, ignore_errors=True)
         if self.path.is_file():
             self.state = json.loads(self.path.read_text())
-            changed = sorted(key for key in config.keys() | self.state["config"].keys()
+            changed = sorted(key for key in (config.keys() | self.state["config"].keys()) - NOT_SETTINGS
                              if config.get(key) != self.state["config"].get(key))
             if changed:
                 raise ValueError(f"{self.directory} holds an interrupted run with other settings "
