@@ -25,6 +25,7 @@ from inference.tta import VIEW_SETS, tta_batch
 from training.backbones import build_backbone, get_spec
 from training.config import TrainConfig
 from training.data import Sample, load_image
+from training.model import FEATURES_LAYER, set_head
 
 # Inverse L2 strength on standardised features (scikit-learn's default).
 PROBE_C = 1.0
@@ -142,12 +143,6 @@ def init_head_from_probe(model: keras.Model, dataset: tf.data.Dataset, num_class
     Raises:
         ValueError: a class without a training photo.
     """
-    import keras
-    import numpy as np
-
-    from training.model import FEATURES_LAYER, set_head
-    from training.probe import fit_linear_probe, head_weights
-
     extractor = keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output)
     feature_batches, target_batches = [], []
     for pixels, one_hot in dataset:
