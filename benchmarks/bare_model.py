@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -43,6 +42,7 @@ from benchmarks.harness import (  # noqa: E402
     photo_summary,
     real_photos,
     table,
+    time_calls,
 )
 from inference import RUNTIMES  # noqa: E402
 from inference.calibration import Calibration  # noqa: E402
@@ -115,46 +115,6 @@ def view_batch(images, count, views):
     """The first ``count`` images (cycling) with their TTA ``views``, as one batch."""
     picked = [images[i % len(images)] for i in range(count)]
     return np.concatenate([tta_batch(image, views) for image in picked])
-
-
-def time_calls(call, batch, min_seconds=0.5, min_calls=5, callers=1):
-    """Time ``call(batch)``: the first call, then the following ones.
-
-    Args:
-        callers: threads calling side by side; with more than one, each makes
-            calls until ``min_seconds`` have passed.
-
-    Returns:
-        ``(first call seconds, seconds per call)``: the median call with one
-        caller; with several, the wall time over the number of calls (what
-        sets the throughput).
-    """
-    started = time.perf_counter()
-    call(batch)
-    first = time.perf_counter() - started
-    call(batch)  # a second warm-up call: some kernels settle only then
-    if callers > 1:
-        counts = [0] * callers
-        deadline = time.perf_counter() + min_seconds
-
-        def caller(index):
-            while time.perf_counter() < deadline or counts[index] < min_calls:
-                call(batch)
-                counts[index] += 1
-
-        threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return first, (time.perf_counter() - started) / sum(counts)
-    times = []
-    while len(times) < min_calls or sum(times) < min_seconds:
-        started = time.perf_counter()
-        call(batch)
-        times.append(time.perf_counter() - started)
-    return first, float(np.median(times))
 
 
 def signature_call(signature):

@@ -318,6 +318,46 @@ def cpu_seconds(processes):
     return sum(sum(process.cpu_times()[:2]) for process in processes)
 
 
+def time_calls(call, batch, min_seconds=0.5, min_calls=5, callers=1):
+    """Time ``call(batch)``: the first call, then the following ones.
+
+    Args:
+        callers: threads calling side by side; with more than one, each makes
+            calls until ``min_seconds`` have passed.
+
+    Returns:
+        ``(first call seconds, seconds per call)``: the median call with one
+        caller; with several, the wall time over the number of calls (what
+        sets the throughput).
+    """
+    started = time.perf_counter()
+    call(batch)
+    first = time.perf_counter() - started
+    call(batch)  # a second warm-up call: some kernels settle only then
+    if callers > 1:
+        counts = [0] * callers
+        deadline = time.perf_counter() + min_seconds
+
+        def caller(index):
+            while time.perf_counter() < deadline or counts[index] < min_calls:
+                call(batch)
+                counts[index] += 1
+
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return first, (time.perf_counter() - started) / sum(counts)
+    times = []
+    while len(times) < min_calls or sum(times) < min_seconds:
+        started = time.perf_counter()
+        call(batch)
+        times.append(time.perf_counter() - started)
+    return first, float(np.median(times))
+
+
 def keras_predict_call(model_dir):
     """``batch -> probabilities`` through ``keras.Model.predict`` (the naive baseline)."""
     import keras

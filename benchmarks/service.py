@@ -17,6 +17,13 @@ threads: model, HTTP, decoding). The same run measures the bare model (see
 - ``tput/bare``: requests/s over the bare model's best photos per second
   (with or without their TTA views), over every batch size and caller count.
 
+For the two targets (a lone client, and several clients' throughput), the
+bare model on LiteRT is also timed in this process between blocks of the
+service's requests (:class:`InterleavedBare`), so that both sides of the
+ratio see the same minutes of the host; the targets are held against those
+figures, and the ratios against the reference measured before the variants
+are printed beside them.
+
 The host's speed drifts from one minute to the next (other machines share
 it): ``--rounds R`` repeats the bare reference and every variant R times,
 one after the other, and prints each target ratio's median over the rounds
@@ -40,6 +47,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +63,10 @@ from benchmarks.harness import (
     photo_summary,
     real_photos,
     table,
+    time_calls,
 )
 from inference.runtime import TFLITE_FILENAME
+from inference.tta import SERVED_VIEWS, tta_batch
 
 VARIANTS = {
     "service": ("wsgi:app", {}),
@@ -68,12 +78,96 @@ VARIANTS = {
 TARGETS = "lone p50 <= 1.3x bare | 8 clients >= 0.9x bare throughput | cold start <= 2.5 s | RSS <= 250 MB"
 
 
-def run_variant(name, bodies, concurrency, requests, env=None, tta_modes=(True, False)):
+class InterleavedBare:
+    """The bare model on LiteRT (the fastest runtime in every run so far: one
+    thread per interpreter), in this process, timed between blocks of the
+    service's requests.
+
+    The host's speed drifts from one minute to the next (the bare forward of
+    two views measured 53 to 76 ms within ten minutes): a reference measured
+    minutes before the service would put that drift into the ratios.
+
+    Args:
+        model_dir: the model folder; it must hold ``model.tflite``.
+        photos: the JPEG bytes the clients send, in their order.
+    """
+
+    def __init__(self, model_dir, photos):
+        from inference.litert import LiteRTClassifier
+
+        self._predictor = LiteRTClassifier(model_dir, interpreters=2)
+        self._predictor.warm_up()
+        images = [self._predictor.decode(data) for data in photos]
+        self._batches = {tta: [tta_batch(image, SERVED_VIEWS[tta]) for image in images] for tta in (False, True)}
+
+    def forward_seconds(self, tta, count):
+        """Seconds of the forward pass of the first ``count`` photos' views (cycling), one call each."""
+        batches = self._batches[tta]
+        seconds = []
+        for index in range(count):
+            started = time.perf_counter()
+            self._predictor.predict(batches[index % len(batches)])
+            seconds.append(time.perf_counter() - started)
+        return seconds
+
+    def photos_per_second(self, tta, batch_sizes):
+        """The best photos per second (with their views) over ``batch_sizes`` photos per
+        call and one or two callers side by side (:func:`benchmarks.harness.time_calls`)."""
+        best = 0.0
+        for count in batch_sizes:
+            batch = np.concatenate([self._batches[tta][i % len(self._batches[tta])] for i in range(count)])
+            for callers in (1, 2):
+                _, per_call = time_calls(self._predictor.predict, batch, callers=callers)
+                best = max(best, count / per_call)
+        return best
+
+
+def interleaved_load(server, path, bodies, clients, requests, block, bare_block):
+    """:func:`benchmarks.harness.load` in blocks of ``block`` requests, each
+    followed by ``bare_block(requests in the block)`` (a list of figures).
+
+    Returns:
+        :func:`benchmarks.harness.load`'s ``dict`` over all blocks (throughput
+        over the blocks' time only), plus ``bare``: every figure of ``bare_block``.
+    """
+    latencies, failures, bare, elapsed = [], [], [], 0.0
+    for start in range(0, requests, block):
+        part = load(server.host, server.port, path, bodies, clients, min(block, requests - start))
+        latencies.append(part["latencies_s"])
+        failures += part["failures"]
+        elapsed += part["elapsed_s"]
+        bare += bare_block(len(part["latencies_s"]) + len(part["failures"]))
+    latencies = np.concatenate(latencies)
+    return {"latencies_s": latencies, "failures": failures, "elapsed_s": elapsed,
+            "throughput": len(latencies) / elapsed, "bare": np.array(bare)}
+
+
+def measured_load(server, path, bodies, clients, requests, bare, tta):
+    """One load level; with ``bare`` (an :class:`InterleavedBare`), the bare
+    model is timed between blocks: after each block of a lone client's
+    ``len(bodies)`` requests, the forward of the same photos' views (``bare``:
+    seconds per forward); after each block of ``16 * clients`` requests at
+    several clients, its best photos per second at ``clients`` photos per call
+    or one (``bare``: one figure per block)."""
+    if bare is None:
+        return load(server.host, server.port, path, bodies, clients, requests)
+    if clients == 1:
+        return interleaved_load(server, path, bodies, 1, requests, len(bodies),
+                                lambda count: bare.forward_seconds(tta, count))
+    return interleaved_load(server, path, bodies, clients, requests, 16 * clients,
+                            lambda _: [bare.photos_per_second(tta, sorted({1, clients}))])
+
+
+def run_variant(name, bodies, concurrency, requests, env=None, tta_modes=(True, False), bare=None):
     """Start one variant, load it at each concurrency with TTA on and off.
+
+    Args:
+        bare: an :class:`InterleavedBare` timed between blocks of requests (:func:`measured_load`), or ``None``.
 
     Returns:
         ``dict``: ``cold_start_s``, ``ready_path``, ``workers``, ``restarts``,
-        ``peak_rss`` (bytes, largest over workers) and ``runs``: ``{(tta, clients): load() result}``.
+        ``peak_rss`` (bytes, largest over workers) and ``runs``: ``{(tta, clients): load() result}``
+        (with ``bare``, each also has the interleaved ``bare`` figures, :func:`measured_load`).
     """
     app, variant_env = VARIANTS[name]
     with Server(app, {**variant_env, **(env or {})}) as server:
@@ -86,7 +180,7 @@ def run_variant(name, bodies, concurrency, requests, env=None, tta_modes=(True, 
                     print(f"  {name}: TTA {'on' if tta else 'off'}, {clients} client(s)", file=sys.stderr, flush=True)
                     load(server.host, server.port, path, bodies, clients, 2 * clients)  # warm-up
                     cpu = cpu_seconds(server.workers())
-                    runs[tta, clients] = load(server.host, server.port, path, bodies, clients, requests)
+                    runs[tta, clients] = measured_load(server, path, bodies, clients, requests, bare, tta)
                     runs[tta, clients]["cpu_per_request_s"] = (cpu_seconds(server.workers()) - cpu) / requests
         after = {worker.pid for worker in server.workers()}
         return {
@@ -141,22 +235,43 @@ def best_throughput(bare, tta):
     return max(images / per_batch for (views, images), (_, per_batch) in bare.items() if views == tta)
 
 
+def bare_figures(run, bare, tta, clients):
+    """What a run is held against: ``(bare seconds per forward of the batch its
+    requests join at best, bare photos per second at best, which are interleaved)``.
+
+    A lone client's forward and several clients' photos per second are the
+    figures timed between the run's blocks (:func:`measured_load`) when it has
+    them; the others come from the reference measured before the variants
+    (:func:`bare_reference`, :func:`best_throughput`).
+    """
+    latency, throughput = bare[tta, clients][0], best_throughput(bare, tta)
+    interleaved = run.get("bare")
+    if interleaved is None or not len(interleaved):
+        return latency, throughput, ""
+    if clients == 1:
+        return float(np.median(interleaved)), throughput, "bare ms"
+    return latency, float(np.median(interleaved)), "bare images/s"
+
+
 def report(results, bare):
-    """Print the per-run table and the targets (``tput/bare``: against :func:`best_throughput`)."""
+    """Print the per-run table and the targets, against the interleaved bare
+    figures where measured and against the reference measured before them."""
     rows = []
     for name, result in results.items():
         for (tta, clients), run in result["runs"].items():
             latencies = run["latencies_s"] * 1e3
             p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if len(latencies) else (np.nan,) * 3
-            latency, bare_throughput = bare[tta, clients][0], best_throughput(bare, tta)
+            latency, bare_throughput, interleaved = bare_figures(run, bare, tta, clients)
             rows.append([
                 name, "on" if tta else "off", clients, f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}",
                 f"{run['throughput']:.1f}", len(run["failures"]), f"{run['cpu_per_request_s'] * 1e3:.1f}",
-                f"{latency * 1e3:.1f}", f"{bare_throughput:.0f}",
+                f"{latency * 1e3:.1f}" + ("*" if interleaved == "bare ms" else ""),
+                f"{bare_throughput:.0f}" + ("*" if interleaved == "bare images/s" else ""),
                 f"{p50 / (latency * 1e3):.2f}", f"{run['throughput'] / bare_throughput:.2f}",
             ])
     print(table(["variant", "TTA", "clients", "p50 ms", "p95 ms", "p99 ms", "req/s", "failed",
                  "server CPU ms/req", "bare ms", "bare images/s", "p50/bare", "tput/bare"], rows))
+    print("*: timed between the blocks of the row's requests; the others were measured before the variants")
     print()
     print(table(
         ["variant", "workers", "cold start s (to)", "peak RSS/worker MB", "worker restarts"],
@@ -167,20 +282,29 @@ def report(results, bare):
     if targets:
         print(f"\nTargets (TTA on): {TARGETS}")
     for name, (lone, eight) in targets.items():
+        before_lone, before_eight = target_ratios({name: results[name]}, bare, interleaved=False)[name]
         print(f"{name}: lone p50 {lone:.2f}x bare | 8 clients {eight:.2f}x bare throughput | "
-              f"cold start {results[name]['cold_start_s']:.1f} s | RSS {results[name]['peak_rss'] / 2**20:.0f} MB")
+              f"cold start {results[name]['cold_start_s']:.1f} s | RSS {results[name]['peak_rss'] / 2**20:.0f} MB"
+              f" (against the reference measured before: {before_lone:.2f}x and {before_eight:.2f}x)")
     return targets
 
 
-def target_ratios(results, bare):
+def target_ratios(results, bare, interleaved=True):
     """The two target ratios (:data:`TARGETS`) of each variant measured with TTA at 1 and 8 clients:
     ``{variant: (lone p50 over the bare forward of one request's views, 8-client requests/s over the
-    bare best photos/s)}``."""
-    return {
-        name: (np.median(result["runs"][True, 1]["latencies_s"]) / bare[True, 1][0],
-               result["runs"][True, 8]["throughput"] / best_throughput(bare, True))
-        for name, result in results.items() if {(True, 1), (True, 8)} <= result["runs"].keys()
-    }
+    bare best photos/s)}``, against :func:`bare_figures` (``interleaved``) or the reference
+    measured before the variants."""
+    ratios = {}
+    for name, result in results.items():
+        if not {(True, 1), (True, 8)} <= result["runs"].keys():
+            continue
+        lone, eight = result["runs"][True, 1], result["runs"][True, 8]
+        if interleaved:
+            latency, throughput = bare_figures(lone, bare, True, 1)[0], bare_figures(eight, bare, True, 8)[1]
+        else:
+            latency, throughput = bare[True, 1][0], best_throughput(bare, True)
+        ratios[name] = (np.median(lone["latencies_s"]) / latency, eight["throughput"] / throughput)
+    return ratios
 
 
 def summarize_rounds(rounds):
@@ -213,12 +337,14 @@ def main(argv=None):
     if args.env:
         print("server environment: " + " ".join(args.env))
     tta_modes = [mode == "on" for mode in args.tta]
+    interleaved = InterleavedBare(args.model, photos) if (Path(args.model) / TFLITE_FILENAME).is_file() else None
     rounds = []
     for number in range(1, args.rounds + 1):
         print(f"\nRound {number} of {args.rounds}: " + machine_summary())
         bare = bare_reference(args.model, args.concurrency, args.photos)
         results = {
-            name: run_variant(name, bodies, args.concurrency, args.requests, env, tta_modes) for name in args.variants
+            name: run_variant(name, bodies, args.concurrency, args.requests, env, tta_modes, interleaved)
+            for name in args.variants
         }
         rounds.append(report(results, bare))
     if args.rounds > 1 and rounds[0]:
