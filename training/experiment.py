@@ -39,6 +39,22 @@ from training.backbones import WeightsUnavailableError
 from training.variants import run_experiment
 
 
+def without_only(argv: Sequence[str]) -> list[str]:
+    """``argv`` less ``--only NAMES``: the table shows every recorded variant, and
+    the command printed with it is the one that rebuilds all of it (runs
+    already recorded are skipped)."""
+    kept: list[str] = []
+    skip = False
+    for token in argv:
+        if skip or token.startswith("--only="):
+            skip = False
+        elif token == "--only":
+            skip = True
+        else:
+            kept.append(token)
+    return kept
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point; exits with a one-line message on bad input."""
     argv = sys.argv[1:] if argv is None else argv
@@ -59,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.folds < 2:
         parser.error("--folds must be at least 2")
-    command = "python -m training.experiment " + shlex.join(argv)
+    command = "python -m training.experiment " + shlex.join(without_only(argv))
     try:
         run_experiment(args.data, args.variants, args.out, args.folds, args.seed, args.only, args.table, command,
                        args.views, args.classes)
