@@ -278,11 +278,11 @@ def report(results, bare):
         [[name, r["workers"], f"{r['cold_start_s']:.1f} ({r['ready_path']})", f"{r['peak_rss'] / 2**20:.0f}",
           r["restarts"]] for name, r in results.items()],
     ))
-    targets = target_ratios(results, bare)
+    targets, before = target_ratios(results, bare), target_ratios(results, bare, interleaved=False)
     if targets:
         print(f"\nTargets (TTA on): {TARGETS}")
     for name, (lone, eight) in targets.items():
-        before_lone, before_eight = target_ratios({name: results[name]}, bare, interleaved=False)[name]
+        before_lone, before_eight = before[name]
         print(f"{name}: lone p50 {lone:.2f}x bare | 8 clients {eight:.2f}x bare throughput | "
               f"cold start {results[name]['cold_start_s']:.1f} s | RSS {results[name]['peak_rss'] / 2**20:.0f} MB"
               f" (against the reference measured before: {before_lone:.2f}x and {before_eight:.2f}x)")
