@@ -13,6 +13,8 @@ from inference.tta import predict_views
 from tests.conftest import MOBILENET_WEIGHTS, TINY_CLASSES, ready_app, require
 from training.checkpoints import RunState
 from training.config import TrainConfig, parse_args
+from training.data import load_image, load_samples, split_by_group
+from training.probe import feature_extractor, fit_linear_probe, head_weights
 from training.train import main
 
 pytestmark = pytest.mark.shared  # real photos or weights from ../shared
@@ -151,6 +153,50 @@ def test_efficientnet_tiny_run_from_random_init(tiny_dataset, tmp_path, capsys):
     assert classifier.metadata["backbone"] == "EfficientNetB0"
     probabilities = predict_views(classifier, np.full((80, 120, 3), 128, np.uint8))[1]
     assert probabilities.shape == (3,) and abs(probabilities.sum() - 1) < 1e-5
+
+
+def test_without_a_stage_the_exported_model_is_the_linear_probe(tiny_dataset, tmp_path):
+    """stages: [] in a config file: no fine-tuning; the SavedModel's probabilities are the logistic regression's
+    fitted on its own features of the training photos (LP-FT's first half alone)."""
+    config = tmp_path / "probe.yaml"
+    config.write_text("stages: []\n")
+    out = tmp_path / "model"
+    main(["--config", str(config), *mobilenet(out, tiny_dataset), "--image-size", "64"])
+    assert json.loads((out / "history.json").read_text()) == []
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["kept_epoch"] == {"epoch": 0, "stage": "linear-probe", "val_accuracy": None}
+    assert "the model is the linear probe" in (out / "report" / "report.md").read_text()
+    samples, labels = load_samples([tiny_dataset])
+    train, val = split_by_group(samples, 0.25, 42)
+    classifier = Classifier(out)
+    outputs = [classifier.predict(np.stack([load_image(s.path, 64) for s in part])) for part in (train, val)]
+    probe = fit_linear_probe(outputs[0][2], np.array([labels.index(s.label) for s in train]), len(labels))
+    mean, variance, kernel, bias = head_weights(probe)
+    logits = (outputs[1][2] - mean) / np.sqrt(variance + 1e-3) @ kernel + bias  # head_bn's epsilon, then the dense
+    np.testing.assert_allclose(outputs[1][0], logits, rtol=1e-3, atol=1e-3)
+
+
+def test_no_stage_needs_the_probe_head():
+    with pytest.raises(ValueError, match="needs head_init probe"):
+        TrainConfig(stages=[], head_init="random")
+
+
+def test_multiscale_features_run_through_export_litert_and_the_known_model_test(tiny_dataset, tmp_path):
+    """--multiscale-side: the backbone sees the photo at each side too; the exported features, the LiteRT copy
+    and the known-model calibration all carry every scale, the input's own first."""
+    main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "EfficientNetLite0", "--image-size", "64",
+          "--multiscale-side", "48", "--multiscale-side", "32", *TINY, "--stage", "head:1:1e-3:0"])
+    parity = json.loads((tmp_path / "litert_parity.json").read_text())
+    assert parity["top1_agreement"] == 1 and parity["max_probability_difference"] < 1e-4
+    photos = [load_image(path, 64) for path in sorted(tiny_dataset.glob("*/*.jpg"))[:4]]
+    features = Classifier(tmp_path).predict(np.stack(photos))[2]
+    assert features.shape == (4, 3 * 1280)
+    single = feature_extractor(TrainConfig(backbone="EfficientNetLite0", image_size=64))
+    np.testing.assert_allclose(features[:, :1280], single.predict(np.stack(photos).astype(np.float32), verbose=0),
+                               rtol=1e-4, atol=1e-4)
+    assert np.load(tmp_path / "calibration.npz")["original"].shape[1] == 3 * 1280
+    saved = TrainConfig.from_dict(json.loads((tmp_path / "training_config.json").read_text()))
+    assert saved.multiscale_sides == [48, 32]
 
 
 def test_cli_errors_are_one_line_and_exit_nonzero(tiny_dataset, tmp_path, capsys):

@@ -138,7 +138,8 @@ class TrainConfig:
     docstring and ``python -m training.train --help``).
 
     Raises:
-        ValueError: a value not among a field's choices, a bad stage, or no stage.
+        ValueError: a value not among a field's choices, a bad stage, or no stage
+            without ``head_init: probe``.
     """
 
     data: list[str] = knob(
@@ -164,6 +165,17 @@ class TrainConfig:
                         "none (random init) or PATH to a weights file")
     image_size: int | None = knob(None, "input side in pixels for stages without their own; default: the backbone's",
                                   type=int)
+    multiscale_sides: list[int] = knob(
+        list,
+        "multi-scale features: the backbone also sees the photo downscaled inside the graph to this side in pixels "
+        "(bilinear), repeatable, and the pooled features of every scale are concatenated for the head and the "
+        "known-model test; none: one scale",
+        flag_name="--multiscale-side",
+        dest="multiscale_sides",
+        action="append",
+        type=int,
+        metavar="PIXELS",
+    )
     batch_size: int = knob(32, "images per step (global, over all replicas) for stages without their own")
     val_fraction: float = knob(0.2, "share of near-duplicate groups held out for validation")
     seed: int = knob(42, "seeds the split, weights init, shuffling and augmentation")
@@ -200,7 +212,8 @@ class TrainConfig:
                            "which photos the model answers best, stored in its metadata and shown on the page")
     stages: list[Stage] = knob(
         default_stages,
-        "a fine-tuning stage, repeatable, run in order",
+        "a fine-tuning stage, repeatable, run in order; none (stages: [] in a config file): the model is the "
+        "linear probe alone (head_init probe)",
         flag_name="--stage",
         dest="stages",
         action="append",
@@ -212,22 +225,30 @@ class TrainConfig:
         if isinstance(self.data, (str, Path)):  # training_config.json of the first release
             self.data = [str(self.data)]
         self.stages = [Stage.coerce(stage) for stage in self.stages]
-        if not self.stages:
-            raise ValueError("at least one stage is needed")
+        if not self.stages and self.head_init != "probe":
+            raise ValueError("without a stage the model is the linear probe: that needs head_init probe")
+        if any(side < 1 for side in self.multiscale_sides):
+            raise ValueError(f"multiscale sides must be positive, got {self.multiscale_sides}")
         for item in dataclasses.fields(self):
             choices = item.metadata.get("choices")
             if choices and getattr(self, item.name) not in choices:
                 raise ValueError(f"{item.name} '{getattr(self, item.name)}' is not one of: {', '.join(choices)}")
 
-    def stage_image_size(self, stage: Stage) -> int:
-        """Input side in pixels of ``stage``: its own, else the config's, else the backbone's native size."""
+    def stage_image_size(self, stage: Stage | None) -> int:
+        """Input side in pixels of ``stage``: its own, else the config's, else the backbone's native size
+        (``None``: the config's, else the backbone's)."""
         from training.backbones import get_spec
 
-        return stage.image_size or self.image_size or get_spec(self.backbone).input_size
+        return (stage and stage.image_size) or self.image_size or get_spec(self.backbone).input_size
 
-    def stage_batch_size(self, stage: Stage) -> int:
-        """Images per step of ``stage``: its own, else the config's."""
-        return stage.batch_size or self.batch_size
+    def export_image_size(self) -> int:
+        """Input side in pixels of the exported model: the last stage's (progressive resizing), or the config's
+        when there is no stage (the linear probe alone)."""
+        return self.stage_image_size(self.stages[-1] if self.stages else None)
+
+    def stage_batch_size(self, stage: Stage | None) -> int:
+        """Images per step of ``stage``: its own, else the config's (``None``: the config's)."""
+        return (stage and stage.batch_size) or self.batch_size
 
     def to_dict(self) -> dict[str, Any]:
         """Plain ``dict`` of JSON/YAML types."""

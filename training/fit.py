@@ -79,10 +79,14 @@ def fit_and_export(
         with strategy.scope():
             model, backbone = build_classifier(config, len(labels))
         if config.head_init == "probe" and not run.started:
-            first = config.stages[0]
+            first = config.stages[0] if config.stages else None
             plain = make_dataset(train_samples, labels, config.stage_image_size(first), config.stage_batch_size(first))
             init_head_from_probe(model, plain, len(labels))
-        histories = fit_stages(config, model, datasets, backbone, strategy, run, logs, len(train_samples), verbose)
+        if config.stages:
+            histories = fit_stages(config, model, datasets, backbone, strategy, run, logs, len(train_samples), verbose)
+        else:
+            histories = []
+            print("No fine-tuning stage: the model is the linear probe")
         metrics = _export(config, model, labels, val_samples, train_samples, histories, strategy)
         run.remove()
         return metrics
@@ -114,7 +118,7 @@ def _export(
         "weights": Path(config.weights).name,
         "photo_hint": config.photo_hint,
     }
-    image_size = config.stage_image_size(config.stages[-1])
+    image_size = config.export_image_size()
     if not is_chief(strategy):
         with tempfile.TemporaryDirectory() as scratch:
             export_savedmodel(model, labels, image_size, metadata, scratch)
@@ -163,7 +167,7 @@ def train(config: "TrainConfig") -> dict[str, Any]:
     samples, labels = load_samples(config.data, config.class_names)
     train_samples, val_samples = split_by_group(samples, config.val_fraction, config.seed)
     print(f"{len(samples)} images, {len(labels)} classes: {len(train_samples)} train / {len(val_samples)} validation "
-          f"(split by group); stages: {' '.join(map(str, config.stages))}")
+          f"(split by group); stages: {' '.join(map(str, config.stages)) or 'none (the linear probe)'}")
     metrics = fit_and_export(config, train_samples, val_samples, labels, strategy)
     if is_chief(strategy):
         calibrate(config.out, train_samples, val_samples)

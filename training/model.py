@@ -1,6 +1,8 @@
 """The classifier: preprocessing, backbone and head; which layers train."""
 
 import re
+from collections.abc import Sequence
+from functools import partial
 
 import keras
 import numpy as np
@@ -42,12 +44,40 @@ def build_classifier(config: TrainConfig, num_classes: int) -> tuple[keras.Model
     backbone = build_backbone(config.backbone, config.weights, None, config.alpha)
     backbone.trainable = False
     inputs = keras.Input((None, None, 3), name="pixels")
-    features = backbone(keras.layers.Lambda(spec.preprocess_input, name="preprocess_input")(inputs))
-    x = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(features)
+    pixels = keras.layers.Lambda(spec.preprocess_input, name="preprocess_input")(inputs)
+    x = pooled_features(backbone, pixels, config.multiscale_sides)
     x = keras.layers.BatchNormalization(name="head_bn")(x)
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
     logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name=f"{config.backbone}_classifier"), backbone
+
+
+def pooled_features(backbone: keras.Model, pixels: keras.KerasTensor, sides: Sequence[int] = ()) -> keras.KerasTensor:
+    """The backbone's globally average-pooled features, as layer :data:`FEATURES_LAYER`.
+
+    With ``sides``, multi-scale features: the same backbone (shared weights)
+    also sees ``pixels`` downscaled to each ``side x side`` inside the graph,
+    and the pooled features of every scale are concatenated, the input's
+    first (as in multi-scale pooling of CNN features, Gong et al. 2014,
+    "Multi-scale Orderless Pooling of Deep Convolutional Activation
+    Features"). The resize is bilinear without antialiasing: LiteRT has a
+    kernel for it (``RESIZE_BILINEAR``), none for the antialiased one.
+
+    Args:
+        backbone: a feature extractor (``keras.Model``), any input size.
+        pixels: ``(batch, height, width, 3)`` float32, already normalised for the backbone.
+        sides: extra input sides in pixels; empty: one scale.
+
+    Returns:
+        ``(batch, channels * (1 + len(sides)))`` float32.
+    """
+    pooled = [keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER if not sides else "pool_input")(backbone(pixels))]
+    for side in sides:
+        # A Lambda, not keras.layers.Resizing: that layer's seed generator would not export into the SavedModel.
+        resized = keras.layers.Lambda(partial(keras.ops.image.resize, size=(side, side), interpolation="bilinear"),
+                                      name=f"resize_{side}")(pixels)
+        pooled.append(keras.layers.GlobalAveragePooling2D(name=f"pool_{side}")(backbone(resized)))
+    return keras.layers.Concatenate(name=FEATURES_LAYER)(pooled) if sides else pooled[0]
 
 
 def set_head(model: keras.Model, mean: np.ndarray, variance: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> None:

@@ -25,7 +25,7 @@ from inference.tta import VIEW_SETS, tta_batch
 from training.backbones import build_backbone, get_spec
 from training.config import TrainConfig
 from training.data import Sample, load_image
-from training.model import FEATURES_LAYER, set_head
+from training.model import FEATURES_LAYER, pooled_features, set_head
 
 # Inverse L2 strength on standardised features (scikit-learn's default).
 PROBE_C = 1.0
@@ -65,7 +65,8 @@ def head_weights(probe: Pipeline) -> tuple[np.ndarray, ...]:
 
 
 def feature_extractor(config: TrainConfig) -> keras.Model:
-    """The frozen backbone of ``config`` with global average pooling.
+    """The frozen backbone of ``config`` with global average pooling
+    (multi-scale with ``config.multiscale_sides``: :func:`training.model.pooled_features`).
 
     Returns:
         ``keras.Model`` mapping float32 RGB pixels ``[0, 255]``
@@ -77,9 +78,9 @@ def feature_extractor(config: TrainConfig) -> keras.Model:
     """
     spec = get_spec(config.backbone)
     backbone = build_backbone(config.backbone, config.weights, None, config.alpha)
+    backbone.trainable = False
     inputs = keras.Input((None, None, 3))
-    pooled = keras.layers.GlobalAveragePooling2D()(backbone(spec.preprocess_input(inputs), training=False))
-    return keras.Model(inputs, pooled)
+    return keras.Model(inputs, pooled_features(backbone, spec.preprocess_input(inputs), config.multiscale_sides))
 
 
 def view_features(
@@ -110,7 +111,7 @@ def run_probe(
     """
     started = time.perf_counter()
     extractor = feature_extractor(config)
-    size = config.stage_image_size(config.stages[-1])
+    size = config.export_image_size()
     views = VIEW_SETS["flip"]
     train = view_features(extractor, [s.path for s in train_samples], size, views[:1])[:, 0]
     test = view_features(extractor, [s.path for s in test_samples], size, views)

@@ -331,7 +331,11 @@ def write_training_report(model_dir: Path | str) -> Path:
     history = json.loads(history_path.read_text())
     out = model_dir / "report"
     out.mkdir(exist_ok=True)
-    plot_learning_curves(history, out / "learning_curves.png")
+    curves = "![Learning curves](learning_curves.png)"
+    if history:
+        plot_learning_curves(history, out / "learning_curves.png")
+    else:
+        curves = "No fine-tuning stage: the model is the linear probe, with no epochs to plot."
     stages = ["| stage | epochs run | peak learning rate | seconds | best validation accuracy |",
               "|---|---|---|---|---|"]
     for stage in history:
@@ -352,6 +356,6 @@ def write_training_report(model_dir: Path | str) -> Path:
 {validation}
 {chr(10).join(stages)}
 
-![Learning curves](learning_curves.png)
+{curves}
 """)
     return out / "report.md"

@@ -156,15 +156,20 @@ def _stopped_early(history: dict[str, list[float]], first_epoch: int, stage: "St
     return {"epoch": first_epoch + ran, "best_epoch": best}
 
 
-def kept_epoch(histories: Sequence[dict[str, Any]], checkpointed: Container[int]) -> dict[str, int | str | float]:
+def kept_epoch(
+    histories: Sequence[dict[str, Any]], checkpointed: Container[int]
+) -> dict[str, int | str | float | None]:
     """The epoch whose weights the best checkpoint holds: the first epoch of
     highest validation accuracy among the ``checkpointed`` stages, epoch 0
     being the linear probe before the first stage (``start_val_accuracy``).
 
     Returns:
         ``{"epoch", "stage", "val_accuracy"}`` (epoch 1-based, counted across
-        stages; 0 and stage ``linear-probe``: no fine-tuned epoch did better).
+        stages; 0 and stage ``linear-probe``: no fine-tuned epoch did better,
+        or there was no stage, ``val_accuracy`` then ``None``).
     """
+    if not histories:
+        return {"epoch": 0, "stage": "linear-probe", "val_accuracy": None}
     candidates = [(accuracy, -(stage["first_epoch"] + i + 1), stage["stage"]["name"])
                   for index, stage in enumerate(histories) if index in checkpointed
                   for i, accuracy in enumerate(stage["val_accuracy"])]
