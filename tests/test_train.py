@@ -165,6 +165,7 @@ def test_without_a_stage_the_exported_model_is_the_linear_probe(tiny_dataset, tm
     assert json.loads((out / "history.json").read_text()) == []
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["kept_epoch"] == {"epoch": 0, "stage": "linear-probe", "val_accuracy": None}
+    assert metrics["train_seconds"] > 0  # the probe's features and fit
     assert "the model is the linear probe" in (out / "report" / "report.md").read_text()
     samples, labels = load_samples([tiny_dataset])
     train, val = split_by_group(samples, 0.25, 42)

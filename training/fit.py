@@ -2,6 +2,7 @@
 
 import json
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,16 +79,19 @@ def fit_and_export(
         print(f"{config.backbone}: {strategy.num_replicas_in_sync} replica(s), {policy} compute")
         with strategy.scope():
             model, backbone = build_classifier(config, len(labels))
+        probe_seconds = 0.0
         if config.head_init == "probe" and not run.started:
+            started = time.perf_counter()
             first = config.stages[0] if config.stages else None
             plain = make_dataset(train_samples, labels, config.stage_image_size(first), config.stage_batch_size(first))
             init_head_from_probe(model, plain, len(labels))
+            probe_seconds = time.perf_counter() - started
         if config.stages:
             histories = fit_stages(config, model, datasets, backbone, strategy, run, logs, len(train_samples), verbose)
         else:
             histories = []
             print("No fine-tuning stage: the model is the linear probe")
-        metrics = _export(config, model, labels, val_samples, train_samples, histories, strategy)
+        metrics = _export(config, model, labels, val_samples, train_samples, histories, strategy, probe_seconds)
         run.remove()
         return metrics
 
@@ -100,9 +104,11 @@ def _export(
     train_samples: "list[Sample]",
     histories: list[dict[str, Any]],
     strategy: "tf.distribute.Strategy",
+    probe_seconds: float,
 ) -> dict[str, Any]:
     """Write the SavedModel and its files (on the chief; other workers write to a
-    scratch directory, as every worker must take part in saving) and measure it."""
+    scratch directory, as every worker must take part in saving) and measure it;
+    ``train_seconds`` counts the linear probe's features and fit (``probe_seconds``) and the stages."""
     from tensorflow.lite.python.convert_phase import ConverterError  # what TFLiteConverter raises
 
     from inference.runtime import ModelLoadError
@@ -135,7 +141,7 @@ def _export(
     metrics = {
         "validation_images": len(val_samples),
         "train_images": len(train_samples),
-        "train_seconds": round(sum(stage["seconds"] for stage in histories), 1),
+        "train_seconds": round(probe_seconds + sum(stage["seconds"] for stage in histories), 1),
         "kept_epoch": kept_epoch(histories, checkpointed_stages(config)),
         **evaluate_savedmodel(out, val_samples),
     }
