@@ -273,7 +273,8 @@ def results_markdown(
         cells = [_fold_cell(latest[name, k]) if (name, k) in latest else "" for k in range(folds)]
         per_fold.append(f"| `{name}` | " + " | ".join(cells) + " |")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    tta = tta_markdown(list(latest.values()))
+    # The reference's fold models only: the service's view set is chosen for the recipe it ships.
+    tta = tta_markdown([result for (name, _), result in latest.items() if name == reference])
     return "\n".join([
         f"{n_photos} photos, {n_classes} classes, {folds} group-aware stratified folds (seed {seed}); each "
         "model is trained on the other folds (themselves split by group into training and validation for "
@@ -291,8 +292,8 @@ def results_markdown(
         "best-validated over all stages; 0 is the linear probe the head started from):",
         "",
         *per_fold,
-        *(["", "TTA view sets (`inference/tta.py`), over the runs measured with them; gain: per run, "
-               "accuracy with the set minus without TTA:", "", *tta] if tta else []),
+        *(["", f"TTA view sets (`inference/tta.py`), over the `{reference}` fold models measured with them; "
+               "gain: per model, accuracy with the set minus without TTA:", "", *tta] if tta else []),
     ])
 
 
