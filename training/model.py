@@ -71,13 +71,15 @@ def pooled_features(backbone: keras.Model, pixels: keras.KerasTensor, sides: Seq
     Returns:
         ``(batch, channels * (1 + len(sides)))`` float32.
     """
-    pooled = [keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER if not sides else "pool_input")(backbone(pixels))]
+    if not sides:
+        return keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(backbone(pixels))
+    pooled = [keras.layers.GlobalAveragePooling2D(name="pool_input")(backbone(pixels))]
     for side in sides:
         # A Lambda, not keras.layers.Resizing: that layer's seed generator would not export into the SavedModel.
         resized = keras.layers.Lambda(partial(keras.ops.image.resize, size=(side, side), interpolation="bilinear"),
                                       name=f"resize_{side}")(pixels)
         pooled.append(keras.layers.GlobalAveragePooling2D(name=f"pool_{side}")(backbone(resized)))
-    return keras.layers.Concatenate(name=FEATURES_LAYER)(pooled) if sides else pooled[0]
+    return keras.layers.Concatenate(name=FEATURES_LAYER)(pooled)
 
 
 def set_head(model: keras.Model, mean: np.ndarray, variance: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> None:
