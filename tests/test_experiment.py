@@ -54,7 +54,8 @@ def test_runner_trains_every_variant_on_the_same_folds_and_writes_the_table(tiny
     first = next(r for r in results if (r["variant"], r["fold"]) == ("head-only", 0))
     cell = f"{first['accuracy']:.3f} / {first['accuracy_tta']:.3f} (epoch {first['kept_epoch']})"
     assert f"| `head-only` | {cell} |" in text
-    assert "| `scales` | original, crop_center, zoom_out | 2 |" in text  # the reference's 2 fold models
+    assert text.count("| `scales` | original, crop_center, zoom_out | 2 |") == 2  # each variant's 2 fold models
+    assert text.index("over the `staged` fold models") < text.index("over the `head-only` fold models")
     assert all(set(r["tta_sets"]) == {"none", "flip", "scales"} for r in results)
 
     trained = (tmp_path / "exp" / "staged" / "fold0" / "saved_model.pb").stat().st_mtime

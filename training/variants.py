@@ -273,8 +273,14 @@ def results_markdown(
         cells = [_fold_cell(latest[name, k]) if (name, k) in latest else "" for k in range(folds)]
         per_fold.append(f"| `{name}` | " + " | ".join(cells) + " |")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    # The reference's fold models only: the service's view set is chosen for the recipe it ships.
-    tta = tta_markdown([result for (name, _), result in latest.items() if name == reference])
+    # One table per variant: pooling the fold models of different recipes would hide which one a view set helps.
+    tta = [
+        line
+        for name in variants
+        if (rows_of_name := tta_markdown([result for (variant, _), result in latest.items() if variant == name]))
+        for line in ["", f"TTA view sets (`inference/tta.py`), over the `{name}` fold models measured with "
+                         "them; gain: per model, accuracy with the set minus without TTA:", "", *rows_of_name]
+    ]
     return "\n".join([
         f"{n_photos} photos, {n_classes} classes, {folds} group-aware stratified folds (seed {seed}); each "
         "model is trained on the other folds (themselves split by group into training and validation for "
@@ -292,8 +298,7 @@ def results_markdown(
         "best-validated over all stages; 0 is the linear probe the head started from):",
         "",
         *per_fold,
-        *(["", f"TTA view sets (`inference/tta.py`), over the `{reference}` fold models measured with them; "
-               "gain: per model, accuracy with the set minus without TTA:", "", *tta] if tta else []),
+        *tta,
     ])
 
 
@@ -306,10 +311,10 @@ def _fold_cell(result: Mapping[str, Any]) -> str:
 def tta_markdown(results: Iterable[Mapping[str, Any]]) -> list[str]:
     """Rows of the TTA table: per view set, over the runs that measured it,
     accuracy, paired gain over no TTA, runs better/worse, median latency;
-    ``[]`` when no run measured a set besides ``flip``."""
+    ``[]`` when no run measured a set besides ``none``."""
     measured = [r for r in results if "tta_sets" in r]
     names = [name for name in VIEW_SETS if any(name in r["tta_sets"] for r in measured)]
-    if not set(names) - {"none", "flip"}:
+    if not set(names) - {"none"}:
         return []
     rows = ["| TTA views | views | runs | accuracy | gain | better / worse | ms per image |",
             "|---|---|---|---|---|---|---|"]
