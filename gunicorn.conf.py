@@ -4,17 +4,18 @@ gunicorn reads this file from the working directory. Chosen from measurements
 on 2 cores (``benchmarks/service.py``, ``benchmarks/runtimes.py``; figures in
 README "Performance"):
 
-- one worker (``WEB_CONCURRENCY``): on LiteRT (the default runtime) a worker
-  holds about 180 MB with two interpreters, so two workers (about 150 MB
-  each, one interpreter each) now fit a 1 GB VPS too; one worker can keep
-  both cores busy, as LiteRT releases the GIL while it runs (two threads:
-  1.97 times one thread's forward passes, measured for issue 12), and two
-  workers measured no faster at 8 clients (0.90x against 0.93x the bare
+- one worker (``WEB_CONCURRENCY``): one worker keeps both cores busy, as
+  LiteRT releases the GIL while it runs, and two workers measured no faster
+  at 8 clients (0.90x against 0.93x the bare model, with the previous 300 px
   model, README "Performance"). On TensorFlow
   (``CARCLF_RUNTIME=tensorflow``) a worker holds about 0.7 GB: keep one;
-- per worker, its share of the cores runs forward passes side by side, each
-  pass on one core: LiteRT, one single-threaded interpreter per core
-  (``CARCLF_INTERPRETERS`` = cores per worker); TensorFlow,
+- per worker, LiteRT: one interpreter (``CARCLF_INTERPRETERS=1``) whose
+  passes use the worker's share of the cores (``CARCLF_INTERPRETER_THREADS``
+  = cores per worker). For the shipped multi-scale model this matches two
+  single-threaded interpreters in photos per second (8.9-9.9 against
+  9.1-9.5 with TTA), halves a lone request's forward pass and holds about 90
+  MB less (an interpreter packs the weights once per backbone pass, three
+  times, and keeps its own activations: ``inference/litert.py``); TensorFlow,
   ``TF_NUM_INTRAOP_THREADS=1`` and ``TF_NUM_INTEROP_THREADS`` = cores per
   worker: one core per pass costs 3.4-4 ms per image at any batch
   size, while two cores per pass save little on the few images a request
@@ -60,7 +61,8 @@ control_socket_disable = True
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 _cores_per_worker = str(max(1, _cores // workers))
 os.environ.setdefault("CARCLF_BATCH_THREADS", _cores_per_worker)
-os.environ.setdefault("CARCLF_INTERPRETERS", _cores_per_worker)
+os.environ.setdefault("CARCLF_INTERPRETERS", "1")
+os.environ.setdefault("CARCLF_INTERPRETER_THREADS", _cores_per_worker)
 # NumPy's BLAS on one thread: the known-model test's small products (one image's features against
 # the calibration) cost more in hand-offs between BLAS threads than they gain, and requests already
 # run side by side (2 cores, busy machine: 11 ms with two threads, 0.3 ms with one).

@@ -66,6 +66,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     security.register(app)
     errors.register(app)
     options = {key.lower(): app.config[key]
-               for key in ("BATCH_SIZE", "BATCH_WAIT_MS", "BATCH_THREADS", "INTERPRETERS")}
+               for key in ("BATCH_SIZE", "BATCH_WAIT_MS", "BATCH_THREADS", "INTERPRETERS", "INTERPRETER_THREADS")}
     app.extensions["model"] = ModelLoader(app.config["MODEL_DIR"], app.config["RUNTIME"], **options).start()
     return app

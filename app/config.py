@@ -4,7 +4,7 @@
 |-------------------------|--------------|-----------------------------------------------------|
 | CARCLF_MODEL_DIR        | <repo>/model | model directory to serve (relative: to the current directory); several joined by ':' serve their ensemble |
 | CARCLF_TOP_K            | 3            | predictions returned when top_k is absent           |
-| CARCLF_TTA              | 0            | TTA (original + mirrored view) when a request has no tta; 0: measured best (docs/experiments.md) |
+| CARCLF_TTA              | 1            | TTA (original + mirrored view) when a request has no tta; on: measured best (docs/experiments.md) |
 | CARCLF_MAX_UPLOAD_MB    | 10           | largest request body, in MiB (else 413)             |
 | CARCLF_MAX_PIXELS       | 40000000     | largest width*height accepted, checked before decoding |
 | CARCLF_MAX_PIXELS_FULL  | 16000000     | the same for images decoded at full size (all but JPEG) |
@@ -17,7 +17,8 @@
 | CARCLF_BATCH_WAIT_MS | 0 | longest wait for other requests to join a batch |
 | CARCLF_BATCH_THREADS | 1 | batches run side by side (gunicorn.conf.py: cores per worker) |
 | CARCLF_RUNTIME | litert | litert: model.tflite on LiteRT, no TensorFlow imported; tensorflow: the SavedModel |
-| CARCLF_INTERPRETERS | 1 | LiteRT: passes side by side, one interpreter each (gunicorn.conf.py: cores per worker) |
+| CARCLF_INTERPRETERS | 1 | LiteRT: passes side by side, one interpreter each |
+| CARCLF_INTERPRETER_THREADS | 1 | LiteRT: CPU threads of each pass (gunicorn.conf.py: cores per worker) |
 
 ``PROMETHEUS_MULTIPROC_DIR`` is read by prometheus_client itself (see README).
 """
@@ -77,7 +78,7 @@ def directories(raw: str) -> str:
 SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     "MODEL_DIR": ("CARCLF_MODEL_DIR", str(DEFAULT_MODEL_DIR), directories),
     "DEFAULT_TOP_K": ("CARCLF_TOP_K", 3, int),
-    "DEFAULT_TTA": ("CARCLF_TTA", False, _boolean),
+    "DEFAULT_TTA": ("CARCLF_TTA", True, _boolean),
     "MAX_UPLOAD_MB": ("CARCLF_MAX_UPLOAD_MB", 10, float),
     "MAX_PIXELS": ("CARCLF_MAX_PIXELS", 40_000_000, int),
     "MAX_PIXELS_FULL": ("CARCLF_MAX_PIXELS_FULL", 16_000_000, int),
@@ -91,6 +92,7 @@ SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     "BATCH_THREADS": ("CARCLF_BATCH_THREADS", 1, int),
     "RUNTIME": ("CARCLF_RUNTIME", DEFAULT_RUNTIME, runtime),
     "INTERPRETERS": ("CARCLF_INTERPRETERS", 1, int),
+    "INTERPRETER_THREADS": ("CARCLF_INTERPRETER_THREADS", 1, int),
 }
 
 

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{photo_summary(photos)}; model input {size[1]}x{size[0]} px; runtime {app.config['RUNTIME']}")
 
     def request(photo: bytes) -> None:
-        response = client.post("/predict", data={"file": (io.BytesIO(photo), "car.jpg")})
+        response = client.post("/predict?tta=0", data={"file": (io.BytesIO(photo), "car.jpg")})
         assert response.status_code == 200, response.get_data(as_text=True)
 
     def multipart(photo: bytes) -> None:
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     images = {photo: classifier.decode(photo) for photo in photos}
     outputs = {photo: classifier.predict(images[photo][None]) for photo in photos}
-    answer = client.post("/predict", data={"file": (io.BytesIO(photos[0]), "car.jpg")}).get_json()
+    answer = client.post("/predict?tta=0", data={"file": (io.BytesIO(photos[0]), "car.jpg")}).get_json()
     record = logging.LogRecord("carclf.request", logging.INFO, __file__, 0, "request", None, None)
     record.fields = {"method": "POST", "path": "/predict", "status": 200, "ms": 12.3, "top": ["kia_rio"]}
     formatter = JsonFormatter()

@@ -102,10 +102,10 @@ def load_predictor(model_dir: Path | str, runtime: str = DEFAULT_RUNTIME, **opti
     if runtime == "litert":
         from inference.litert import LiteRTClassifier
 
-        return LiteRTClassifier(model_dir, interpreters=options.get("interpreters", 1))
+        return LiteRTClassifier(model_dir, options.get("interpreters", 1), options.get("interpreter_threads", 1))
     from inference.classifier import Classifier
 
-    return Classifier(model_dir, **{key: value for key, value in options.items() if key != "interpreters"})
+    return Classifier(model_dir, **{key: value for key, value in options.items() if not key.startswith("interpreter")})
 
 
 def read_metadata(model_dir: Path | str) -> tuple[list[str], tuple[int, int], dict]:

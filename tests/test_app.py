@@ -69,7 +69,7 @@ def test_json_contract(client, validation_photos):
     assert len(predictions) == 3 and all(set(p) == {"label", "probability"} for p in predictions)
     probabilities = [p["probability"] for p in predictions]
     assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
-    assert body["tta_views"] == 1 and body["model"]["version"] and body["time_ms"] > 0  # no TTA by default
+    assert body["tta_views"] == 2 and body["model"]["version"] and body["time_ms"] > 0  # the flip by default
     assert body["known_model"] is True and body["distance"] >= 0
 
 
@@ -89,11 +89,11 @@ def test_top_k_and_tta_switch(client, validation_photos):
 
 @pytest.mark.shared
 def test_tta_default_follows_the_setting(validation_photos):
-    app = ready_app({"MODEL_DIR": str(SHIPPED_MODEL), "DEFAULT_TTA": True})
+    app = ready_app({"MODEL_DIR": str(SHIPPED_MODEL), "DEFAULT_TTA": False})
     answer = post_photo(app.test_client(), Path(validation_photos[1].path)).json
-    assert answer["tta_views"] == 2
+    assert answer["tta_views"] == 1
     metadata = app.test_client().get("/v1/models/car-model-classifier").json
-    assert metadata["default_tta_views"] == ["original", "hflip"]
+    assert metadata["default_tta_views"] == ["original"]
 
 
 @pytest.mark.shared
@@ -221,7 +221,7 @@ def test_too_large_upload_is_413_json(shipped_app, client, monkeypatch):
     assert answer.status_code == 413 and answer.json["error"]["code"] == "request_entity_too_large"
 
 
-@pytest.mark.parametrize("raw, expected", [("1", True), ("On", True), ("false", False), (None, False)])
+@pytest.mark.parametrize("raw, expected", [("1", True), ("On", True), ("false", False), (None, True)])
 def test_tta_setting_parses_yes_and_no(raw, expected):
     from app.config import settings_from_env
 

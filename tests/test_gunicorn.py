@@ -214,7 +214,7 @@ def test_curl_predict_on_a_real_photo_after_the_battery(server, photo, worker_pi
     path = tmp_path / "camry.jpg"
     path.write_bytes(photo)
     status, body = curl("-F", f"file=@{path}", "-F", "file=@" + str(path), f"{server}/predict")
-    assert status == 200 and len(body["results"]) == 2 and body["tta_views"] == 1  # CARCLF_TTA=0 by default
+    assert status == 200 and len(body["results"]) == 2 and body["tta_views"] == 2  # CARCLF_TTA=1 by default
     assert body["results"][0]["predictions"][0]["label"] == "toyota_camry" and body["results"][0]["known_model"]
     assert health(server) == worker_pid
 

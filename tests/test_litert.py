@@ -75,6 +75,17 @@ def test_interpreters_answer_concurrent_threads_as_if_alone(runtimes, photos):
     assert len({int(np.argmax(p)) for p in together}) > 1
 
 
+@pytest.mark.shared
+def test_a_multithreaded_interpreter_answers_as_a_single_threaded_one(runtimes, photos):
+    """The service's default (one interpreter, the worker's cores: gunicorn.conf.py) against one thread."""
+    single, threaded = runtimes["litert"], load_predictor(SHIPPED_MODEL, "litert", interpreter_threads=2)
+    for data in photos[:6]:
+        image = single.decode(data, max_pixels=40_000_000)
+        expected, answer = (predict_views(runtime, image) for runtime in (single, threaded))
+        np.testing.assert_allclose(answer[1], expected[1], atol=1e-5)
+        np.testing.assert_allclose(answer[2], expected[2], atol=1e-4)
+
+
 def test_images_of_another_size_are_refused(runtimes):
     height, width = runtimes["litert"].image_size
     with pytest.raises(ValueError, match=rf"takes \({height}, {width}\)"):

@@ -96,7 +96,7 @@ def test_model_metadata(client):
     assert len(body["labels"]) == 10 and "kia_rio" in body["labels"]
     size = json.loads((SHIPPED_MODEL / "training_config.json").read_text())["image_size"]
     assert body["input_size"] == {"height": size, "width": size} and body["backbone"] == "EfficientNetLite0"
-    assert body["default_tta_views"] == ["original"]
+    assert body["default_tta_views"] == ["original", "hflip"]
     metrics = json.loads((SHIPPED_MODEL / "metrics.json").read_text())
     assert body["training_metrics"]["accuracy"] == metrics["accuracy"]
     calibration = json.loads((SHIPPED_MODEL / "calibration.json").read_text())
@@ -240,8 +240,8 @@ def test_favicon_is_served(client):
 def test_gunicorn_binds_the_loopback_interface_unless_told(monkeypatch):
     for variable in ("BIND", "HOST", "PORT"):
         monkeypatch.delenv(variable, raising=False)
-    for variable in ("CARCLF_BATCH_THREADS", "CARCLF_INTERPRETERS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
-                     "TF_NUM_INTEROP_THREADS"):
+    for variable in ("CARCLF_BATCH_THREADS", "CARCLF_INTERPRETERS", "CARCLF_INTERPRETER_THREADS",
+                     "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         monkeypatch.setenv(variable, os.environ.get(variable, "1"))  # restored afterwards: the file sets defaults
     assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == "127.0.0.1:8000"
     monkeypatch.setenv("HOST", "0.0.0.0")  # as the Docker image does
