@@ -274,13 +274,12 @@ def results_markdown(
         per_fold.append(f"| `{name}` | " + " | ".join(cells) + " |")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     # One table per variant: pooling the fold models of different recipes would hide which one a view set helps.
-    tta = [
-        line
-        for name in variants
-        if (rows_of_name := tta_markdown([result for (variant, _), result in latest.items() if variant == name]))
-        for line in ["", f"TTA view sets (`inference/tta.py`), over the `{name}` fold models measured with "
-                         "them; gain: per model, accuracy with the set minus without TTA:", "", *rows_of_name]
-    ]
+    tta: list[str] = []
+    for name in variants:
+        table = tta_markdown([result for (variant, _), result in latest.items() if variant == name])
+        if table:
+            tta += ["", f"TTA view sets (`inference/tta.py`), over the `{name}` fold models measured with them; "
+                        "gain: per model, accuracy with the set minus without TTA:", "", *table]
     return "\n".join([
         f"{n_photos} photos, {n_classes} classes, {folds} group-aware stratified folds (seed {seed}); each "
         "model is trained on the other folds (themselves split by group into training and validation for "
