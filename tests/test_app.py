@@ -81,9 +81,9 @@ def test_top_k_and_tta_switch(client, validation_photos):
     assert abs(sum(p["probability"] for p in everything["predictions"]) - 1) < 1e-4
     plain = post_photo(client, path, tta="0", top_k="1").json
     assert plain["tta_views"] == 1 and len(plain["predictions"]) == 1
-    assert plain["predictions"][0] == everything["predictions"][0]  # TTA is off by default
     flipped = post_photo(client, path, tta="1", top_k="1").json
     assert flipped["tta_views"] == 2
+    assert flipped["predictions"][0] == everything["predictions"][0]  # TTA is on by default
     assert flipped["predictions"][0]["probability"] != pytest.approx(plain["predictions"][0]["probability"], abs=1e-7)
 
 
