@@ -260,13 +260,15 @@ def load(host, port, path, bodies, concurrency, requests, timeout=60):
         ``dict``: ``latencies_s`` (``np.ndarray`` of successful requests, in
         seconds), ``failures`` (``list`` of ``(status or exception text)``),
         ``elapsed_s`` (wall time of the whole run), ``throughput`` (successful
-        requests per second).
+        requests per second), ``client_cpu_s`` (CPU seconds of the client threads
+        together: on the same machine they take cores from the service).
     """
     lock = threading.Lock()
     next_index = iter(range(requests))
-    latencies, failures = [], []
+    latencies, failures, client_cpu = [], [], []
 
     def client():
+        cpu_started = time.thread_time()
         connection = http.client.HTTPConnection(host, port, timeout=timeout)
         while True:
             with lock:
@@ -288,6 +290,8 @@ def load(host, port, path, bodies, concurrency, requests, timeout=60):
             with lock:
                 (latencies.append(elapsed) if status == 200 else failures.append(status))
         connection.close()
+        with lock:
+            client_cpu.append(time.thread_time() - cpu_started)
 
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
     started = time.perf_counter()
@@ -301,6 +305,7 @@ def load(host, port, path, bodies, concurrency, requests, timeout=60):
         "failures": failures,
         "elapsed_s": elapsed,
         "throughput": len(latencies) / elapsed,
+        "client_cpu_s": sum(client_cpu),
     }
 
 

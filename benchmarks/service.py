@@ -136,16 +136,17 @@ def interleaved_load(server, path, bodies, clients, requests, block, bare_block)
         :func:`benchmarks.harness.load`'s ``dict`` over all blocks (throughput
         over the blocks' time only), plus ``bare``: every figure of ``bare_block``.
     """
-    latencies, failures, bare, elapsed = [], [], [], 0.0
+    latencies, failures, bare, elapsed, client_cpu = [], [], [], 0.0, 0.0
     for start in range(0, requests, block):
         part = load(server.host, server.port, path, bodies, clients, min(block, requests - start))
         latencies.append(part["latencies_s"])
         failures += part["failures"]
         elapsed += part["elapsed_s"]
+        client_cpu += part["client_cpu_s"]
         bare += bare_block(len(part["latencies_s"]) + len(part["failures"]))
     latencies = np.concatenate(latencies)
     return {"latencies_s": latencies, "failures": failures, "elapsed_s": elapsed,
-            "throughput": len(latencies) / elapsed, "bare": np.array(bare)}
+            "throughput": len(latencies) / elapsed, "client_cpu_s": client_cpu, "bare": np.array(bare)}
 
 
 def measured_load(server, path, bodies, clients, requests, bare, tta):
@@ -271,12 +272,13 @@ def report(results, bare):
             rows.append([
                 name, "on" if tta else "off", clients, f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}",
                 f"{run['throughput']:.1f}", len(run["failures"]), f"{run['cpu_per_request_s'] * 1e3:.1f}",
+                f"{run['client_cpu_s'] / len(run['latencies_s']) * 1e3:.1f}" if len(run["latencies_s"]) else "-",
                 f"{latency * 1e3:.1f}" + ("*" if interleaved == "bare ms" else ""),
                 f"{bare_throughput:.0f}" + ("*" if interleaved == "bare images/s" else ""),
                 f"{p50 / (latency * 1e3):.2f}", f"{run['throughput'] / bare_throughput:.2f}",
             ])
     print(table(["variant", "TTA", "clients", "p50 ms", "p95 ms", "p99 ms", "req/s", "failed",
-                 "server CPU ms/req", "bare ms", "bare images/s", "p50/bare", "tput/bare"], rows))
+                 "server CPU ms/req", "client CPU ms/req", "bare ms", "bare images/s", "p50/bare", "tput/bare"], rows))
     print("*: timed between the blocks of the row's requests; the others were measured before the variants")
     print()
     print(table(
