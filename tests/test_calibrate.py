@@ -4,6 +4,7 @@ subset of its own split, and what the service makes of the file it writes."""
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inference.calibration import METHOD, Calibration
@@ -13,7 +14,7 @@ from tests.conftest import CARS, SF_TEST, SHARED, SHIPPED_MODEL, require
 from tests.helpers import first_per_class
 from training.calibrate import main
 from training.data import model_split
-from training.known_model import read_other_models
+from training.known_model import fit_gaussians, read_other_models
 
 pytestmark = pytest.mark.shared  # real photos or weights from ../shared
 
@@ -109,3 +110,16 @@ def test_cli_errors_are_one_line_and_exit_nonzero(args, message):
         main([*args, "--data", str(require(CARS))])
     assert str(caught.value.code).startswith("error: ") and message in str(caught.value.code)
     assert "\n" not in str(caught.value.code)
+
+
+def test_mahalanobis_distances_match_the_definition_on_the_shipped_models_features():
+    """The expanded distance (no (n, m, F) residuals) equals min over centres of
+    (x - mu)^T Sigma^-1 (x - mu) with Sigma in probabilistic-PCA form, on the shipped model's features."""
+    calibration_arrays = np.load(require(SHIPPED_MODEL) / "calibration.npz")
+    features = np.asarray(calibration_arrays["original"], np.float64)[:120]
+    classes = np.arange(len(features)) % 4
+    gaussians = fit_gaussians(features, classes, components=16)
+    u = gaussians.components
+    precision = (u.T / gaussians.variances) @ u + (np.eye(u.shape[1]) - u.T @ u) / gaussians.noise_variance
+    expected = [min((x - mu) @ precision @ (x - mu) for mu in gaussians.means) for x in features[:10]]
+    np.testing.assert_allclose(gaussians.distances(features[:10]), expected, rtol=1e-6)

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -13,8 +14,9 @@ from inference.tta import predict_views
 from tests.conftest import MOBILENET_WEIGHTS, TINY_CLASSES, ready_app, require
 from training.checkpoints import RunState
 from training.config import TrainConfig, parse_args
-from training.data import load_image, load_samples, split_by_group
-from training.probe import feature_extractor, fit_linear_probe, head_weights
+from training.data import load_image, load_samples, make_dataset, split_by_group
+from training.model import FEATURES_LAYER, PROJECTION_LAYER, build_classifier
+from training.probe import feature_extractor, fit_linear_probe, fit_projection, head_weights
 from training.train import main
 
 pytestmark = pytest.mark.shared  # real photos or weights from ../shared
@@ -198,6 +200,45 @@ def test_multiscale_features_run_through_export_litert_and_the_known_model_test(
     assert np.load(tmp_path / "calibration.npz")["original"].shape[1] == 3 * 1280
     saved = TrainConfig.from_dict(json.loads((tmp_path / "training_config.json").read_text()))
     assert saved.multiscale_sides == [48, 32]
+
+
+def test_bilinear_pooling_is_the_pca_projected_signed_sqrt_gram_and_runs_through_export(tiny_dataset, tmp_path):
+    """pooling: bilinear: the projection is the PCA of the training photos' maps (decorrelated, largest variance
+    first); the features are the upper triangle of the location-averaged Gram matrix of the projected map, signed
+    square root, unit norm (Lin et al. 2015); the export, its LiteRT copy and the known-model test carry them."""
+    dim = 6
+    config = tmp_path / "bilinear.yaml"
+    config.write_text(f"pooling: bilinear\nbilinear_dim: {dim}\nprobe_c: 100\nstages: []\n")
+    out = tmp_path / "model"
+    main(["--config", str(config), "--data", str(tiny_dataset), "--out", str(out), "--backbone", "EfficientNetLite0",
+          "--image-size", "64", *TINY])
+    parity = json.loads((out / "litert_parity.json").read_text())
+    assert parity["top1_agreement"] == 1 and parity["max_probability_difference"] < 1e-4
+    assert np.load(out / "calibration.npz")["original"].shape[1] == dim * (dim + 1) // 2
+
+    samples, labels = load_samples([tiny_dataset])
+    train, _ = split_by_group(samples, 0.25, 42)
+    model, _ = build_classifier(TrainConfig(backbone="EfficientNetLite0", pooling="bilinear", bilinear_dim=dim),
+                                len(labels))
+    fit_projection(model, make_dataset(train, labels, 64, 4))
+    photos = np.stack([load_image(s.path, 64) for s in train]).astype(np.float32)
+    projected = np.asarray(keras.Model(model.input, model.get_layer(PROJECTION_LAYER).output)(photos))
+    covariance = np.cov(projected.reshape(-1, dim), rowvar=False)
+    assert np.abs(projected.reshape(-1, dim).mean(0)).max() < 1e-3
+    np.testing.assert_allclose(covariance - np.diag(np.diag(covariance)), 0, atol=1e-3 * covariance[0, 0])
+    assert np.all(np.diff(np.diag(covariance)) <= 0)
+    vectors = projected.reshape(len(photos), -1, dim)
+    gram = np.einsum("npi,npj->nij", vectors, vectors) / vectors.shape[1]
+    upper = gram[:, *np.triu_indices(dim)]
+    expected = np.sign(upper) * np.sqrt(np.abs(upper))
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    features = np.asarray(keras.Model(model.input, model.get_layer(FEATURES_LAYER).output)(photos))
+    np.testing.assert_allclose(features, expected, atol=1e-5)
+
+
+def test_bilinear_pooling_works_at_one_scale():
+    with pytest.raises(ValueError, match="one scale"):
+        TrainConfig(pooling="bilinear", multiscale_sides=[224])
 
 
 def test_cli_errors_are_one_line_and_exit_nonzero(tiny_dataset, tmp_path, capsys):

@@ -176,6 +176,14 @@ class TrainConfig:
         type=int,
         metavar="PIXELS",
     )
+    pooling: str = knob("average", "how the backbone's feature map becomes the head's features: average (global "
+                        "average pooling) or bilinear (second-order pooling of the map projected to bilinear_dim "
+                        "channels, for fine-grained classes: training/model.py; one scale only)",
+                        choices=("average", "bilinear"))
+    bilinear_dim: int = knob(128, "bilinear pooling: channels the map is projected to (its PCA) before the outer "
+                             "product; the features have dim * (dim + 1) / 2 entries")
+    probe_c: float = knob(1.0, "inverse L2 strength of the linear probe's logistic regression (scikit-learn's C); "
+                          "average-pooled features are standardised first, bilinear ones are already normalised")
     batch_size: int = knob(32, "images per step (global, over all replicas) for stages without their own")
     val_fraction: float = knob(0.2, "share of near-duplicate groups held out for validation")
     seed: int = knob(42, "seeds the split, weights init, shuffling and augmentation")
@@ -227,6 +235,8 @@ class TrainConfig:
         self.stages = [Stage.coerce(stage) for stage in self.stages]
         if not self.stages and self.head_init != "probe":
             raise ValueError("without a stage the model is the linear probe: that needs head_init probe")
+        if self.pooling == "bilinear" and self.multiscale_sides:
+            raise ValueError("bilinear pooling works at one scale: drop multiscale_sides")
         if any(side < 1 for side in self.multiscale_sides):
             raise ValueError(f"multiscale sides must be positive, got {self.multiscale_sides}")
         for item in dataclasses.fields(self):

@@ -62,11 +62,16 @@ class Gaussians:
     noise_variance: float
 
     def distances(self, features: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance of ``(n, F)`` features to the nearest centre: ``float64 (n,)``."""
-        residuals = np.asarray(features, np.float64)[:, None, :] - self.means  # (n, m, F)
-        projected = residuals @ self.components.T  # (n, m, k)
+        """Squared Mahalanobis distance of ``(n, F)`` features to the nearest centre: ``float64 (n,)``.
+
+        Expanded, ``|x - mu|^2 = |x|^2 - 2 x.mu + |mu|^2``, so that no ``(n, m, F)`` residuals
+        are held: with wide features (bilinear pooling: 8,256) they would take tens of GB.
+        """
+        features = np.asarray(features, np.float64)
+        projected = (features @ self.components.T)[:, None, :] - self.means @ self.components.T  # (n, m, k)
         inside = np.sum(projected**2 / self.variances, axis=-1)
-        outside = (np.sum(residuals**2, axis=-1) - np.sum(projected**2, axis=-1)) / self.noise_variance
+        squared = np.sum(features**2, axis=1)[:, None] - 2 * features @ self.means.T + np.sum(self.means**2, axis=1)
+        outside = (squared - np.sum(projected**2, axis=-1)) / self.noise_variance
         return (inside + outside).min(axis=-1)
 
 

@@ -12,6 +12,8 @@ from training.config import TrainConfig
 
 # The pooled backbone features, before the head's normalisation and dropout.
 FEATURES_LAYER = "head_pool"
+# Bilinear pooling's 1x1 convolution from the backbone's channels to ``bilinear_dim`` (its PCA at first).
+PROJECTION_LAYER = "bilinear_projection"
 # A layer's block: keras.applications names block layers "block2a_expand_conv"
 # (EfficientNet) or "block_13_expand" (MobileNetV2), the last conv "top_conv".
 _BLOCK = re.compile(r"^(block_?\d+[a-z]?|stem|top)_")
@@ -19,12 +21,13 @@ _BLOCK = re.compile(r"^(block_?\d+[a-z]?|stem|top)_")
 
 def build_classifier(config: TrainConfig, num_classes: int) -> tuple[keras.Model, keras.Model]:
     """Backbone plus head, as in the Keras transfer-learning guide
-    (keras.io/guides/transfer_learning): global average pooling,
-    BatchNormalization, dropout, dense.
+    (keras.io/guides/transfer_learning): global average pooling (or
+    :func:`bilinear_features` with ``pooling: bilinear``), BatchNormalization,
+    dropout, dense.
 
     Args:
         config: :class:`training.config.TrainConfig` (backbone, weights, alpha,
-            dropout).
+            multiscale_sides, pooling, bilinear_dim, dropout).
         num_classes: number of output classes.
 
     Returns:
@@ -45,7 +48,10 @@ def build_classifier(config: TrainConfig, num_classes: int) -> tuple[keras.Model
     backbone.trainable = False
     inputs = keras.Input((None, None, 3), name="pixels")
     pixels = keras.layers.Lambda(spec.preprocess_input, name="preprocess_input")(inputs)
-    x = pooled_features(backbone, pixels, config.multiscale_sides)
+    if config.pooling == "bilinear":
+        x = bilinear_features(backbone(pixels), config.bilinear_dim)
+    else:
+        x = pooled_features(backbone, pixels, config.multiscale_sides)
     x = keras.layers.BatchNormalization(name="head_bn")(x)
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
     logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
@@ -80,6 +86,41 @@ def pooled_features(backbone: keras.Model, pixels: keras.KerasTensor, sides: Seq
                                       name=f"resize_{side}")(pixels)
         pooled.append(keras.layers.GlobalAveragePooling2D(name=f"pool_{side}")(backbone(resized)))
     return keras.layers.Concatenate(name=FEATURES_LAYER)(pooled)
+
+
+def bilinear_features(maps: keras.KerasTensor, dim: int) -> keras.KerasTensor:
+    """Bilinear (second-order) pooling of a feature map, as layer :data:`FEATURES_LAYER`:
+    the outer product of each location's channel vector with itself, averaged over the
+    locations, then signed square root and L2 normalisation (Lin, RoyChowdhury & Maji
+    2015, "Bilinear CNN Models for Fine-grained Visual Recognition", sec. 3). It keeps
+    which parts co-occur, which global average pooling blurs: the difference between
+    two years of one model is a grille or a lamp. The map is first projected to ``dim``
+    channels by the 1x1 convolution :data:`PROJECTION_LAYER` (set to the PCA of the
+    training photos' maps by :func:`training.probe.fit_projection`), and only the upper
+    triangle of the symmetric matrix is kept: 8,256 features at ``dim`` 128 instead of
+    Lite0's 1280 * 1281 / 2.
+
+    Args:
+        maps: the backbone's output ``(batch, h, w, channels)``.
+        dim: projected channels; the features have ``dim * (dim + 1) / 2`` entries.
+
+    Returns:
+        ``(batch, dim * (dim + 1) // 2)`` float32, unit L2 norm.
+    """
+    projected = keras.layers.Conv2D(dim, 1, name=PROJECTION_LAYER)(maps)
+    pooled = keras.layers.Lambda(partial(_signed_sqrt_gram, dim=dim), name="bilinear_pool", dtype="float32")(projected)
+    return keras.layers.UnitNormalization(name=FEATURES_LAYER, dtype="float32")(pooled)
+
+
+def _signed_sqrt_gram(projected: keras.KerasTensor, dim: int) -> keras.KerasTensor:
+    """Upper triangle of the location-averaged Gram matrix of ``(batch, h, w, dim)``, signed square root."""
+    flat = keras.ops.reshape(keras.ops.cast(projected, "float32"), (keras.ops.shape(projected)[0], -1, dim))
+    gram = keras.ops.matmul(keras.ops.transpose(flat, (0, 2, 1)), flat) / keras.ops.cast(keras.ops.shape(flat)[1],
+                                                                                        "float32")
+    rows, cols = np.triu_indices(dim)
+    upper = keras.ops.take(keras.ops.reshape(gram, (-1, dim * dim)), rows * dim + cols, axis=1)
+    # The small constant keeps the square root's gradient finite at 0.
+    return keras.ops.sign(upper) * keras.ops.sqrt(keras.ops.abs(upper) + 1e-12)
 
 
 def set_head(model: keras.Model, mean: np.ndarray, variance: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> None:

@@ -7,8 +7,9 @@ first half of LP-FT (Kumar et al. 2022, "Fine-Tuning can Distort Pretrained
 Features and Underperform Out-of-Distribution": linear probe, then fine-tune),
 ``head_init: probe`` in :class:`training.config.TrainConfig`. Images are
 decoded and resized as the service does (:func:`training.data.load_image`);
-the features are standardised, then scikit-learn's L2-regularised multinomial
-logistic regression is fitted.
+average-pooled features are standardised (bilinear ones are already
+normalised), then scikit-learn's L2-regularised multinomial logistic
+regression is fitted.
 """
 
 import time
@@ -25,19 +26,24 @@ from inference.tta import VIEW_SETS, tta_batch
 from training.backbones import build_backbone, get_spec
 from training.config import TrainConfig
 from training.data import Sample, load_image
-from training.model import FEATURES_LAYER, pooled_features, set_head
+from training.model import FEATURES_LAYER, PROJECTION_LAYER, pooled_features, set_head
 
-# Inverse L2 strength on standardised features (scikit-learn's default).
-PROBE_C = 1.0
+# Training photos whose feature maps the bilinear projection's PCA is fitted on (an even spread of the batches).
+PROJECTION_PHOTOS = 1024
 
 
-def fit_linear_probe(features: np.ndarray, targets: np.ndarray, num_classes: int) -> Pipeline:
+def fit_linear_probe(
+    features: np.ndarray, targets: np.ndarray, num_classes: int, c: float = 1.0, standardize: bool = True
+) -> Pipeline:
     """Fit the probe.
 
     Args:
         features: ``float32 (n, F)`` pooled backbone features.
         targets: ``(n,)`` int class indices; every class in ``range(num_classes)`` must occur.
         num_classes: number of classes.
+        c: inverse L2 strength (scikit-learn's ``C``; its default 1.0 suits standardised features).
+        standardize: standardise the features first (the scaler stays in the pipeline, as the
+            identity when ``False``, e.g. for bilinear features, already L2-normalised).
 
     Returns:
         a fitted scikit-learn pipeline (``StandardScaler``, ``LogisticRegression``).
@@ -48,7 +54,8 @@ def fit_linear_probe(features: np.ndarray, targets: np.ndarray, num_classes: int
     missing = sorted(set(range(num_classes)) - set(np.unique(targets).tolist()))
     if missing:
         raise ValueError(f"the linear probe needs photos of every class; none of class index(es) {missing}")
-    return make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=5000)).fit(features, targets)
+    scaler = StandardScaler(with_mean=standardize, with_std=standardize)
+    return make_pipeline(scaler, LogisticRegression(C=c, max_iter=5000)).fit(features, targets)
 
 
 def head_weights(probe: Pipeline) -> tuple[np.ndarray, ...]:
@@ -60,8 +67,10 @@ def head_weights(probe: Pipeline) -> tuple[np.ndarray, ...]:
         of the logits, all ``float32``.
     """
     scaler, regression = probe[0], probe[-1]
-    return tuple(np.asarray(a, np.float32) for a in (scaler.mean_, scaler.var_, regression.coef_.T,
-                                                      regression.intercept_))
+    width = regression.coef_.shape[1]
+    mean = np.zeros(width) if scaler.mean_ is None else scaler.mean_
+    variance = np.ones(width) if scaler.var_ is None else scaler.var_
+    return tuple(np.asarray(a, np.float32) for a in (mean, variance, regression.coef_.T, regression.intercept_))
 
 
 def feature_extractor(config: TrainConfig) -> keras.Model:
@@ -108,7 +117,13 @@ def run_probe(
     Returns:
         ``dict``: ``accuracy``, ``accuracy_tta`` (fractions), ``train_seconds``
         (features and fit) and ``epochs`` (0).
+
+    Raises:
+        ValueError: bilinear pooling, whose projection is fitted by a training run
+            (the same probe: ``stages: []``).
     """
+    if config.pooling != "average":
+        raise ValueError("method linear-probe pools by average; for the bilinear probe train with stages: []")
     started = time.perf_counter()
     extractor = feature_extractor(config)
     size = config.export_image_size()
@@ -116,7 +131,7 @@ def run_probe(
     train = view_features(extractor, [s.path for s in train_samples], size, views[:1])[:, 0]
     test = view_features(extractor, [s.path for s in test_samples], size, views)
     targets = np.array([labels.index(s.label) for s in train_samples])
-    probe = fit_linear_probe(train, targets, len(labels))
+    probe = fit_linear_probe(train, targets, len(labels), config.probe_c)
     seconds = time.perf_counter() - started
     truth = np.array([labels.index(s.label) for s in test_samples])
     per_view = np.stack([probe.predict_proba(test[:, i]) for i in range(len(views))], axis=1)
@@ -131,26 +146,66 @@ def run_probe(
     }
 
 
-def init_head_from_probe(model: keras.Model, dataset: tf.data.Dataset, num_classes: int) -> None:
+def fit_projection(model: keras.Model, dataset: tf.data.Dataset, photos: int = PROJECTION_PHOTOS) -> None:
+    """Set bilinear pooling's projection (:data:`training.model.PROJECTION_LAYER`) to the
+    principal components of the backbone's channel vectors at every location of about
+    ``photos`` training photos, an even spread of ``dataset``'s batches: centred, then
+    projected on the leading eigenvectors of their covariance (largest first).
+
+    Args:
+        model: from :func:`training.model.build_classifier` with ``pooling: bilinear``.
+        dataset: ``(pixels, one_hot)`` batches of the training photos.
+        photos: about how many photos to use (whole batches, every ``n``-th).
+    """
+    layer = model.get_layer(PROJECTION_LAYER)
+    extractor = keras.Model(model.input, layer.input)
+    channels = layer.input.shape[-1]
+    total, outer, count, step = np.zeros(channels), np.zeros((channels, channels)), 0, 1
+    for index, (pixels, _) in enumerate(dataset):  # every batch read, so that the dataset's cache fills
+        if index == 0:
+            step = max(1, int(dataset.cardinality()) * len(pixels) // photos)
+        if index % step:
+            continue
+        maps = np.asarray(extractor(pixels, training=False), np.float64)
+        vectors = maps.reshape(-1, maps.shape[-1])
+        total, outer, count = total + vectors.sum(0), outer + vectors.T @ vectors, count + len(vectors)
+    mean = total / count
+    eigenvalues, eigenvectors = np.linalg.eigh(outer / count - np.outer(mean, mean))
+    components = eigenvectors[:, ::-1][:, : layer.filters]
+    layer.set_weights([components[None, None].astype(np.float32), (-mean @ components).astype(np.float32)])
+    print(f"Bilinear projection: PCA of {count} locations, {layer.filters} components keep "
+          f"{eigenvalues[::-1][: layer.filters].sum() / eigenvalues.sum():.1%} of the variance")
+
+
+def init_head_from_probe(
+    model: keras.Model, dataset: tf.data.Dataset, num_classes: int, c: float = 1.0, standardize: bool = True
+) -> None:
     """LP-FT's first half: fit the linear probe on the frozen backbone's
     features of ``dataset`` (no augmentation) and start the head from it
-    (:mod:`training.probe`, :func:`training.model.set_head`).
+    (:mod:`training.probe`, :func:`training.model.set_head`); with bilinear
+    pooling, its projection is fitted first (:func:`fit_projection`).
 
     Args:
         model: from :func:`training.model.build_classifier`, backbone frozen.
         dataset: ``(pixels, one_hot)`` batches of the training photos.
         num_classes: number of classes.
+        c, standardize: :func:`fit_linear_probe`'s.
 
     Raises:
         ValueError: a class without a training photo.
     """
+    if PROJECTION_LAYER in {layer.name for layer in model.layers}:
+        fit_projection(model, dataset)
     extractor = keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output)
     feature_batches, target_batches = [], []
-    for pixels, one_hot in dataset:
+    batches, started = int(dataset.cardinality()), time.perf_counter()
+    for index, (pixels, one_hot) in enumerate(dataset, 1):
         feature_batches.append(np.asarray(extractor(pixels, training=False), np.float32))
         target_batches.append(np.argmax(one_hot, axis=1))
+        if index % max(1, batches // 4) == 0 or index == batches:  # minutes on a CPU at large sizes
+            print(f"Probe features: batch {index}/{batches}, {time.perf_counter() - started:.0f} s", flush=True)
     features, targets = np.concatenate(feature_batches), np.concatenate(target_batches)
-    probe = fit_linear_probe(features, targets, num_classes)
+    probe = fit_linear_probe(features, targets, num_classes, c, standardize)
     set_head(model, *head_weights(probe))
     print(f"Head initialised from a linear probe on {len(targets)} training photos "
           f"(training accuracy {probe.score(features, targets):.3f})")
