@@ -84,7 +84,7 @@ def fit_and_export(
             started = time.perf_counter()
             first = config.stages[0] if config.stages else None
             plain = make_dataset(train_samples, labels, config.stage_image_size(first), config.stage_batch_size(first))
-            init_head_from_probe(model, plain, len(labels), config.probe_c, standardize=config.pooling == "average")
+            init_head_from_probe(model, plain, len(labels), config.probe_c)
             probe_seconds = time.perf_counter() - started
         if config.stages:
             histories = fit_stages(config, model, datasets, backbone, strategy, run, logs, len(train_samples), verbose)

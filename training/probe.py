@@ -177,24 +177,24 @@ def fit_projection(model: keras.Model, dataset: tf.data.Dataset, photos: int = P
           f"{eigenvalues[::-1][: layer.filters].sum() / eigenvalues.sum():.1%} of the variance")
 
 
-def init_head_from_probe(
-    model: keras.Model, dataset: tf.data.Dataset, num_classes: int, c: float = 1.0, standardize: bool = True
-) -> None:
+def init_head_from_probe(model: keras.Model, dataset: tf.data.Dataset, num_classes: int, c: float = 1.0) -> None:
     """LP-FT's first half: fit the linear probe on the frozen backbone's
     features of ``dataset`` (no augmentation) and start the head from it
     (:mod:`training.probe`, :func:`training.model.set_head`); with bilinear
-    pooling, its projection is fitted first (:func:`fit_projection`).
+    pooling, its projection is fitted first (:func:`fit_projection`) and the
+    features, already normalised, are not standardised.
 
     Args:
         model: from :func:`training.model.build_classifier`, backbone frozen.
         dataset: ``(pixels, one_hot)`` batches of the training photos.
         num_classes: number of classes.
-        c, standardize: :func:`fit_linear_probe`'s.
+        c: :func:`fit_linear_probe`'s.
 
     Raises:
         ValueError: a class without a training photo.
     """
-    if PROJECTION_LAYER in {layer.name for layer in model.layers}:
+    bilinear = PROJECTION_LAYER in {layer.name for layer in model.layers}
+    if bilinear:
         fit_projection(model, dataset)
     extractor = keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output)
     feature_batches, target_batches = [], []
@@ -205,7 +205,7 @@ def init_head_from_probe(
         if index % max(1, batches // 4) == 0 or index == batches:  # minutes on a CPU at large sizes
             print(f"Probe features: batch {index}/{batches}, {time.perf_counter() - started:.0f} s", flush=True)
     features, targets = np.concatenate(feature_batches), np.concatenate(target_batches)
-    probe = fit_linear_probe(features, targets, num_classes, c, standardize)
+    probe = fit_linear_probe(features, targets, num_classes, c, standardize=not bilinear)
     set_head(model, *head_weights(probe))
     print(f"Head initialised from a linear probe on {len(targets)} training photos "
           f"(training accuracy {probe.score(features, targets):.3f})")
