@@ -236,6 +236,20 @@ def test_bilinear_pooling_is_the_pca_projected_signed_sqrt_gram_and_runs_through
     np.testing.assert_allclose(features, expected, atol=1e-5)
 
 
+def test_the_bilinear_projection_sees_the_same_photos_whatever_the_batch_size(tiny_dataset):
+    """Every n-th photo, not every n-th batch: with batches of 3 or 4 the PCA is fitted on the same photos."""
+    samples, labels = load_samples([tiny_dataset])
+    train, _ = split_by_group(samples, 0.25, 42)
+    config = TrainConfig(backbone="EfficientNetLite0", pooling="bilinear", bilinear_dim=4)
+    projections = []
+    for batch_size in (3, 4):
+        model, _ = build_classifier(config, len(labels))
+        fit_projection(model, make_dataset(train, labels, 64, batch_size), photos=len(train) // 4)
+        projections.append(model.get_layer(PROJECTION_LAYER).get_weights())
+    for first, second in zip(*projections):
+        np.testing.assert_allclose(first, second, atol=1e-4)
+
+
 def test_bilinear_pooling_works_at_one_scale():
     with pytest.raises(ValueError, match="one scale"):
         TrainConfig(pooling="bilinear", multiscale_sides=[224])

@@ -28,7 +28,7 @@ from training.config import TrainConfig
 from training.data import Sample, load_image
 from training.model import FEATURES_LAYER, PROJECTION_LAYER, pooled_features, set_head
 
-# Training photos whose feature maps the bilinear projection's PCA is fitted on (an even spread of the batches).
+# Training photos whose maps the bilinear projection's PCA is fitted on (every n-th photo, in the dataset's order).
 PROJECTION_PHOTOS = 1024
 
 
@@ -149,31 +149,35 @@ def run_probe(
 def fit_projection(model: keras.Model, dataset: tf.data.Dataset, photos: int = PROJECTION_PHOTOS) -> None:
     """Set bilinear pooling's projection (:data:`training.model.PROJECTION_LAYER`) to the
     principal components of the backbone's channel vectors at every location of about
-    ``photos`` training photos, an even spread of ``dataset``'s batches: centred, then
-    projected on the leading eigenvectors of their covariance (largest first).
+    ``photos`` training photos, every ``n``-th photo of ``dataset`` in its order (the
+    same photos whatever the batch size): centred, then projected on the leading
+    eigenvectors of their covariance (largest first).
 
     Args:
         model: from :func:`training.model.build_classifier` with ``pooling: bilinear``.
-        dataset: ``(pixels, one_hot)`` batches of the training photos.
-        photos: about how many photos to use (whole batches, every ``n``-th).
+        dataset: ``(pixels, one_hot)`` batches of the training photos, in a fixed order.
+        photos: about how many photos to use.
     """
     layer = model.get_layer(PROJECTION_LAYER)
     extractor = keras.Model(model.input, layer.input)
     channels = layer.input.shape[-1]
-    total, outer, count, step = np.zeros(channels), np.zeros((channels, channels)), 0, 1
-    for index, (pixels, _) in enumerate(dataset):  # every batch read, so that the dataset's cache fills
-        if index == 0:
-            step = max(1, int(dataset.cardinality()) * len(pixels) // photos)
-        if index % step:
-            continue
+    # Read once to count the photos, which also fills the dataset's cache for the passes that follow.
+    total_photos = sum(len(pixels) for pixels, _ in dataset)
+    batch_size = len(next(iter(dataset))[0])
+    step = max(1, total_photos // photos)
+    chosen = (dataset.unbatch().enumerate().filter(lambda index, _: index % step == 0)
+              .map(lambda _, example: example[0]).batch(batch_size))
+    total, outer, count, used = np.zeros(channels), np.zeros((channels, channels)), 0, 0
+    for pixels in chosen:
         maps = np.asarray(extractor(pixels, training=False), np.float64)
         vectors = maps.reshape(-1, maps.shape[-1])
         total, outer, count = total + vectors.sum(0), outer + vectors.T @ vectors, count + len(vectors)
+        used += len(pixels)
     mean = total / count
     eigenvalues, eigenvectors = np.linalg.eigh(outer / count - np.outer(mean, mean))
     components = eigenvectors[:, ::-1][:, : layer.filters]
     layer.set_weights([components[None, None].astype(np.float32), (-mean @ components).astype(np.float32)])
-    print(f"Bilinear projection: PCA of {count} locations, {layer.filters} components keep "
+    print(f"Bilinear projection: PCA of {count} locations of {used} photos, {layer.filters} components keep "
           f"{eigenvalues[::-1][: layer.filters].sum() / eigenvalues.sum():.1%} of the variance")
 
 
