@@ -167,18 +167,18 @@ def fit_projection(model: keras.Model, dataset: tf.data.Dataset, photos: int = P
     step = max(1, total_photos // photos)
     chosen = (dataset.unbatch().enumerate().filter(lambda index, _: index % step == 0)
               .map(lambda _, example: example[0]).batch(batch_size))
-    total, outer, count, used = np.zeros(channels), np.zeros((channels, channels)), 0, 0
+    total, outer, count = np.zeros(channels), np.zeros((channels, channels)), 0
     for pixels in chosen:
         maps = np.asarray(extractor(pixels, training=False), np.float64)
         vectors = maps.reshape(-1, maps.shape[-1])
         total, outer, count = total + vectors.sum(0), outer + vectors.T @ vectors, count + len(vectors)
-        used += len(pixels)
     mean = total / count
     eigenvalues, eigenvectors = np.linalg.eigh(outer / count - np.outer(mean, mean))
     components = eigenvectors[:, ::-1][:, : layer.filters]
     layer.set_weights([components[None, None].astype(np.float32), (-mean @ components).astype(np.float32)])
-    print(f"Bilinear projection: PCA of {count} locations of {used} photos, {layer.filters} components keep "
-          f"{eigenvalues[::-1][: layer.filters].sum() / eigenvalues.sum():.1%} of the variance")
+    print(f"Bilinear projection: PCA of {count} locations of {len(range(0, total_photos, step))} photos, "
+          f"{layer.filters} components keep {eigenvalues[::-1][: layer.filters].sum() / eigenvalues.sum():.1%} "
+          "of the variance")
 
 
 def init_head_from_probe(model: keras.Model, dataset: tf.data.Dataset, num_classes: int, c: float = 1.0) -> None:
