@@ -11,11 +11,13 @@ README "Performance"):
   (``CARCLF_RUNTIME=tensorflow``) a worker holds about 0.7 GB: keep one;
 - per worker, LiteRT: one interpreter (``CARCLF_INTERPRETERS=1``) whose
   passes use the worker's share of the cores (``CARCLF_INTERPRETER_THREADS``
-  = cores per worker). For the shipped multi-scale model this matches two
-  single-threaded interpreters in photos per second (8.9-9.9 against
-  9.1-9.5 with TTA), halves a lone request's forward pass and holds about 90
-  MB less (an interpreter packs the weights once per backbone pass, three
-  times, and keeps its own activations: ``inference/litert.py``); TensorFlow,
+  = cores per worker), which keeps the worker under 250 MB (226-227 MB).
+  With ``CARCLF_INTERPRETERS=2 CARCLF_INTERPRETER_THREADS=1`` a request's
+  two TTA views run side by side, one per interpreter: on the AVX-512
+  machine of 2026-11-27, 8 clients got 0.90x the bare model's throughput
+  against 0.76x, at the same lone latency (1.19x against 1.23x), for 276-280
+  MB (an interpreter packs the weights once per backbone pass, three times,
+  and keeps its own activations: ``inference/litert.py``); TensorFlow,
   ``TF_NUM_INTRAOP_THREADS=1`` and ``TF_NUM_INTEROP_THREADS`` = cores per
   worker: one core per pass costs 3.4-4 ms per image at any batch
   size, while two cores per pass save little on the few images a request

@@ -14,6 +14,7 @@ import io
 import logging
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +103,24 @@ class LiteRTClassifier(ServedModel):
     (a thread takes an idle one for its forward pass and gives it back, first
     come, first served: :class:`FifoPool`), so
     that memory follows the passes that run side by side, not the threads.
+    With several interpreters, a batch of several images (a request's TTA
+    views) is split into single images that run side by side on them, from
+    a pool of as many threads: a lone request's views take one
+    single-threaded pass's time, and each interpreter only ever holds the
+    activations of one image.
 
     Args:
         model_dir: the model folder: ``model.tflite``, ``metadata.json`` and,
             optional, ``metrics.json`` and the calibration.
         interpreters: forward passes that may run side by side.
         threads: CPU threads of each pass (XNNPACK splits one pass's work). For
-            the shipped multi-scale model, one interpreter of two threads
-            matches two single-threaded ones in photos per second, halves a
-            lone request's time and holds about 90 MB less (its three
-            backbone passes pack the weights three times per interpreter):
-            the service's default, ``gunicorn.conf.py``.
+            the shipped multi-scale model on 2 cores, two single-threaded
+            interpreters serve 8 clients about a sixth faster than one of two
+            threads (0.90x against 0.76x the bare model), at the same lone
+            latency, but hold about 50 MB more (its three backbone passes pack
+            the weights three times per interpreter): the service's default
+            is the one interpreter, within 250 MB (``gunicorn.conf.py``,
+            README "Performance").
 
     Attributes:
         labels, image_size, metadata, metrics, calibration: as
@@ -139,9 +147,11 @@ class LiteRTClassifier(ServedModel):
                                  f"'python -m training.convert {model_dir}'. {FIX}") from None
         self._pool = FifoPool(runners)
         self._interpreters = interpreters
+        self._side_by_side = ThreadPoolExecutor(interpreters, "litert") if interpreters > 1 else None
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Run the model on a batch, on an idle interpreter (waiting for one when all are busy).
+        """Run the model on a batch, on an idle interpreter (waiting for one when all are
+        busy); with several interpreters, one image per pass, side by side.
 
         Args:
             images: ``uint8`` array ``(batch, height, width, 3)``, RGB, of :attr:`image_size`.
@@ -155,6 +165,14 @@ class LiteRTClassifier(ServedModel):
         """
         if images.shape[1:3] != self.image_size:
             raise ValueError(f"images of {images.shape[1:3]} pixels; the model takes {self.image_size}")
+        if self._side_by_side is None or len(images) == 1:
+            return self._forward(images)
+        passes = [self._side_by_side.submit(self._forward, images[row:row + 1]) for row in range(len(images))]
+        logits, probabilities, features = (np.concatenate(rows) for rows in zip(*(done.result() for done in passes)))
+        return logits, probabilities, features
+
+    def _forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`predict`'s outputs for ``images`` in one pass, on an idle interpreter."""
         runner = self._pool.take()
         try:
             outputs = runner(images=np.ascontiguousarray(images, dtype=np.uint8))
@@ -165,12 +183,14 @@ class LiteRTClassifier(ServedModel):
 
     def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
         """Run every interpreter once at each batch size a service request
-        meets (the views of a TTA mode, :data:`inference.tta.SERVED_VIEWS`), so
+        meets (the views of a TTA mode, :data:`inference.tta.SERVED_VIEWS`; one
+        image with several interpreters, which split batches), so
         that no request pays for allocating tensors and XNNPACK's packing of
         the weights. ``image_size`` is ignored: the interpreters take
         :attr:`image_size` only (an ensemble resizes for them)."""
         blank = np.zeros((1, *self.image_size, 3), dtype=np.uint8)
         runners = [self._pool.take() for _ in range(self._interpreters)]
+        largest = 1 if self._side_by_side else max(map(len, SERVED_VIEWS.values()))
         # A process's first forward pass prints "INFO: Created TensorFlow Lite XNNPACK delegate for
         # CPU." from C++ straight to stderr, which no setting turns off: captured at the file
         # descriptor and logged, so that the service's log stays one JSON object per line.
@@ -178,7 +198,7 @@ class LiteRTClassifier(ServedModel):
         try:
             with pipes(stdout=None, stderr=printed):
                 for runner in runners:
-                    for rows in range(1, max(map(len, SERVED_VIEWS.values())) + 1):
+                    for rows in range(1, largest + 1):
                         runner(images=np.repeat(blank, rows, axis=0))
         finally:
             for runner in runners:

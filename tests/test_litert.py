@@ -16,7 +16,7 @@ import pytest
 from inference.litert import FifoPool, LiteRTClassifier
 from inference.predictor import Predictor
 from inference.runtime import ModelLoadError, ModelNotFoundError, load_predictor
-from inference.tta import DEFAULT_VIEWS, predict_views
+from inference.tta import DEFAULT_VIEWS, predict_views, tta_batch
 from tests.conftest import ROOT, SHIPPED_MODEL, shipped_validation_samples
 from tests.helpers import synthetic_photo
 from tests.test_batching import call_concurrently
@@ -167,6 +167,28 @@ def test_serving_on_litert_imports_no_tensorflow(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_with_two_interpreters_a_requests_views_run_side_by_side_one_image_each():
+    """Each of the two TTA views waits at a barrier inside its forward pass: run one after the other, the
+    first would wait alone until the barrier breaks. The answers are those of one interpreter."""
+    predictor = LiteRTClassifier(SHIPPED_MODEL, interpreters=2)
+    together = threading.Barrier(2, timeout=30)
+    rows = []
+
+    def at_the_barrier(runner):
+        def run(images):
+            rows.append(len(images))
+            together.wait()
+            return runner(images=images)
+        return run
+
+    predictor._pool = FifoPool([at_the_barrier(runner) for runner in predictor._pool._idle])
+    batch = tta_batch(predictor.decode(synthetic_photo(1)), DEFAULT_VIEWS)
+    outputs = predictor.predict(batch)
+    assert rows == [1, 1]
+    for got, expected in zip(outputs, LiteRTClassifier(SHIPPED_MODEL).predict(batch)):
+        np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
 def test_a_returned_interpreter_goes_to_the_thread_that_waited_longest():
