@@ -162,8 +162,8 @@ def fit_projection(model: keras.Model, dataset: tf.data.Dataset, photos: int = P
     extractor = keras.Model(model.input, layer.input)
     channels = layer.input.shape[-1]
     # Read once to count the photos, which also fills the dataset's cache for the passes that follow.
-    total_photos = sum(len(pixels) for pixels, _ in dataset)
-    batch_size = len(next(iter(dataset))[0])
+    batch_sizes = [len(pixels) for pixels, _ in dataset]
+    total_photos, batch_size = sum(batch_sizes), batch_sizes[0]
     step = max(1, total_photos // photos)
     chosen = (dataset.unbatch().enumerate().filter(lambda index, _: index % step == 0)
               .map(lambda _, example: example[0]).batch(batch_size))
