@@ -1,6 +1,8 @@
 # The car-model classifier service: nginx in front of gunicorn + Flask + the model in model/,
-# on LiteRT (model.tflite; no TensorFlow in the image) unless built with RUNTIME=tensorflow (the SavedModel):
+# on ONNX Runtime (model.onnx; no TensorFlow in the image) unless built with RUNTIME=litert (model.tflite)
+# or RUNTIME=tensorflow (the SavedModel):
 #   docker build -t car-classifier .
+#   docker build --build-arg RUNTIME=litert -t car-classifier:litert .
 #   docker build --build-arg RUNTIME=tensorflow -t car-classifier:tensorflow .
 #   docker run -p 8000:8000 car-classifier
 # nginx (Debian's) listens on $PORT and hands whole requests to gunicorn on a
@@ -9,8 +11,9 @@
 # The base is pinned to an exact Python and Debian release; to pin its digest too:
 #   docker buildx imagetools inspect python:3.11.14-slim-bookworm  ->  FROM python:3.11.14-slim-bookworm@sha256:...
 FROM python:3.11.14-slim-bookworm
-# litert: requirements-serve.txt (about 0.2 GB of packages); tensorflow: requirements-serve-tensorflow.txt (1.6 GB).
-ARG RUNTIME=litert
+# onnxruntime: requirements-serve.txt; litert: requirements-serve-litert.txt; tensorflow:
+# requirements-serve-tensorflow.txt (sizes: README "Performance").
+ARG RUNTIME=onnxruntime
 
 # MALLOC_ARENA_MAX: two glibc malloc arenas instead of one per thread, about
 # 35 MB less resident memory per worker (README "Performance").
@@ -31,11 +34,11 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 # The service's hashed lock for its runtime (make lock); wheels only (no compiler in the
 # slim image, none needed), no pip cache left behind.
-COPY requirements-serve.txt requirements-serve-tensorflow.txt ./
+COPY requirements-serve*.txt ./
 RUN case "$RUNTIME" in \
-        litert) lock=requirements-serve.txt ;; \
-        tensorflow) lock=requirements-serve-tensorflow.txt ;; \
-        *) echo "RUNTIME must be litert or tensorflow, not '$RUNTIME'" >&2; exit 1 ;; \
+        onnxruntime) lock=requirements-serve.txt ;; \
+        litert|tensorflow) lock="requirements-serve-$RUNTIME.txt" ;; \
+        *) echo "RUNTIME must be onnxruntime, litert or tensorflow, not '$RUNTIME'" >&2; exit 1 ;; \
     esac \
     && python -m pip install --require-hashes --only-binary=:all: -r "$lock" \
     && rm requirements-serve*.txt \

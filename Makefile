@@ -31,7 +31,7 @@ $(SERVE_ENV) $(DEV_ENV):
 		$(VENV).lock $(MAKE) --no-print-directory HOLDING_VENV_LOCK=1 $@
 else
 $(SERVE_ENV):
-	@echo "Installing the service's packages (LiteRT, no TensorFlow: about 0.2 GB) into $(VENV)"
+	@echo "Installing the service's packages (ONNX Runtime, no TensorFlow: about 0.2 GB) into $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --require-hashes --only-binary=:all: --progress-bar on -r requirements-serve.txt
 	@touch $@
@@ -70,6 +70,7 @@ train: $(DEV_ENV)
 
 bench: $(DEV_ENV)
 	$(BIN)/python -m benchmarks.runtimes
+	$(BIN)/python -m benchmarks.bare_model --runtime onnxruntime --callers 1 2
 	$(BIN)/python -m benchmarks.bare_model --runtime litert --callers 1 2
 	$(BIN)/python -m benchmarks.bare_model
 	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=2 $(BIN)/python -m benchmarks.bare_model --callers 1 2 --no-predict
@@ -83,5 +84,7 @@ LOCK_OPTIONS := --universal --generate-hashes --python-version 3.11 --custom-com
 lock: $(DEV_ENV)
 	$(BIN)/uv pip compile pyproject.toml --extra train --extra dev $(LOCK_OPTIONS) -o requirements-dev.txt
 	$(BIN)/uv pip compile pyproject.toml $(LOCK_OPTIONS) -c requirements-dev.txt -o requirements-serve.txt
+	$(BIN)/uv pip compile pyproject.toml --extra litert $(LOCK_OPTIONS) -c requirements-dev.txt \
+		-o requirements-serve-litert.txt
 	$(BIN)/uv pip compile pyproject.toml --extra tensorflow $(LOCK_OPTIONS) -c requirements-dev.txt \
 		-o requirements-serve-tensorflow.txt

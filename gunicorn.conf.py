@@ -5,19 +5,23 @@ on 2 cores (``benchmarks/service.py``, ``benchmarks/runtimes.py``; figures in
 README "Performance"):
 
 - one worker (``WEB_CONCURRENCY``): one worker keeps both cores busy, as
-  LiteRT releases the GIL while it runs, and two workers measured no faster
-  at 8 clients (0.90x against 0.93x the bare model, with the previous 300 px
-  model, README "Performance"). On TensorFlow
+  ONNX Runtime and LiteRT release the GIL while they run; two workers (one
+  single-threaded pass each) measured slower on 2 cores with the shipped
+  model: 8 clients 0.78x against 0.91x the bare model, and a lone request
+  2.17x (its two views one after the other), at 207 MB per worker
+  (README "Performance"). On TensorFlow
   (``CARCLF_RUNTIME=tensorflow``) a worker holds about 0.7 GB: keep one;
-- per worker, LiteRT: one interpreter (``CARCLF_INTERPRETERS=1``) whose
-  passes use the worker's share of the cores (``CARCLF_INTERPRETER_THREADS``
-  = cores per worker), which keeps the worker under 250 MB (226-227 MB).
-  With ``CARCLF_INTERPRETERS=2 CARCLF_INTERPRETER_THREADS=1`` a request's
-  two TTA views run side by side, one per interpreter: on the AVX-512
-  machine of 2026-11-27, 8 clients got 0.90x the bare model's throughput
-  against 0.76x, at the same lone latency (1.19x against 1.23x), for 276-280
-  MB (an interpreter packs the weights once per backbone pass, three times,
-  and keeps its own activations: ``inference/litert.py``); TensorFlow,
+- per worker, ONNX Runtime (the default runtime): one session whose passes
+  run side by side on its one copy of the weights, one single-threaded pass
+  per core of the worker (``CARCLF_INTERPRETERS`` = cores per worker,
+  ``CARCLF_INTERPRETER_THREADS=1``): a request's two TTA views run side by
+  side, and the worker stays under 250 MB (217-223 MB on 2 cores, README
+  "Performance"). LiteRT (``CARCLF_RUNTIME=litert``): one interpreter whose
+  passes use the worker's cores (``CARCLF_INTERPRETERS=1``,
+  ``CARCLF_INTERPRETER_THREADS`` = cores per worker), within 250 MB
+  (226-227 MB), as each further interpreter packs the weights again (two
+  single-threaded ones: 276-280 MB, ``inference/litert.py``), but 8 clients
+  then get 0.76x the bare model. TensorFlow,
   ``TF_NUM_INTRAOP_THREADS=1`` and ``TF_NUM_INTEROP_THREADS`` = cores per
   worker: one core per pass costs 3.4-4 ms per image at any batch
   size, while two cores per pass save little on the few images a request
@@ -32,7 +36,7 @@ README "Performance"):
   accelerator); ``CARCLF_BATCH_THREADS`` then defaults to cores per worker;
 - no ``preload_app``: each worker loads its runtime and the model after the
   fork, since TensorFlow's thread pools and batch threads do not survive a
-  fork (LiteRT loads in a fraction of a second anyway);
+  fork (ONNX Runtime and LiteRT load in a fraction of a second anyway);
 - ``timeout``: start-up (importing TensorFlow, loading and warming up the
   model) takes seconds on a busy machine; requests never block the worker's
   main thread, so this only catches a hung worker. No ``max_requests``:
@@ -42,6 +46,7 @@ README "Performance"):
 import os
 
 from app.logs import GUNICORN_LOGCONFIG
+from inference import DEFAULT_RUNTIME
 
 # Loopback unless told otherwise (HOST, or BIND: the Docker image and make serve-prod bind a unix socket behind nginx).
 bind = os.environ.get("BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}")
@@ -63,8 +68,12 @@ control_socket_disable = True
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 _cores_per_worker = str(max(1, _cores // workers))
 os.environ.setdefault("CARCLF_BATCH_THREADS", _cores_per_worker)
-os.environ.setdefault("CARCLF_INTERPRETERS", "1")
-os.environ.setdefault("CARCLF_INTERPRETER_THREADS", _cores_per_worker)
+# Passes side by side and threads per pass (see above): LiteRT's interpreters each pack the weights,
+# ONNX Runtime's passes share its session's.
+_litert = os.environ.get("CARCLF_RUNTIME", DEFAULT_RUNTIME).strip().lower() == "litert"
+_passes, _threads = ("1", _cores_per_worker) if _litert else (_cores_per_worker, "1")
+os.environ.setdefault("CARCLF_INTERPRETERS", _passes)
+os.environ.setdefault("CARCLF_INTERPRETER_THREADS", _threads)
 # NumPy's BLAS on one thread: the known-model test's small products (one image's features against
 # the calibration) cost more in hand-offs between BLAS threads than they gain, and requests already
 # run side by side (2 cores, busy machine: 11 ms with two threads, 0.3 ms with one).

@@ -5,7 +5,7 @@ gunicorn worker, which then loads and warms up the model in a background
 thread (:mod:`app.model`) while already answering ``/healthz``.
 
 Importing this package is light (Flask only): gunicorn's master imports
-:mod:`app.logs` for its log format; the model's runtime (LiteRT or
+:mod:`app.logs` for its log format; the model's runtime (ONNX Runtime, LiteRT or
 TensorFlow) loads in the workers.
 """
 

@@ -16,9 +16,9 @@
 | CARCLF_BATCH_SIZE | 0 | TensorFlow: dynamic batching: largest forward pass, in rows (images x TTA views); 0: off |
 | CARCLF_BATCH_WAIT_MS | 0 | longest wait for other requests to join a batch |
 | CARCLF_BATCH_THREADS | 1 | batches run side by side (gunicorn.conf.py: cores per worker) |
-| CARCLF_RUNTIME | litert | litert: model.tflite on LiteRT, no TensorFlow imported; tensorflow: the SavedModel |
-| CARCLF_INTERPRETERS | 1 | LiteRT: passes side by side, one interpreter each |
-| CARCLF_INTERPRETER_THREADS | 1 | LiteRT: CPU threads of each pass (gunicorn.conf.py: cores per worker) |
+| CARCLF_RUNTIME | onnxruntime | onnxruntime: model.onnx on ONNX Runtime; litert: model.tflite on LiteRT (neither imports TensorFlow); tensorflow: the SavedModel |
+| CARCLF_INTERPRETERS | 1 | ONNX Runtime, LiteRT: passes side by side (LiteRT: one interpreter each; gunicorn.conf.py: ONNX Runtime cores per worker, LiteRT 1) |
+| CARCLF_INTERPRETER_THREADS | 1 | ONNX Runtime, LiteRT: CPU threads of each pass (gunicorn.conf.py: ONNX Runtime 1, LiteRT cores per worker) |
 
 ``PROMETHEUS_MULTIPROC_DIR`` is read by prometheus_client itself (see README).
 """

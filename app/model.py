@@ -1,6 +1,6 @@
 """The served model, loaded in a background thread so the process answers at once.
 
-``/healthz`` answers while the runtime (LiteRT or TensorFlow,
+``/healthz`` answers while the runtime (ONNX Runtime, LiteRT or TensorFlow,
 :mod:`inference.runtime`) loads and warms up the model; ``/readyz`` and
 ``/predict`` answer 503 until it is ready.
 """
@@ -30,7 +30,7 @@ class ModelLoader:
 
     Args:
         model_dir: the model folder, or several joined by ``os.pathsep`` (an ensemble).
-        runtime: ``"litert"`` or ``"tensorflow"``.
+        runtime: ``"onnxruntime"``, ``"litert"`` or ``"tensorflow"``.
         options: :func:`inference.runtime.load_predictor`'s keyword arguments
             (interpreters, dynamic batching).
 

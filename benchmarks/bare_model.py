@@ -1,6 +1,6 @@
 """The bare model: forward time per image of the shipped model, no service.
 
-    python -m benchmarks.bare_model [--model model] [--batch-sizes 1 2 4 8 16 32] [--runtime litert]
+    python -m benchmarks.bare_model [--model model] [--batch-sizes 1 2 4 8 16 32] [--runtime onnxruntime]
 
 For each batch size (in images) and with/without the TTA views, feeds real
 photos already resized to the model's input size (what the service feeds it)
@@ -12,7 +12,9 @@ pay) and the median of the following calls, per batch and per image:
   threads side by side (times per batch are then wall time over calls: what
   sets the throughput); with ``--runtime litert``, ``model.tflite`` on
   LiteRT instead (:class:`inference.litert.LiteRTClassifier`, one
-  single-threaded interpreter per caller), TensorFlow not imported;
+  single-threaded interpreter per caller), with ``--runtime onnxruntime``,
+  ``model.onnx`` on ONNX Runtime (:class:`inference.ort.OnnxRuntimeClassifier`,
+  one session, one single-threaded pass per caller), TensorFlow not imported;
 - ``predict``: the naive baseline, one Keras ``Model.predict`` call per batch on
   the same SavedModel wrapped in ``keras.layers.TFSMLayer`` (what a Keras
   upload demo does per request; each call builds a tf.data pipeline).
@@ -48,6 +50,7 @@ from inference import RUNTIMES  # noqa: E402
 from inference.calibration import Calibration  # noqa: E402
 from inference.contract import INPUT, SERVING_SIGNATURE, model_input, read_metadata  # noqa: E402
 from inference.images import decode_image, resize  # noqa: E402
+from inference.runtime import load_predictor  # noqa: E402
 from inference.tta import DEFAULT_VIEWS, SERVED_VIEWS, tta_batch  # noqa: E402
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
@@ -63,13 +66,12 @@ def load_signature(model_dir):
 
 def load_call(model_dir, runtime, callers):
     """``(batch -> probabilities, (height, width))`` of the model on ``runtime``
-    (``tensorflow``: :func:`signature_call`; ``litert``: one interpreter per caller)."""
+    (``tensorflow``: :func:`signature_call`; ``litert``: one interpreter per caller;
+    ``onnxruntime``: one session, as many passes at once as callers)."""
     if runtime == "tensorflow":
         signature, image_size = load_signature(model_dir)
         return signature_call(signature), image_size
-    from inference.litert import LiteRTClassifier
-
-    predictor = LiteRTClassifier(model_dir, interpreters=callers)
+    predictor = load_predictor(model_dir, runtime, interpreters=callers)
     return (lambda batch: predictor.predict(batch)[1]), predictor.image_size
 
 
@@ -172,7 +174,8 @@ def main(argv=None):
     parser.add_argument("--callers", type=int, nargs="+", default=[1],
                         help="threads calling the model side by side, as the service's batch threads do")
     parser.add_argument("--runtime", choices=RUNTIMES, default="tensorflow",
-                        help="the SavedModel on TensorFlow or model.tflite on LiteRT (default: %(default)s)")
+                        help="the SavedModel on TensorFlow, model.tflite on LiteRT or model.onnx on ONNX Runtime "
+                             "(default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON only (for service.py)")
     args = parser.parse_args(argv)
     photos = real_photos(args.photos)
@@ -187,7 +190,7 @@ def main(argv=None):
     print(machine)
     print(photo_summary(photos) + ", resized to the model's input size")
     print(f"runtime: {args.runtime}; " + threads_summary() if args.runtime == "tensorflow" else
-          "runtime: litert, one thread per interpreter, one interpreter per caller")
+          f"runtime: {args.runtime}, one thread per pass, one pass per caller")
     headers = ["TTA", "images", "rows", "callers", "first ms", "ms/batch", "ms/image", "images/s"]
     if predict is not None:
         headers += ["predict first ms", "predict ms/batch", "predict images/s"]

@@ -1,16 +1,16 @@
-"""The two runtimes of the same model, side by side in one run: LiteRT against TensorFlow.
+"""The runtimes of the same model, side by side in one run: ONNX Runtime, LiteRT and TensorFlow.
 
     python -m benchmarks.runtimes [--rounds 10] [--calls 20]
 
 Each runtime runs in a process of its own, as a gunicorn worker would (one
 thread per forward pass: ``TF_NUM_INTRAOP_THREADS=1``; LiteRT's interpreter
-on one thread), started one after the other and then timed in interleaved
+and ONNX Runtime's passes on one thread), started one after the other and then timed in interleaved
 rounds (a round: ``--calls`` forward passes of each runtime in turn), so that
 a busy machine slows both alike and the ratios hold. Prints per runtime:
 spawn to first prediction (import, load, one call), median forward time of a
 lone request's batch without TTA (1 row) and with TTA (2 rows), the ratio to
 the fastest, and peak resident memory after these calls; and on real photos the
-largest probability difference and whether the top classes agree.
+largest probability difference from TensorFlow's and whether the top classes agree.
 """
 
 import argparse
@@ -24,7 +24,8 @@ import numpy as np
 
 from benchmarks.harness import ROOT, machine_summary, photo_summary, real_photo_paths, real_photos, table
 
-RUNTIME_ENV = {"tensorflow": {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}, "litert": {}}
+RUNTIME_ENV = {"tensorflow": {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}, "litert": {},
+               "onnxruntime": {}}
 
 # The child: load the model, answer "ROWS CALLS" lines with the median seconds per call, "probabilities" with
 # the probabilities of the photos, "rss" with its peak RSS. Everything on one line of JSON per answer.
@@ -114,10 +115,12 @@ def main(argv=None):
              f"{rss[runtime] / 2**20:.0f}"] for runtime in children]
     print(table(["runtime", "spawn to 1st prediction s", "1 row ms (x fastest)", "2 rows ms (x fastest)",
                  "peak RSS MB"], rows))
-    difference = np.abs(probabilities["litert"] - probabilities["tensorflow"]).max()
-    same = np.mean(probabilities["litert"].argmax(1) == probabilities["tensorflow"].argmax(1))
-    print(f"\n{args.rounds} rounds x {args.calls} calls per runtime and batch, interleaved; on {len(paths)} photos "
-          f"LiteRT's probabilities are within {difference:.1e} of TensorFlow's, top class {same:.0%} identical")
+    print(f"\n{args.rounds} rounds x {args.calls} calls per runtime and batch, interleaved; on {len(paths)} photos:")
+    expected = probabilities["tensorflow"]
+    for runtime in ("litert", "onnxruntime"):
+        difference = np.abs(probabilities[runtime] - expected).max()
+        same = np.mean(probabilities[runtime].argmax(1) == expected.argmax(1))
+        print(f"{runtime}'s probabilities are within {difference:.1e} of TensorFlow's, top class {same:.0%} identical")
 
 
 if __name__ == "__main__":

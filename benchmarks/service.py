@@ -65,7 +65,7 @@ from benchmarks.harness import (
     table,
     time_calls,
 )
-from inference.runtime import TFLITE_FILENAME
+from inference.runtime import RUNTIME_FILES, TFLITE_FILENAME, load_predictor
 from inference.tta import SERVED_VIEWS, tta_batch
 
 VARIANTS = {
@@ -79,24 +79,29 @@ TARGETS = "lone p50 <= 1.3x bare | 8 clients >= 0.9x bare throughput | cold star
 
 
 class InterleavedBare:
-    """The bare model on LiteRT (the fastest runtime in every run so far), in
-    this process, timed between blocks of the service's requests: the faster
-    of two single-threaded interpreters and one two-threaded interpreter.
+    """The bare model on LiteRT and ONNX Runtime (the fastest runtimes in every
+    run so far), in this process, timed between blocks of the service's
+    requests: the fastest of two single-threaded passes side by side on each
+    runtime and one two-threaded LiteRT interpreter.
 
     The host's speed drifts from one minute to the next (the bare forward of
     two views measured 53 to 76 ms within ten minutes): a reference measured
     minutes before the service would put that drift into the ratios.
 
     Args:
-        model_dir: the model folder; it must hold ``model.tflite``.
+        model_dir: the model folder; it must hold ``model.tflite`` (``model.onnx`` is used if there).
         photos: the JPEG bytes the clients send, in their order.
     """
 
     def __init__(self, model_dir, photos):
         from inference.litert import LiteRTClassifier
 
-        # The fastest bare runtime: two single-threaded interpreters side by side, or one of two threads.
-        self._predictors = [LiteRTClassifier(model_dir, interpreters=2), LiteRTClassifier(model_dir, threads=2)]
+        side_by_side = [load_predictor(model_dir, runtime, interpreters=2) for runtime, files in RUNTIME_FILES.items()
+                        if all((Path(model_dir) / name).is_file() for name in files)]
+        # (predictor, callers side by side): two single-threaded passes, or one of two threads.
+        self._setups = [*((predictor, callers) for predictor in side_by_side for callers in (1, 2)),
+                        (LiteRTClassifier(model_dir, threads=2), 1)]
+        self._predictors = [*side_by_side, self._setups[-1][0]]
         for predictor in self._predictors:
             predictor.warm_up()
         images = [self._predictors[0].decode(data) for data in photos]
@@ -104,7 +109,7 @@ class InterleavedBare:
 
     def forward_seconds(self, tta, count):
         """Seconds of the forward pass of the first ``count`` photos' views (cycling), one call
-        each, on the faster of the two predictors for each."""
+        each, on the fastest predictor for each."""
         batches = self._batches[tta]
         seconds = []
         for index in range(count):
@@ -122,7 +127,7 @@ class InterleavedBare:
         best = 0.0
         for count in batch_sizes:
             batch = np.concatenate([self._batches[tta][i % len(self._batches[tta])] for i in range(count)])
-            for predictor, callers in ((self._predictors[0], 1), (self._predictors[0], 2), (self._predictors[1], 1)):
+            for predictor, callers in self._setups:
                 _, per_call = time_calls(predictor.predict, batch, callers=callers)
                 best = max(best, count / per_call)
         return best
@@ -205,6 +210,7 @@ BARE_SETUPS = {  # name: (runtime, environment, callers side by side)
     "TensorFlow, 1 thread per call": ("tensorflow", {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"},
                                       [1, 2]),
     "LiteRT, 1 thread per interpreter": ("litert", {}, [1, 2]),
+    "ONNX Runtime, 1 thread per pass": ("onnxruntime", {}, [1, 2]),
 }
 
 
@@ -219,8 +225,9 @@ def bare_reference(model_dir, concurrency, photos):
     """
     best = {}
     for name, (runtime, env, callers) in BARE_SETUPS.items():
-        if runtime == "litert" and not (Path(model_dir) / TFLITE_FILENAME).is_file():
-            print(f"bare model, {name}: skipped, {model_dir} has no {TFLITE_FILENAME} "
+        missing = [file for file in RUNTIME_FILES.get(runtime, ()) if not (Path(model_dir) / file).is_file()]
+        if missing:
+            print(f"bare model, {name}: skipped, {model_dir} has no {' or '.join(missing)} "
                   f"(python -m training.convert {model_dir} --data DIR writes it)", file=sys.stderr, flush=True)
             continue
         print(f"bare model, {name} ...", file=sys.stderr, flush=True)

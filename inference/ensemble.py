@@ -1,7 +1,7 @@
 """Several models as one :class:`inference.predictor.Predictor`: their probabilities are averaged.
 
 Imports no runtime itself: each member is loaded by :func:`inference.runtime.load_predictor`
-on the runtime asked for, so that an ensemble on LiteRT imports no TensorFlow."""
+on the runtime asked for, so that an ensemble on ONNX Runtime or LiteRT imports no TensorFlow."""
 
 import os
 from collections.abc import Sequence

@@ -16,6 +16,10 @@ Importing this module imports neither TensorFlow nor LiteRT:
 
 import json
 import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +29,14 @@ from inference import DEFAULT_RUNTIME, RUNTIMES
 from inference.calibration import Calibration
 from inference.contract import model_input
 from inference.images import DEFAULT_MAX_PIXELS
+from inference.tta import SERVED_VIEWS
 
 METADATA_FILENAME = "metadata.json"
 TFLITE_FILENAME = "model.tflite"
+ONNX_FILENAME = "model.onnx"
+# What each runtime loads from a model folder, beside the SavedModel (written by training.convert).
+RUNTIME_FILES = {"litert": (TFLITE_FILENAME, METADATA_FILENAME), "onnxruntime": (ONNX_FILENAME, METADATA_FILENAME)}
+RUNTIME_NAMES = {"litert": "LiteRT", "onnxruntime": "ONNX Runtime"}
 FIX = ("Copy the whole model folder again (the shipped model: 'git checkout -- model/'), or point "
        "CARCLF_MODEL_DIR at a model exported by 'python -m training.train'.")
 
@@ -58,8 +67,8 @@ def require_model(model_dir: Path | str, runtime: str) -> None:
 
     Raises:
         ModelNotFoundError: no ``saved_model.pb`` (``tensorflow``), or no
-            ``model.tflite`` or ``metadata.json`` (``litert``; the message
-            gives the command that writes them).
+            ``model.tflite`` (``litert``) or ``model.onnx`` (``onnxruntime``)
+            or ``metadata.json`` (the message gives the command that writes them).
         ValueError: ``runtime`` is not one of :data:`RUNTIMES`.
     """
     if runtime not in RUNTIMES:
@@ -67,10 +76,11 @@ def require_model(model_dir: Path | str, runtime: str) -> None:
     if runtime == "tensorflow":
         require_savedmodel(model_dir)
         return
-    missing = [name for name in (TFLITE_FILENAME, METADATA_FILENAME) if not (Path(model_dir) / name).is_file()]
+    missing = [name for name in RUNTIME_FILES[runtime] if not (Path(model_dir) / name).is_file()]
     if missing:
         raise ModelNotFoundError(
-            f"No {' or '.join(missing)} in '{model_dir}', which the LiteRT runtime loads. Write them from the "
+            f"No {' or '.join(missing)} in '{model_dir}', which the {RUNTIME_NAMES[runtime]} runtime loads. "
+            "Write them from the "
             f"SavedModel there with 'python -m training.convert {model_dir}', or serve the SavedModel with "
             "CARCLF_RUNTIME=tensorflow."
         )
@@ -82,11 +92,14 @@ def load_predictor(model_dir: Path | str, runtime: str = DEFAULT_RUNTIME, **opti
     Args:
         model_dir: the model folder, or several joined by ``os.pathsep``: their
             :class:`inference.ensemble.Ensemble`, each member on ``runtime``.
-        runtime: ``"litert"`` (:class:`inference.litert.LiteRTClassifier`) or
+        runtime: ``"onnxruntime"`` (:class:`inference.ort.OnnxRuntimeClassifier`),
+            ``"litert"`` (:class:`inference.litert.LiteRTClassifier`) or
             ``"tensorflow"`` (:class:`inference.classifier.Classifier`).
-        options: keyword arguments of that class (``interpreters`` for
-            LiteRT; ``batch_size``, ``batch_wait_ms``, ``batch_threads`` for
-            TensorFlow); the other runtime's are ignored.
+        options: ``interpreters`` (passes side by side: LiteRT's interpreters,
+            ONNX Runtime's runs of its one session) and ``interpreter_threads``
+            (CPU threads of each pass) for LiteRT and ONNX Runtime;
+            ``batch_size``, ``batch_wait_ms``, ``batch_threads`` for
+            TensorFlow; the other runtimes' are ignored.
 
     Raises:
         ModelNotFoundError, ModelLoadError: see :func:`require_model` and the classes.
@@ -99,10 +112,15 @@ def load_predictor(model_dir: Path | str, runtime: str = DEFAULT_RUNTIME, **opti
 
         return Ensemble(model_dirs, runtime, **options)
     require_model(model_dir, runtime)
+    passes, threads = options.get("interpreters", 1), options.get("interpreter_threads", 1)
+    if runtime == "onnxruntime":
+        from inference.ort import OnnxRuntimeClassifier
+
+        return OnnxRuntimeClassifier(model_dir, passes, threads)
     if runtime == "litert":
         from inference.litert import LiteRTClassifier
 
-        return LiteRTClassifier(model_dir, options.get("interpreters", 1), options.get("interpreter_threads", 1))
+        return LiteRTClassifier(model_dir, passes, threads)
     from inference.classifier import Classifier
 
     return Classifier(model_dir, **{key: value for key, value in options.items() if not key.startswith("interpreter")})
@@ -200,3 +218,137 @@ class ServedModel:
         a TTA mode, :data:`inference.tta.SERVED_VIEWS`), on images of ``image_size``
         (default :attr:`image_size`; an ensemble's members get the ensemble's)."""
         raise NotImplementedError
+
+
+class FifoPool:
+    """Objects lent to one thread at a time, in the order the threads asked.
+
+    A queue hands a returned object to whichever thread asks first, and a
+    thread that is already running asks before a blocked one wakes up: with
+    8 serving threads and one interpreter on one core, some requests waited
+    13-15 s while the others went round (``benchmarks/service.py`` under
+    ``taskset -c 0``, p99 at 8 clients). Here a returned object goes straight
+    to the thread that has waited longest.
+
+    Args:
+        items: the objects to lend (LiteRT interpreters, or one ONNX Runtime session once per pass it may run
+            at a time).
+    """
+
+    def __init__(self, items: list[Any]) -> None:
+        self._lock = threading.Lock()
+        self._idle = list(items)
+        self._waiting: deque[tuple[threading.Event, list[Any]]] = deque()
+
+    def take(self) -> Any:
+        """An idle object, waiting (first come, first served) while every one is lent."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            turn: tuple[threading.Event, list[Any]] = (threading.Event(), [])
+            self._waiting.append(turn)
+        turn[0].wait()
+        return turn[1][0]
+
+    def give_back(self, item: Any) -> None:
+        """Return ``item``: to the longest-waiting thread if any, else to the idle ones."""
+        with self._lock:
+            if not self._waiting:
+                self._idle.append(item)
+                return
+            ready, slot = self._waiting.popleft()
+        slot.append(item)
+        ready.set()
+
+
+class PooledPasses(ServedModel):
+    """A :class:`ServedModel` whose forward passes run on a few runners lent
+    first come, first served (:class:`FifoPool`), so that memory follows the
+    passes that run side by side, not the serving threads. With several
+    runners, a batch of several images (a request's TTA views) is split into
+    single images that run side by side, from a pool of as many threads: a
+    lone request's views take one single-threaded pass's time, and each pass
+    only ever holds the activations of one image. Subclasses call
+    :meth:`_open` with what makes their runners and implement :meth:`_run`.
+
+    Attributes:
+        labels, image_size, metadata, metrics, calibration: as
+            :class:`ServedModel`, read from the model folder by :meth:`_open`.
+    """
+
+    _pool: FifoPool
+    _runners: int
+    _side_by_side: ThreadPoolExecutor | None
+
+    def _open(self, model_dir: Path, runtime: str, runners: Callable[[Path], list[Any]]) -> None:
+        """Read ``model_dir``'s metadata, metrics and calibration, and lend the runners that
+        ``runners`` makes of its ``runtime`` model file (one per pass that may run at a time).
+
+        Raises:
+            ModelNotFoundError: no model file or ``metadata.json``.
+            ModelLoadError: either is unreadable, or ``runners`` raised ``ValueError`` (not a
+                model of this project: the message names the file and the fix).
+            ValueError: ``calibration.json`` is malformed or names other labels.
+        """
+        require_model(model_dir, runtime)
+        self.labels, self.image_size, self.metadata = read_metadata(model_dir)
+        self._load_beside(model_dir)
+        path = model_dir / RUNTIME_FILES[runtime][0]
+        try:
+            lent = runners(path)
+        except ValueError as error:
+            raise ModelLoadError(f"{path} is not a model of this project ({error}); write it again with "
+                                 f"'python -m training.convert {model_dir}'. {FIX}") from None
+        self._pool = FifoPool(lent)
+        self._runners = len(lent)
+        self._side_by_side = ThreadPoolExecutor(len(lent), "passes") if len(lent) > 1 else None
+
+    def _run(self, runner: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One forward pass of ``images`` (``uint8``, contiguous) on ``runner``: :meth:`predict`'s outputs."""
+        raise NotImplementedError
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run the model on a batch, on an idle runner (waiting for one when all are
+        busy); with several runners, one image per pass, side by side.
+
+        Args:
+            images: ``uint8`` array ``(batch, height, width, 3)``, RGB, of :attr:`image_size`.
+
+        Returns:
+            ``(logits, probabilities, features)``: ``float32`` arrays
+            ``(batch, num_classes)``, ``(batch, num_classes)`` and ``(batch, F)``.
+
+        Raises:
+            ValueError: images of another size than :attr:`image_size`.
+        """
+        if images.shape[1:3] != self.image_size:
+            raise ValueError(f"images of {images.shape[1:3]} pixels; the model takes {self.image_size}")
+        if self._side_by_side is None or len(images) == 1:
+            return self._forward(images)
+        passes = [self._side_by_side.submit(self._forward, images[row:row + 1]) for row in range(len(images))]
+        logits, probabilities, features = (np.concatenate(rows) for rows in zip(*(done.result() for done in passes)))
+        return logits, probabilities, features
+
+    def _forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`predict`'s outputs for ``images`` in one pass, on an idle runner."""
+        runner = self._pool.take()
+        try:
+            return self._run(runner, np.ascontiguousarray(images, dtype=np.uint8))
+        finally:
+            self._pool.give_back(runner)
+
+    def _warm_up_runners(self) -> None:
+        """Run every runner once at each batch size a service request meets (the
+        views of a TTA mode, :data:`inference.tta.SERVED_VIEWS`; one image with
+        several runners, which split batches), so that no request pays for
+        allocating tensors or packing the weights."""
+        blank = np.zeros((1, *self.image_size, 3), dtype=np.uint8)
+        runners = [self._pool.take() for _ in range(self._runners)]
+        largest = 1 if self._side_by_side else max(map(len, SERVED_VIEWS.values()))
+        try:
+            for runner in runners:
+                for rows in range(1, largest + 1):
+                    self._run(runner, np.repeat(blank, rows, axis=0))
+        finally:
+            for runner in runners:
+                self._pool.give_back(runner)

@@ -28,7 +28,7 @@ def post_bytes(client, data, name="car.jpg"):
     return client.post("/predict", data={"file": (io.BytesIO(data), name)})
 
 
-@pytest.fixture(scope="module", params=["litert", "tensorflow"])
+@pytest.fixture(scope="module", params=["onnxruntime", "litert", "tensorflow"])
 def runtime_client(request):
     """A test client of the shipped model on each runtime (CARCLF_RUNTIME)."""
     return ready_app({"MODEL_DIR": str(SHIPPED_MODEL), "RUNTIME": request.param}).test_client()
@@ -228,7 +228,7 @@ def test_tta_setting_parses_yes_and_no(raw, expected):
     assert settings_from_env({} if raw is None else {"CARCLF_TTA": raw})["DEFAULT_TTA"] is expected
 
 
-@pytest.mark.parametrize("raw, expected", [(None, "litert"), ("TensorFlow", "tensorflow"), (" litert", "litert")])
+@pytest.mark.parametrize("raw, expected", [(None, "onnxruntime"), ("TensorFlow", "tensorflow"), (" litert", "litert")])
 def test_runtime_setting_parses(raw, expected):
     from app.config import settings_from_env
 

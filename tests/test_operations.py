@@ -66,7 +66,8 @@ def test_predict_waits_for_a_model_still_loading(monkeypatch):
 
 
 # A file of the model each runtime loads, zeroed.
-CORRUPT = {"tensorflow": "variables/variables.data-00000-of-00001", "litert": "model.tflite"}
+CORRUPT = {"tensorflow": "variables/variables.data-00000-of-00001", "litert": "model.tflite",
+           "onnxruntime": "model.onnx"}
 
 
 @pytest.mark.parametrize("runtime", list(CORRUPT))
@@ -82,7 +83,8 @@ def test_a_corrupt_model_fails_readiness_and_liveness(tmp_path, runtime):
     assert answer.status_code == 503 and answer.json["error"]["code"] == "model_failed"
 
 
-@pytest.mark.parametrize("runtime, message", [("tensorflow", "No SavedModel"), ("litert", "No model.tflite")])
+@pytest.mark.parametrize("runtime, message", [("tensorflow", "No SavedModel"), ("litert", "No model.tflite"),
+                                              ("onnxruntime", "No model.onnx")])
 def test_a_missing_model_fails_the_start_at_once(tmp_path, runtime, message):
     with pytest.raises(ModelNotFoundError, match=message):
         create_app({"MODEL_DIR": str(tmp_path), "RUNTIME": runtime})

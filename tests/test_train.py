@@ -42,9 +42,11 @@ def mobilenet_model(tiny_dataset, tmp_path_factory):
 def test_mobilenet_run_writes_savedmodel_config_history_and_metrics(mobilenet_model, tiny_dataset):
     files = {path.name for path in mobilenet_model.iterdir()}
     assert {"saved_model.pb", "variables", "training_config.json", "history.json", "metrics.json",
-            "calibration.json", "calibration.npz", "model.tflite", "metadata.json", "litert_parity.json"} <= files
-    parity = json.loads((mobilenet_model / "litert_parity.json").read_text())
-    assert parity["photos"] == 3 and parity["top1_agreement"] == 1 and parity["max_probability_difference"] < 1e-4
+            "calibration.json", "calibration.npz", "model.tflite", "metadata.json", "litert_parity.json",
+            "model.onnx", "onnx_parity.json"} <= files
+    for parity_file in ("litert_parity.json", "onnx_parity.json"):
+        parity = json.loads((mobilenet_model / parity_file).read_text())
+        assert parity["photos"] == 3 and parity["top1_agreement"] == 1 and parity["max_probability_difference"] < 1e-4
     config = TrainConfig.from_dict(json.loads((mobilenet_model / "training_config.json").read_text()))
     assert config.backbone == "MobileNetV2" and config.alpha == 0.35 and config.image_size == 96
     assert [stage.name for stage in config.stages] == ["head", "finetune"]
@@ -185,12 +187,13 @@ def test_no_stage_needs_the_probe_head():
 
 
 def test_multiscale_features_run_through_export_litert_and_the_known_model_test(tiny_dataset, tmp_path):
-    """--multiscale-side: the backbone sees the photo at each side too; the exported features, the LiteRT copy
-    and the known-model calibration all carry every scale, the input's own first."""
+    """--multiscale-side: the backbone sees the photo at each side too; the exported features, the LiteRT and
+    ONNX copies and the known-model calibration all carry every scale, the input's own first."""
     main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "EfficientNetLite0", "--image-size", "64",
           "--multiscale-side", "48", "--multiscale-side", "32", *TINY, "--stage", "head:1:1e-3:0"])
-    parity = json.loads((tmp_path / "litert_parity.json").read_text())
-    assert parity["top1_agreement"] == 1 and parity["max_probability_difference"] < 1e-4
+    for parity_file in ("litert_parity.json", "onnx_parity.json"):
+        parity = json.loads((tmp_path / parity_file).read_text())
+        assert parity["top1_agreement"] == 1 and parity["max_probability_difference"] < 1e-4
     photos = [load_image(path, 64) for path in sorted(tiny_dataset.glob("*/*.jpg"))[:4]]
     features = Classifier(tmp_path).predict(np.stack(photos))[2]
     assert features.shape == (4, 3 * 1280)

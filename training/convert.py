@@ -1,26 +1,31 @@
-"""Convert an exported SavedModel to float32 LiteRT, checked on real photos.
+"""Convert an exported SavedModel to float32 LiteRT and ONNX, each checked on real photos.
 
     python -m training.convert MODEL_DIR --data DIR [--data DIR ...] [--limit N]
 
 Writes beside the SavedModel ``model.tflite`` (the ``serving_default``
-signature, frozen, without its resize: the service resizes before the model)
-and ``metadata.json`` (the ``metadata`` signature's labels, input size and
-training facts), which :class:`inference.litert.LiteRTClassifier` serves with
-no TensorFlow. ``python -m training.train`` runs the same conversion on its
-validation photos at the end of the export.
+signature, frozen, without its resize: the service resizes before the model),
+``model.onnx`` (converted from it: :mod:`training.onnx_export`) and
+``metadata.json`` (the ``metadata`` signature's labels, input size and
+training facts), which :class:`inference.litert.LiteRTClassifier` and
+:class:`inference.ort.OnnxRuntimeClassifier` serve with no TensorFlow.
+``python -m training.train`` runs the same conversions on its validation
+photos at the end of the export.
 
-The parity check runs both runtimes on the same decoded photos and refuses
-the conversion (nothing written, exit status 1) unless every photo gets the
-same top class and the same known-model answer, and no probability differs
-by more than :data:`training.litert_export.MAX_PROBABILITY_DIFFERENCE`. Its
-figures go to ``litert_parity.json`` beside the model.
+The parity check runs the SavedModel and each conversion on the same decoded
+photos and refuses a conversion (not written, exit status 1) unless every
+photo gets the same top class and the same known-model answer, and no
+probability differs by more than
+:data:`training.litert_export.MAX_PROBABILITY_DIFFERENCE`. Its figures go to
+``litert_parity.json`` and ``onnx_parity.json`` beside the model.
 """
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from training.litert_export import summary, write_litert
+from training.onnx_export import write_onnx
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -31,16 +36,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="dataset root of real photos for the parity check (repeatable)")
     parser.add_argument("--limit", type=int, default=0, help="check on the first N photos only (default: all)")
     args = parser.parse_args(argv)
-    from inference.runtime import ModelNotFoundError
+    from inference.classifier import Classifier
+    from inference.runtime import ONNX_FILENAME, TFLITE_FILENAME, ModelNotFoundError
     from training.data import load_samples
 
     try:
         samples, _ = load_samples(args.data)
         photos = [sample.path for sample in samples][: args.limit or None]
-        figures = write_litert(args.model, photos)
+        reference = Classifier(args.model)
+        print(summary(write_litert(args.model, photos, reference), Path(args.model) / TFLITE_FILENAME), flush=True)
+        print(summary(write_onnx(args.model, photos, reference), Path(args.model) / ONNX_FILENAME))
     except (FileNotFoundError, ModelNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
-    print(summary(figures, args.model))
 
 
 if __name__ == "__main__":

@@ -111,11 +111,13 @@ def _export(
     ``train_seconds`` counts the linear probe's features and fit (``probe_seconds``) and the stages."""
     from tensorflow.lite.python.convert_phase import ConverterError  # what TFLiteConverter raises
 
-    from inference.runtime import ModelLoadError
+    from inference.classifier import Classifier
+    from inference.runtime import ONNX_FILENAME, TFLITE_FILENAME, ModelLoadError
     from training.distribute import is_chief
     from training.evaluation import evaluate_savedmodel
     from training.export import export_savedmodel
     from training.litert_export import summary, write_litert
+    from training.onnx_export import write_onnx
 
     metadata = {
         "name": "car-model-classifier",
@@ -131,13 +133,14 @@ def _export(
         return {}
     out = Path(config.out)
     export_savedmodel(model, labels, image_size, metadata, out)
-    try:
-        parity = write_litert(out, [sample.path for sample in val_samples])  # fails the export on disagreement
-        print(summary(parity, out))
+    photos, reference = [sample.path for sample in val_samples], Classifier(out)
+    try:  # each conversion fails the export on disagreement (ParityError)
+        print(summary(write_litert(out, photos, reference), out / TFLITE_FILENAME))
+        print(summary(write_onnx(out, photos, reference), out / ONNX_FILENAME))
     except (ModelLoadError, ConverterError) as error:
         # The converter gave no usable graph (float16 ops of mixed precision, some randomly initialised
-        # EfficientNet builds): the SavedModel stands; LiteRT serving is refused for this folder.
-        print(f"warning: no LiteRT copy written ({error}); serve this model with CARCLF_RUNTIME=tensorflow")
+        # EfficientNet builds): the SavedModel stands; serving it on LiteRT or ONNX Runtime is refused.
+        print(f"warning: no LiteRT or ONNX copy written ({error}); serve this model with CARCLF_RUNTIME=tensorflow")
     metrics = {
         "validation_images": len(val_samples),
         "train_images": len(train_samples),

@@ -17,7 +17,7 @@ differs by more than :data:`MAX_PROBABILITY_DIFFERENCE`. Its figures go to
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +125,9 @@ def parity(reference: ServedModel, candidate: ServedModel, photos: Sequence[str]
     }
 
 
-def check_parity(figures: Mapping[str, Any]) -> None:
-    """Raise :class:`ParityError` unless ``figures`` (:func:`parity`) show the same answers."""
+def check_parity(figures: Mapping[str, Any], runtime: str = "LiteRT") -> None:
+    """Raise :class:`ParityError` unless ``figures`` (:func:`parity`) show the same answers
+    (``runtime``: the candidate's name, for the message)."""
     problems = []
     if figures["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE:
         problems.append(f"probabilities differ by up to {figures['max_probability_difference']:.2e} "
@@ -137,17 +138,57 @@ def check_parity(figures: Mapping[str, Any]) -> None:
     if figures["known_model_agreement"] not in (None, 1.0):
         problems.append(f"the known-model answer agrees on only {figures['known_model_agreement']:.2%} of photos")
     if problems:
-        raise ParityError(f"LiteRT does not answer as the SavedModel on {figures['photos']} real photos: "
+        raise ParityError(f"{runtime} does not answer as the SavedModel on {figures['photos']} real photos: "
                           + "; ".join(problems) + ". Nothing was written.")
 
 
-def write_litert(model_dir: Path | str, photos: Sequence[Path | str]) -> dict[str, Any]:
+def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[Path], ServedModel],
+                  reference: ServedModel, photos: Sequence[Path | str], runtime: str,
+                  parity_filename: str) -> dict[str, Any]:
+    """Write ``files`` (name -> contents) into ``model_dir`` if the model they make answers as
+    ``reference`` on ``photos``, and the figures into ``parity_filename``.
+
+    Args:
+        model_dir: the model folder.
+        files: what the candidate runtime loads, beside ``metadata.json`` (written too).
+        load: the candidate runtime's class, called with a folder holding ``files``.
+        reference: the SavedModel's :class:`inference.runtime.ServedModel`.
+        photos: paths of real photos (at least one).
+        runtime: the candidate's name, e.g. ``LiteRT``, for the messages.
+        parity_filename: where the figures go, in ``model_dir``.
+
+    Returns:
+        the parity figures (:func:`parity`).
+
+    Raises:
+        ParityError: the two disagree; nothing is written.
+        ValueError: no photos.
+    """
+    if not photos:
+        raise ValueError("the parity check needs real photos; none given")
+    # Written to a scratch folder first: a model folder never holds a file that failed the check.
+    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".convert-") as scratch:
+        for name, contents in files.items():
+            (Path(scratch) / name).write_bytes(contents)
+        write_metadata(scratch, reference.labels, reference.image_size, reference.metadata)
+        figures = parity(reference, load(Path(scratch)), [str(path) for path in photos])
+        check_parity(figures, runtime)
+        for name in (*files, METADATA_FILENAME):
+            os.replace(Path(scratch) / name, model_dir / name)
+    (model_dir / parity_filename).write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
+                 reference: ServedModel | None = None) -> dict[str, Any]:
     """Convert the SavedModel in ``model_dir``, check parity on ``photos``, and
     write ``model.tflite``, ``metadata.json`` and ``litert_parity.json`` there.
 
     Args:
         model_dir: an export of :mod:`training.export`.
         photos: paths of real photos (at least one), e.g. the validation split.
+        reference: the SavedModel loaded (:class:`inference.classifier.Classifier`),
+            if the caller has it; loaded from ``model_dir`` otherwise.
 
     Returns:
         the parity figures (:func:`parity`).
@@ -160,27 +201,16 @@ def write_litert(model_dir: Path | str, photos: Sequence[Path | str]) -> dict[st
     from inference.classifier import Classifier
     from inference.litert import LiteRTClassifier
 
-    if not photos:
-        raise ValueError("the parity check needs real photos; none given")
     model_dir = Path(model_dir)
-    reference = Classifier(model_dir)
+    reference = reference or Classifier(model_dir)
     tflite = convert_savedmodel(model_dir)
-    # Written to a scratch folder first: a model folder never holds a .tflite that failed the check.
-    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".convert-") as scratch:
-        (Path(scratch) / TFLITE_FILENAME).write_bytes(tflite)
-        write_metadata(scratch, reference.labels, reference.image_size, reference.metadata)
-        figures = parity(reference, LiteRTClassifier(scratch), [str(path) for path in photos])
-        check_parity(figures)
-        for name in (TFLITE_FILENAME, METADATA_FILENAME):
-            os.replace(Path(scratch) / name, model_dir / name)
-    (model_dir / PARITY_FILENAME).write_text(json.dumps(figures, indent=2) + "\n")
-    return figures
+    return write_checked(model_dir, {TFLITE_FILENAME: tflite}, LiteRTClassifier, reference, photos, "LiteRT",
+                         PARITY_FILENAME)
 
 
-def summary(figures: Mapping[str, Any], model_dir: Path | str) -> str:
-    """One line: the ``.tflite`` in ``model_dir``, its size and the parity figures."""
-    tflite = Path(model_dir) / TFLITE_FILENAME
+def summary(figures: Mapping[str, Any], model_file: Path) -> str:
+    """One line: ``model_file`` (``model.tflite`` or ``model.onnx``), its size and the parity figures."""
     known = figures["known_model_agreement"]
-    return (f"{tflite} ({tflite.stat().st_size / 1e6:.1f} MB): on {figures['photos']} real photos, probabilities "
-            f"within {figures['max_probability_difference']:.1e} of the SavedModel's, top class "
+    return (f"{model_file} ({model_file.stat().st_size / 1e6:.1f} MB): on {figures['photos']} real photos, "
+            f"probabilities within {figures['max_probability_difference']:.1e} of the SavedModel's, top class "
             f"{figures['top1_agreement']:.2%} identical" + (f", known-model answer {known:.2%}" if known else ""))
