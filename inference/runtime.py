@@ -338,7 +338,7 @@ class PooledPasses(ServedModel):
             self._pool.give_back(runner)
 
     def _warm_up_runners(self) -> None:
-        """Run every runner once at each batch size a service request meets (the
+        """Run every distinct runner once at each batch size a service request meets (the
         views of a TTA mode, :data:`inference.tta.SERVED_VIEWS`; one image with
         several runners, which split batches), so that no request pays for
         allocating tensors or packing the weights."""
@@ -346,7 +346,7 @@ class PooledPasses(ServedModel):
         runners = [self._pool.take() for _ in range(self._runners)]
         largest = 1 if self._side_by_side else max(map(len, SERVED_VIEWS.values()))
         try:
-            for runner in runners:
+            for runner in {id(runner): runner for runner in runners}.values():  # a shared session once
                 for rows in range(1, largest + 1):
                     self._run(runner, np.repeat(blank, rows, axis=0))
         finally:
