@@ -2,7 +2,7 @@
 
     python -m benchmarks.request_parts [--photos 32] [--rounds 5] [--model model]
 
-In one process, with the shipped model on the default runtime (LiteRT, one
+In one process, with the shipped model on the default runtime (ONNX Runtime, one
 thread): the whole request through Flask's test client (no TTA, as the service
 answers by default; the JSON request log written to ``/dev/null``), then each
 of its parts on the same real photos: multipart parsing (Werkzeug), decoding

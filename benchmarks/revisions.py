@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import ROOT, Server, load, machine_summary, multipart, photo_summary, real_photos, table
+from inference import RUNTIMES
 
 RUNS = [(tta, clients) for tta in (False, True) for clients in (1, 8)]  # (TTA, concurrent clients)
 
@@ -65,7 +66,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.revisions", description=__doc__.split("\n\n")[0])
     parser.add_argument("revision", help="the earlier git revision (commit, tag or branch)")
     parser.add_argument("--model", default=str(ROOT / "model"), help="model folder both revisions serve")
-    parser.add_argument("--runtime", default="tensorflow", choices=["tensorflow", "litert"],
+    parser.add_argument("--runtime", default="tensorflow", choices=RUNTIMES,
                         help="CARCLF_RUNTIME of this checkout's server (the earlier one may ignore it)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--requests", type=int, default=25, help="requests per client per run")

@@ -22,8 +22,8 @@ class Ensemble(ServedModel):
     """Averages the probabilities of models that share their label list.
 
     Composed of one predictor per model (:func:`inference.runtime.load_predictor`);
-    a SavedModel resizes images to its own input size inside, and LiteRT members are
-    given images resized to theirs, so members of different input sizes (e.g. 224 and
+    a SavedModel resizes images to its own input size inside, and ONNX Runtime and LiteRT
+    members are given images resized to theirs, so members of different input sizes (e.g. 224 and
     300 px) mix freely. An ensemble of one model answers exactly as that model.
 
     Args:

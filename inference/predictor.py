@@ -1,7 +1,9 @@
 """The predictor protocol: what the service and the training tools need of a model runtime.
 
-Implemented by :class:`inference.litert.LiteRTClassifier` (``model.tflite`` on
-LiteRT, the service's default runtime), :class:`inference.classifier.Classifier`
+Implemented by :class:`inference.ort.OnnxRuntimeClassifier` (``model.onnx`` on
+ONNX Runtime, the service's default runtime),
+:class:`inference.litert.LiteRTClassifier` (``model.tflite`` on LiteRT),
+:class:`inference.classifier.Classifier`
 (a TensorFlow SavedModel) and :class:`inference.ensemble.Ensemble` (several
 predictors, averaged), each through :class:`inference.runtime.ServedModel`.
 Everything else builds on these four members:

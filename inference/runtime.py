@@ -1,17 +1,19 @@
 """What every runtime of the served model shares, without TensorFlow, and the choice between them.
 
 A model folder holds the SavedModel (TensorFlow, :mod:`inference.classifier`)
-and, beside it, its float32 LiteRT conversion ``model.tflite`` with
-``metadata.json`` (:mod:`inference.litert`, written by
-``python -m training.convert``). Both runtimes implement the predictor
-protocol (:mod:`inference.predictor`: ``labels``, ``image_size``,
-``decode(bytes)``, ``predict(images) -> (logits, probabilities, features)``)
-through :class:`ServedModel`, which adds what the service needs on top: the
-model's metadata, metrics, calibration and a warm-up. Several model folders
-serve their :class:`inference.ensemble.Ensemble` (:func:`load_predictor`).
+and, beside it, its float32 conversions ``model.onnx`` (ONNX Runtime,
+:mod:`inference.ort`) and ``model.tflite`` (LiteRT, :mod:`inference.litert`)
+with ``metadata.json``, written by ``python -m training.convert``. Every
+runtime implements the predictor protocol (:mod:`inference.predictor`:
+``labels``, ``image_size``, ``decode(bytes)``, ``predict(images) -> (logits,
+probabilities, features)``) through :class:`ServedModel`, which adds what the
+service needs on top: the model's metadata, metrics, calibration and a
+warm-up; ONNX Runtime and LiteRT share :class:`PooledPasses`, their passes
+lent first come, first served. Several model folders serve their
+:class:`inference.ensemble.Ensemble` (:func:`load_predictor`).
 
-Importing this module imports neither TensorFlow nor LiteRT:
-:func:`load_predictor` imports the chosen runtime only.
+Importing this module imports no runtime: :func:`load_predictor` imports
+the chosen runtime only.
 """
 
 import json
@@ -172,7 +174,7 @@ class ServedModel:
         calibration: :class:`inference.calibration.Calibration` from
             ``calibration.json`` beside it, or ``None`` when absent.
         resizes_input: whether :meth:`predict` takes images of any size (the
-            SavedModel resizes inside) or only of :attr:`image_size` (LiteRT).
+            SavedModel resizes inside) or only of :attr:`image_size` (ONNX Runtime, LiteRT).
     """
 
     labels: list[str]
