@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.runtime import METADATA_FILENAME, TFLITE_FILENAME, ServedModel, write_metadata
+from inference.runtime import METADATA_FILENAME, RUNTIME_NAMES, TFLITE_FILENAME, ServedModel, write_metadata
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4  # float32 LiteRT measured 7.5e-6 from TensorFlow on 1,181 photos (issue 12)
 PARITY_FILENAME = "litert_parity.json"
@@ -125,9 +125,9 @@ def parity(reference: ServedModel, candidate: ServedModel, photos: Sequence[str]
     }
 
 
-def check_parity(figures: Mapping[str, Any], runtime: str = "LiteRT") -> None:
+def check_parity(figures: Mapping[str, Any], runtime: str = "litert") -> None:
     """Raise :class:`ParityError` unless ``figures`` (:func:`parity`) show the same answers
-    (``runtime``: the candidate's name, for the message)."""
+    (``runtime``: the candidate's, a key of :data:`inference.runtime.RUNTIME_NAMES`)."""
     problems = []
     if figures["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE:
         problems.append(f"probabilities differ by up to {figures['max_probability_difference']:.2e} "
@@ -138,8 +138,8 @@ def check_parity(figures: Mapping[str, Any], runtime: str = "LiteRT") -> None:
     if figures["known_model_agreement"] not in (None, 1.0):
         problems.append(f"the known-model answer agrees on only {figures['known_model_agreement']:.2%} of photos")
     if problems:
-        raise ParityError(f"{runtime} does not answer as the SavedModel on {figures['photos']} real photos: "
-                          + "; ".join(problems) + ". Nothing was written.")
+        raise ParityError(f"{RUNTIME_NAMES[runtime]} does not answer as the SavedModel on {figures['photos']} real "
+                          "photos: " + "; ".join(problems) + ". Nothing was written.")
 
 
 def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[Path], ServedModel],
@@ -154,7 +154,7 @@ def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[P
         load: the candidate runtime's class, called with a folder holding ``files``.
         reference: the SavedModel's :class:`inference.runtime.ServedModel`.
         photos: paths of real photos (at least one).
-        runtime: the candidate's name, e.g. ``LiteRT``, for the messages.
+        runtime: the candidate's, ``litert`` or ``onnxruntime`` (named in the messages).
         parity_filename: where the figures go, in ``model_dir``.
 
     Returns:
@@ -204,7 +204,7 @@ def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
     model_dir = Path(model_dir)
     reference = reference or Classifier(model_dir)
     tflite = convert_savedmodel(model_dir)
-    return write_checked(model_dir, {TFLITE_FILENAME: tflite}, LiteRTClassifier, reference, photos, "LiteRT",
+    return write_checked(model_dir, {TFLITE_FILENAME: tflite}, LiteRTClassifier, reference, photos, "litert",
                          PARITY_FILENAME)
 
 

@@ -88,4 +88,4 @@ def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
     reference = reference or Classifier(model_dir)
     onnx = convert_tflite(tflite)
     return write_checked(model_dir, {ONNX_FILENAME: onnx}, lambda folder: OnnxRuntimeClassifier(folder, passes=2),
-                         reference, photos, "ONNX Runtime", PARITY_FILENAME)
+                         reference, photos, "onnxruntime", PARITY_FILENAME)
