@@ -3,13 +3,14 @@
     python -m benchmarks.request_parts [--photos 32] [--rounds 5] [--model model]
 
 In one process, with the shipped model on the default runtime (ONNX Runtime, one
-thread): the whole request through Flask's test client (no TTA, as the service
-answers by default; the JSON request log written to ``/dev/null``), then each
+thread): the whole request through Flask's test client (without TTA: one
+forward pass; the JSON request log written to ``/dev/null``), then each
 of its parts on the same real photos: multipart parsing (Werkzeug), decoding
 (Pillow, at reduced size in the JPEG's DCT: draft mode; and, for comparison,
 at full size as before draft mode; both also for a phone-sized 12 MP JPEG, a
 real photo upscaled), decoding plus resizing to the model's
-input, the forward pass, the known-model test, the JSON answer and the JSON
+input, the TTA batch of the image and its mirror (and, for comparison, the
+mirror as NumPy copied it before), the forward pass, the known-model test, the JSON answer and the JSON
 log line. Medians per request in ms, and each part's share of the whole. The
 HTTP server (gunicorn) and the network are not in it: ``benchmarks.service``
 measures them.
@@ -24,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
 from PIL import Image
 from werkzeug.formparser import parse_form_data
 from werkzeug.test import EnvironBuilder
@@ -33,8 +35,10 @@ from app.logs import HANDLER_NAME, JsonFormatter
 from benchmarks.harness import ROOT, machine_summary, photo_summary, real_photos, table
 from inference.contract import model_input
 from inference.images import decode_image
+from inference.tta import SERVED_VIEWS, tta_batch
 
-VIEWS = ("original",)  # the service's default: no TTA
+VIEWS = SERVED_VIEWS[False]  # the whole request and the known-model test: without TTA, one forward pass
+TTA = SERVED_VIEWS[True]
 
 
 def median_ms(call: Callable[[bytes], object], photos: Sequence[bytes], rounds: int) -> float:
@@ -102,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("12 MP phone photo: decode, draft mode", lambda _: decode_image(phone, min_size=size[::-1])),
         ("12 MP phone photo: decode at full size", lambda _: decode_image(phone)),
         ("decode + resize to the model's input", lambda photo: model_input(photo, size)),
+        ("TTA views: the image and its mirror (Pillow), stacked", lambda photo: tta_batch(images[photo], TTA)),
+        ("the same, mirrored by NumPy (before 2026-11-27)",
+         lambda photo: np.stack([images[photo], images[photo][:, ::-1]])),
         ("forward pass, 1 row", lambda photo: classifier.predict(images[photo][None])),
         ("known-model test", lambda photo: classifier.calibration.known_model(outputs[photo][2][0], VIEWS)),
         ("JSON answer (Flask's provider)", lambda photo: app.json.dumps(answer)),

@@ -25,7 +25,7 @@ def test_every_view_keeps_shape_and_dtype_so_views_stack(photo):
 @pytest.mark.shared
 def test_hflip_twice_is_the_identity(photo):
     assert np.array_equal(VIEWS["hflip"](VIEWS["hflip"](photo)), photo)
-    assert np.array_equal(VIEWS["hflip"](photo)[:, 0], photo[:, -1])
+    assert np.array_equal(VIEWS["hflip"](photo), photo[:, ::-1])
 
 
 def test_crops_show_their_corner_resized_back():
