@@ -91,9 +91,9 @@ class InterleavedBare:
     minutes before the service would put that drift into the ratios. And the
     setups are timed one by one, each for about half a second, so the service
     is held against the fastest setup's median over the blocks
-    (:func:`bare_figures`), not against the best single timing of any setup:
-    with eight setups within a few percent of each other, that best one is
-    mostly the luckiest half second.
+    (:func:`bare_figures`), not against the best setup of each block, whose
+    luckiest half second favours the bare side (by about 0.01 in the
+    8-client ratio: README "Performance").
 
     Args:
         model_dir: the model folder; it must hold ``model.tflite`` (``model.onnx`` is used if there).
