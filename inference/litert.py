@@ -88,18 +88,14 @@ class LiteRTClassifier(PooledPasses):
         return logits, probabilities, features
 
     def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
-        """Run every interpreter once at each batch size a service request
-        meets (:meth:`inference.runtime.PooledPasses._warm_up_runners`), so
-        that no request pays for allocating tensors and XNNPACK's packing of
-        the weights. ``image_size`` is ignored: the interpreters take
-        :attr:`image_size` only (an ensemble resizes for them)."""
+        """:meth:`inference.runtime.PooledPasses.warm_up`, XNNPACK's line to stderr logged."""
         # A process's first forward pass prints "INFO: Created TensorFlow Lite XNNPACK delegate for
         # CPU." from C++ straight to stderr, which no setting turns off: captured at the file
         # descriptor and logged, so that the service's log stays one JSON object per line.
         printed = io.StringIO()
         try:
             with pipes(stdout=None, stderr=printed):
-                self._warm_up_runners()
+                super().warm_up(image_size)
         finally:
             for line in printed.getvalue().splitlines():
                 log.info(line)

@@ -87,11 +87,3 @@ class OnnxRuntimeClassifier(PooledPasses):
     def _run(self, runner: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         logits, probabilities, features = runner.run(list(OUTPUTS), {INPUT: images})
         return logits, probabilities, features
-
-    def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
-        """Run a pass at each batch size a service request meets
-        (:meth:`inference.runtime.PooledPasses._warm_up_runners`), so that no
-        request pays for the first run's allocations. ``image_size`` is
-        ignored: the session takes :attr:`image_size` only (an ensemble
-        resizes for it)."""
-        self._warm_up_runners()

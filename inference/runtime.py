@@ -339,11 +339,12 @@ class PooledPasses(ServedModel):
         finally:
             self._pool.give_back(runner)
 
-    def _warm_up_runners(self) -> None:
+    def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
         """Run every distinct runner once at each batch size a service request meets (the
         views of a TTA mode, :data:`inference.tta.SERVED_VIEWS`; one image with
         several runners, which split batches), so that no request pays for
-        allocating tensors or packing the weights."""
+        allocating tensors or packing the weights. ``image_size`` is ignored: the
+        runners take :attr:`image_size` only (an ensemble resizes for them)."""
         blank = np.zeros((1, *self.image_size, 3), dtype=np.uint8)
         runners = [self._pool.take() for _ in range(self._runners)]
         largest = 1 if self._side_by_side else max(map(len, SERVED_VIEWS.values()))
