@@ -1,5 +1,5 @@
 """The runtimes without TensorFlow, ONNX Runtime (inference.ort) and LiteRT (inference.litert),
-against the SavedModel on real photos; the conversions' parity checks (training.litert_export,
+against the SavedModel on real photos; the conversions' parity checks (training.parity, training.litert_export,
 training.onnx_export); a service on either without TensorFlow; and passes lent first come,
 first served (inference.runtime.PooledPasses)."""
 
@@ -149,17 +149,18 @@ def test_the_committed_conversions_passed_the_parity_check(parity_file):
 @pytest.mark.shared
 def test_a_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch, photos):
     import training.litert_export as litert_export
+    import training.parity as parity
 
     folder = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, folder, ignore=shutil.ignore_patterns("model.tflite", "metadata.json", "litert_*"))
     # The committed .tflite stands in for a fresh conversion (seconds of CPU); a limit no float model meets fails it.
     monkeypatch.setattr(litert_export, "convert_savedmodel", lambda _: (SHIPPED_MODEL / "model.tflite").read_bytes())
-    monkeypatch.setattr(litert_export, "MAX_PROBABILITY_DIFFERENCE", 0.0)
+    monkeypatch.setattr(parity, "MAX_PROBABILITY_DIFFERENCE", 0.0)
     paths = [str(sample.path) for sample in shipped_validation_samples()[:4]]
-    with pytest.raises(litert_export.ParityError, match=r"on 4 real photos: probabilities differ.*Nothing was"):
+    with pytest.raises(parity.ParityError, match=r"on 4 real photos: probabilities differ.*Nothing was"):
         litert_export.write_litert(folder, paths)
     assert not {"model.tflite", "metadata.json", "litert_parity.json"} & {path.name for path in folder.iterdir()}
-    monkeypatch.setattr(litert_export, "MAX_PROBABILITY_DIFFERENCE", 1e-4)
+    monkeypatch.setattr(parity, "MAX_PROBABILITY_DIFFERENCE", 1e-4)
     figures = litert_export.write_litert(folder, paths)
     assert figures["top1_agreement"] == 1 and (folder / "model.tflite").is_file()
     assert LiteRTClassifier(folder).metadata == load_predictor(SHIPPED_MODEL, "tensorflow").metadata
@@ -167,19 +168,19 @@ def test_a_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch, photo
 
 @pytest.mark.shared
 def test_an_onnx_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch, photos):
-    import training.litert_export as litert_export
     import training.onnx_export as onnx_export
+    import training.parity as parity
 
     folder = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, folder, ignore=shutil.ignore_patterns("model.onnx", "onnx_*"))
     # The committed .onnx stands in for a fresh conversion; a limit no float model meets fails it.
     monkeypatch.setattr(onnx_export, "convert_tflite", lambda _: (SHIPPED_MODEL / "model.onnx").read_bytes())
-    monkeypatch.setattr(litert_export, "MAX_PROBABILITY_DIFFERENCE", 0.0)
+    monkeypatch.setattr(parity, "MAX_PROBABILITY_DIFFERENCE", 0.0)
     paths = [str(sample.path) for sample in shipped_validation_samples()[:4]]
-    with pytest.raises(litert_export.ParityError, match=r"ONNX Runtime does not answer .* on 4 real photos"):
+    with pytest.raises(parity.ParityError, match=r"ONNX Runtime does not answer .* on 4 real photos"):
         onnx_export.write_onnx(folder, paths)
     assert not {"model.onnx", "onnx_parity.json"} & {path.name for path in folder.iterdir()}
-    monkeypatch.setattr(litert_export, "MAX_PROBABILITY_DIFFERENCE", 1e-4)
+    monkeypatch.setattr(parity, "MAX_PROBABILITY_DIFFERENCE", 1e-4)
     figures = onnx_export.write_onnx(folder, paths)
     assert figures["top1_agreement"] == 1 and (folder / "model.onnx").is_file()
 

@@ -15,7 +15,7 @@ The parity check runs the SavedModel and each conversion on the same decoded
 photos and refuses a conversion (not written, exit status 1) unless every
 photo gets the same top class and the same known-model answer, and no
 probability differs by more than
-:data:`training.litert_export.MAX_PROBABILITY_DIFFERENCE`. Its figures go to
+:data:`training.parity.MAX_PROBABILITY_DIFFERENCE`. Its figures go to
 ``litert_parity.json`` and ``onnx_parity.json`` beside the model.
 """
 
@@ -24,8 +24,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.litert_export import summary, write_litert
+from training.litert_export import write_litert
 from training.onnx_export import write_onnx
+from training.parity import summary
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -116,8 +116,9 @@ def _export(
     from training.distribute import is_chief
     from training.evaluation import evaluate_savedmodel
     from training.export import export_savedmodel
-    from training.litert_export import summary, write_litert
+    from training.litert_export import write_litert
     from training.onnx_export import write_onnx
+    from training.parity import summary
 
     metadata = {
         "name": "car-model-classifier",

@@ -7,31 +7,19 @@ training facts), which :class:`inference.litert.LiteRTClassifier` serves with
 no TensorFlow. ``python -m training.convert`` runs it on an existing model,
 :func:`training.fit.fit_and_export` at the end of every export.
 
-The parity check runs both runtimes on the same decoded photos and refuses
-the conversion (nothing written, :class:`ParityError`) unless every photo gets
-the same top class and the same known-model answer, and no probability
-differs by more than :data:`MAX_PROBABILITY_DIFFERENCE`. Its figures go to
+The parity check (:mod:`training.parity`) refuses the conversion unless it
+gives the SavedModel's answers on real photos; its figures go to
 ``litert_parity.json`` beside the model.
 """
 
-import json
-import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from inference.runtime import TFLITE_FILENAME, ServedModel
+from training.parity import write_checked
 
-from inference.runtime import METADATA_FILENAME, RUNTIME_NAMES, TFLITE_FILENAME, ServedModel, write_metadata
-
-MAX_PROBABILITY_DIFFERENCE = 1e-4  # float32 LiteRT measured 7.5e-6 from TensorFlow on 1,181 photos (issue 12)
 PARITY_FILENAME = "litert_parity.json"
-BATCH = 32  # photos per forward pass in the parity check
-
-
-class ParityError(ValueError):
-    """The LiteRT model answers differently from the SavedModel on real photos."""
 
 
 def convert_savedmodel(model_dir: Path | str) -> bytes:
@@ -88,97 +76,6 @@ def convert_savedmodel(model_dir: Path | str) -> bytes:
     return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], holder).convert()
 
 
-def parity(reference: ServedModel, candidate: ServedModel, photos: Sequence[str]) -> dict[str, Any]:
-    """Both models' answers on ``photos``, compared.
-
-    Args:
-        reference, candidate: :class:`inference.runtime.ServedModel` objects
-            (the SavedModel's and the ``.tflite``'s) of the same labels and size.
-        photos: paths of real photos.
-
-    Returns:
-        ``dict``: ``photos``, ``max_probability_difference``,
-        ``max_feature_difference`` (relative to the largest feature),
-        ``top1_agreement`` and ``known_model_agreement`` (shares of photos;
-        ``None`` without a calibration), ``top1_disagreements`` (paths).
-    """
-    differences, feature_differences, disagreements, known_same = [], [], [], []
-    test = reference.calibration.test(("original",)) if reference.calibration else None
-    for start in range(0, len(photos), BATCH):
-        paths = photos[start : start + BATCH]
-        images = np.stack([reference.decode(Path(path).read_bytes(), max_pixels=40_000_000) for path in paths])
-        _, expected, expected_features = reference.predict(images)
-        _, probabilities, features = candidate.predict(images)
-        differences.append(np.abs(probabilities - expected).max())
-        feature_differences.append(np.abs(features - expected_features).max() / np.abs(expected_features).max())
-        disagreements += [str(path) for path, a, b in zip(paths, expected.argmax(1), probabilities.argmax(1)) if a != b]
-        if test is not None:
-            known_same += list((test.distances(expected_features) <= test.threshold)
-                               == (test.distances(features) <= test.threshold))
-    return {
-        "photos": len(photos),
-        "max_probability_difference": float(max(differences)),
-        "max_feature_difference": float(max(feature_differences)),
-        "top1_agreement": 1 - len(disagreements) / len(photos),
-        "known_model_agreement": float(np.mean(known_same)) if known_same else None,
-        "top1_disagreements": disagreements,
-    }
-
-
-def check_parity(figures: Mapping[str, Any], runtime: str = "litert") -> None:
-    """Raise :class:`ParityError` unless ``figures`` (:func:`parity`) show the same answers
-    (``runtime``: the candidate's, a key of :data:`inference.runtime.RUNTIME_NAMES`)."""
-    problems = []
-    if figures["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE:
-        problems.append(f"probabilities differ by up to {figures['max_probability_difference']:.2e} "
-                        f"(limit {MAX_PROBABILITY_DIFFERENCE:.0e})")
-    if figures["top1_disagreements"]:
-        problems.append(f"the top class differs on {len(figures['top1_disagreements'])} photo(s), e.g. "
-                        f"{figures['top1_disagreements'][0]}")
-    if figures["known_model_agreement"] not in (None, 1.0):
-        problems.append(f"the known-model answer agrees on only {figures['known_model_agreement']:.2%} of photos")
-    if problems:
-        raise ParityError(f"{RUNTIME_NAMES[runtime]} does not answer as the SavedModel on {figures['photos']} real "
-                          "photos: " + "; ".join(problems) + ". Nothing was written.")
-
-
-def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[Path], ServedModel],
-                  reference: ServedModel, photos: Sequence[Path | str], runtime: str,
-                  parity_filename: str) -> dict[str, Any]:
-    """Write ``files`` (name -> contents) into ``model_dir`` if the model they make answers as
-    ``reference`` on ``photos``, and the figures into ``parity_filename``.
-
-    Args:
-        model_dir: the model folder.
-        files: what the candidate runtime loads, beside ``metadata.json`` (written too).
-        load: the candidate runtime's class, called with a folder holding ``files``.
-        reference: the SavedModel's :class:`inference.runtime.ServedModel`.
-        photos: paths of real photos (at least one).
-        runtime: the candidate's, ``litert`` or ``onnxruntime`` (named in the messages).
-        parity_filename: where the figures go, in ``model_dir``.
-
-    Returns:
-        the parity figures (:func:`parity`).
-
-    Raises:
-        ParityError: the two disagree; nothing is written.
-        ValueError: no photos.
-    """
-    if not photos:
-        raise ValueError("the parity check needs real photos; none given")
-    # Written to a scratch folder first: a model folder never holds a file that failed the check.
-    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".convert-") as scratch:
-        for name, contents in files.items():
-            (Path(scratch) / name).write_bytes(contents)
-        write_metadata(scratch, reference.labels, reference.image_size, reference.metadata)
-        figures = parity(reference, load(Path(scratch)), [str(path) for path in photos])
-        check_parity(figures, runtime)
-        for name in (*files, METADATA_FILENAME):
-            os.replace(Path(scratch) / name, model_dir / name)
-    (model_dir / parity_filename).write_text(json.dumps(figures, indent=2) + "\n")
-    return figures
-
-
 def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
                  reference: ServedModel | None = None) -> dict[str, Any]:
     """Convert the SavedModel in ``model_dir``, check parity on ``photos``, and
@@ -191,11 +88,11 @@ def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
             if the caller has it; loaded from ``model_dir`` otherwise.
 
     Returns:
-        the parity figures (:func:`parity`).
+        the parity figures (:func:`training.parity.parity`).
 
     Raises:
         inference.runtime.ModelNotFoundError, inference.runtime.ModelLoadError: no usable SavedModel.
-        ParityError: the two runtimes disagree; nothing is written.
+        training.parity.ParityError: the two runtimes disagree; nothing is written.
         ValueError: no photos.
     """
     from inference.classifier import Classifier
@@ -206,11 +103,3 @@ def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
     tflite = convert_savedmodel(model_dir)
     return write_checked(model_dir, {TFLITE_FILENAME: tflite}, LiteRTClassifier, reference, photos, "litert",
                          PARITY_FILENAME)
-
-
-def summary(figures: Mapping[str, Any], model_file: Path) -> str:
-    """One line: ``model_file`` (``model.tflite`` or ``model.onnx``), its size and the parity figures."""
-    known = figures["known_model_agreement"]
-    return (f"{model_file} ({model_file.stat().st_size / 1e6:.1f} MB): on {figures['photos']} real photos, "
-            f"probabilities within {figures['max_probability_difference']:.1e} of the SavedModel's, top class "
-            f"{figures['top1_agreement']:.2%} identical" + (f", known-model answer {known:.2%}" if known else ""))

@@ -6,7 +6,7 @@
 tf2onnx, under the ``.tflite`` signature's names (``images`` ->
 ``logits``, ``probabilities``, ``features``), which
 :class:`inference.ort.OnnxRuntimeClassifier` serves with no TensorFlow.
-The same parity check as LiteRT's (:func:`training.litert_export.parity`)
+The same parity check as LiteRT's (:mod:`training.parity`)
 refuses it unless it gives the SavedModel's answers; its figures go to
 ``onnx_parity.json``.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.runtime import ONNX_FILENAME, TFLITE_FILENAME, ServedModel
-from training.litert_export import write_checked
+from training.parity import write_checked
 
 OPSET = 17  # ONNX operator set of the conversion (the one measured and shipped)
 PARITY_FILENAME = "onnx_parity.json"
@@ -70,12 +70,12 @@ def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
             if the caller has it; loaded from ``model_dir`` otherwise.
 
     Returns:
-        the parity figures (:func:`training.litert_export.parity`).
+        the parity figures (:func:`training.parity.parity`).
 
     Raises:
         FileNotFoundError: no ``model.tflite`` there.
         inference.runtime.ModelNotFoundError, inference.runtime.ModelLoadError: no usable SavedModel.
-        training.litert_export.ParityError: the two disagree; nothing is written.
+        training.parity.ParityError: the two disagree; nothing is written.
         ValueError: no photos.
     """
     from inference.classifier import Classifier

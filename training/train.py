@@ -3,9 +3,10 @@
     python -m training.train --data DIR [--data DIR ...] --out DIR [--config FILE] [options]
 
 Transfer learning then staged fine-tuning (see :class:`training.config.Stage`);
-writes to ``--out``: ``saved_model.pb`` + ``variables/``, ``model.tflite``
-and ``metadata.json`` (the same model on LiteRT, checked against the
-SavedModel on the validation photos: :mod:`training.litert_export`),
+writes to ``--out``: ``saved_model.pb`` + ``variables/``, ``model.tflite``,
+``model.onnx`` and ``metadata.json`` (the same model on LiteRT and ONNX
+Runtime, each checked against the SavedModel on the validation photos:
+:mod:`training.parity`),
 ``training_config.json``, ``history.json`` (per stage: epochs, learning rate,
 loss and accuracy curves), ``training_log.csv`` (one row per epoch, epochs
 numbered across stages), ``metrics.json`` (validation accuracy with and without
