@@ -97,11 +97,14 @@ def fit_gaussians(features: np.ndarray, classes: np.ndarray, components: int = D
     means = np.stack([features[classes == c].mean(axis=0) for c in range(num_classes)])
     residuals = np.asarray(features - means[classes], np.float64)
     shrinkage = ledoit_wolf_shrinkage(residuals, assume_centered=True)
-    pca = PCA(svd_solver="full").fit(residuals)
+    with np.errstate(invalid="ignore"):  # no spread at all: PCA's explained_variance_ratio_ (unused) is 0 / 0
+        pca = PCA(svd_solver="full").fit(residuals)
     eigenvalues = np.zeros(residuals.shape[1])
     # PCA divides by n - 1; Ledoit-Wolf works with the biased (1/n) covariance.
     eigenvalues[: pca.n_components_] = pca.explained_variance_ * (len(residuals) - 1) / len(residuals)
     shrunk = (1 - shrinkage) * eigenvalues + shrinkage * eigenvalues.mean()
+    # Classes of one photo each leave no spread to estimate (a tiny dataset): a floor keeps distances finite.
+    shrunk = np.maximum(shrunk, np.finfo(np.float32).eps * (eigenvalues.max() or 1.0))
     kept = min(components, pca.n_components_)
     return Gaussians(means, pca.components_[:kept], shrunk[:kept], float(shrunk[kept:].mean()))
 
