@@ -10,10 +10,20 @@
 # Configuration is by environment variables only (README, "Configuration").
 # The base is pinned to an exact Python and Debian release; to pin its digest too:
 #   docker buildx imagetools inspect python:3.11.14-slim-bookworm  ->  FROM python:3.11.14-slim-bookworm@sha256:...
-FROM python:3.11.14-slim-bookworm
 # onnxruntime: requirements-serve.txt; litert: requirements-serve-litert.txt; tensorflow:
-# requirements-serve-tensorflow.txt (sizes: README "Performance").
+# requirements-serve-tensorflow.txt (sizes: README "Docker").
 ARG RUNTIME=onnxruntime
+
+# The model folder holds the model three times (SavedModel, model.onnx, model.tflite): this stage
+# keeps the runtime's copy only, so that the image's model layer holds one (README "Docker").
+FROM python:3.11.14-slim-bookworm AS model
+ARG RUNTIME
+COPY model/ /model/
+COPY deploy/slim-model.sh /usr/local/bin/
+RUN slim-model.sh "$RUNTIME" /model
+
+FROM python:3.11.14-slim-bookworm
+ARG RUNTIME
 
 # MALLOC_ARENA_MAX: two glibc malloc arenas instead of one per thread, about
 # 35 MB less resident memory per worker (README "Performance").
@@ -48,7 +58,7 @@ COPY app/ app/
 COPY inference/ inference/
 COPY templates/ templates/
 COPY static/ static/
-COPY model/ model/
+COPY --from=model /model/ model/
 COPY wsgi.py gunicorn.conf.py ./
 COPY deploy/ deploy/
 

@@ -210,12 +210,31 @@ print(sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "kera
 
 @pytest.mark.parametrize("runtime, imported", [("onnxruntime", ["onnxruntime"]), ("litert", ["ai_edge_litert"])])
 def test_serving_without_tensorflow_imports_its_runtime_only(tmp_path, runtime, imported):
-    photo = tmp_path / "car.jpg"
+    """From the model folder as the Docker image ships it for that runtime (deploy/slim-model.sh):
+    the other runtimes' copies of the model are gone, and the service does not miss them."""
+    folder, photo = tmp_path / "model", tmp_path / "car.jpg"
+    shutil.copytree(SHIPPED_MODEL, folder)
+    subprocess.run([ROOT / "deploy" / "slim-model.sh", runtime, folder], check=True)
+    assert not {"saved_model.pb", "variables"} & {path.name for path in folder.iterdir()}
+    assert sum(path.stat().st_size for path in folder.iterdir()) < 0.5 * sum(
+        path.stat().st_size for path in SHIPPED_MODEL.rglob("*"))
     photo.write_bytes(synthetic_photo(1))
-    result = subprocess.run([sys.executable, "-c", SERVE_WITHOUT_TENSORFLOW, str(SHIPPED_MODEL), str(photo), runtime],
+    result = subprocess.run([sys.executable, "-c", SERVE_WITHOUT_TENSORFLOW, str(folder), str(photo), runtime],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == repr(imported)
+
+
+def test_the_tensorflow_images_model_folder_keeps_the_savedmodel_only(tmp_path, runtimes):
+    folder = tmp_path / "model"
+    shutil.copytree(SHIPPED_MODEL, folder)
+    subprocess.run([ROOT / "deploy" / "slim-model.sh", "tensorflow", folder], check=True)
+    assert not {"model.onnx", "model.tflite"} & {path.name for path in folder.iterdir()}
+    batch = np.stack([runtimes["tensorflow"].decode(synthetic_photo(seed)) for seed in (1, 2)])
+    for got, expected in zip(load_predictor(folder, "tensorflow").predict(batch), runtimes["tensorflow"].predict(batch)):
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    bad = subprocess.run([ROOT / "deploy" / "slim-model.sh", "tflite", folder], capture_output=True, text=True)
+    assert bad.returncode == 2 and "onnxruntime|litert|tensorflow" in bad.stderr
 
 
 LITERT_WARM_UP = """
