@@ -231,7 +231,8 @@ def test_the_tensorflow_images_model_folder_keeps_the_savedmodel_only(tmp_path, 
     subprocess.run([ROOT / "deploy" / "slim-model.sh", "tensorflow", folder], check=True)
     assert not {"model.onnx", "model.tflite"} & {path.name for path in folder.iterdir()}
     batch = np.stack([runtimes["tensorflow"].decode(synthetic_photo(seed)) for seed in (1, 2)])
-    for got, expected in zip(load_predictor(folder, "tensorflow").predict(batch), runtimes["tensorflow"].predict(batch)):
+    slimmed = load_predictor(folder, "tensorflow")
+    for got, expected in zip(slimmed.predict(batch), runtimes["tensorflow"].predict(batch)):
         np.testing.assert_allclose(got, expected, atol=1e-6)
     bad = subprocess.run([ROOT / "deploy" / "slim-model.sh", "tflite", folder], capture_output=True, text=True)
     assert bad.returncode == 2 and "onnxruntime|litert|tensorflow" in bad.stderr
