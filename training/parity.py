@@ -64,7 +64,7 @@ def parity(reference: ServedModel, candidate: ServedModel, photos: Sequence[str]
     }
 
 
-def check_parity(figures: Mapping[str, Any], runtime: str = "litert") -> None:
+def check_parity(figures: Mapping[str, Any], runtime: str) -> None:
     """Raise :class:`ParityError` unless ``figures`` (:func:`parity`) show the same answers
     (``runtime``: the candidate's, a key of :data:`inference.runtime.RUNTIME_NAMES`)."""
     problems = []
