@@ -1,4 +1,4 @@
-"""Load a SavedModel of :mod:`inference.contract` (exported by :mod:`training.export`): a
+"""Load a SavedModel of :mod:`inference.contract` (exported by :mod:`training.export.savedmodel`): a
 :class:`inference.predictor.Predictor` on TensorFlow."""
 
 from pathlib import Path

@@ -1,6 +1,6 @@
 """The model contract: what an exported SavedModel takes and gives, and how image bytes become its input.
 
-Written by :mod:`training.export`, read by :class:`inference.classifier.Classifier`
+Written by :mod:`training.export.savedmodel`, read by :class:`inference.classifier.Classifier`
 and the benchmarks; the README's "SavedModel signature" describes it for people.
 
 - :data:`SERVING_SIGNATURE` takes :data:`INPUT`, ``uint8 (batch, height, width, 3)``
@@ -12,7 +12,7 @@ and the benchmarks; the README's "SavedModel signature" describes it for people.
   ``(height, width)``, ``metadata_json`` ``string ()``; :func:`read_metadata` reads them.
 
 :func:`model_input` turns encoded bytes into the model's input, the same way
-for training photos (:func:`training.data.load_image`) and uploads
+for training photos (:func:`training.data.dataset.load_image`) and uploads
 (:meth:`inference.classifier.Classifier.decode`): decoded by
 :func:`inference.images.decode_image` (JPEG draft mode and Pillow's ``reduce``
 toward the input size), then one resize to exactly the input size with

@@ -12,7 +12,7 @@ def first_per_class(samples, count=1):
     """The first ``count`` samples of each label, in the order of ``samples`` (labels in order of first sight).
 
     Returns:
-        ``list[training.data.Sample]``, the samples of one label side by side.
+        ``list[training.data.dataset.Sample]``, the samples of one label side by side.
     """
     chosen = {}
     for sample in samples:

@@ -13,8 +13,8 @@ from inference.tta import predict_views
 from tests.conftest import CARS, SF_TEST, SHARED, SHIPPED_MODEL, require
 from tests.helpers import first_per_class
 from training.calibrate import main
-from training.data import model_split
-from training.known_model import fit_gaussians, read_other_models
+from training.data.dataset import model_split
+from training.evaluation.known_model import fit_gaussians, read_other_models
 
 pytestmark = pytest.mark.shared  # real photos or weights from ../shared
 
@@ -26,7 +26,7 @@ ANGLES = {"136_hyundai_accent_sedan_2012": "hyundai_solaris", "187_toyota_camry_
 def calibrated(tmp_path_factory):
     """A copy of model/ calibrated on 4 training photos per class, 20 validation
     photos and 5 whole-scene photos of other models, keeping 90% of validation."""
-    from training.known_model import calibrate
+    from training.evaluation.known_model import calibrate
 
     model = tmp_path_factory.mktemp("calibrated") / "model"
     shutil.copytree(SHIPPED_MODEL, model, ignore=shutil.ignore_patterns("calibration.*"))
@@ -79,7 +79,7 @@ def test_a_background_of_other_models_turns_away_more_models_it_never_saw(tmp_pa
     """model/ calibrated on 20 training photos per class and 60 validation
     photos; the relative Mahalanobis comparison gets a background of 60 photos
     of 30 other models and is measured on 60 photos of 30 models it never saw."""
-    from training.known_model import calibrate
+    from training.evaluation.known_model import calibrate
 
     background, measured, _ = read_other_models([require(STANFORD)], ANGLES)
     background = [path for path in background if path.stem[-1] in "02"][:60]

@@ -41,7 +41,7 @@ def test_no_module_imports_a_command():
     offenders = {
         f"{path.relative_to(ROOT)} imports {sorted(imported_modules(path) & set(COMMANDS))}"
         for folder in ("app", "inference", "training", "benchmarks")
-        for path in (ROOT / folder).glob("*.py")
+        for path in (ROOT / folder).rglob("*.py")
         if imported_modules(path) & set(COMMANDS)
     }
     assert not offenders

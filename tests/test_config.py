@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from training.config import Stage, TrainConfig, parse_args, read_config_file
-from training.stages import checkpointed_stages
-from training.variants import load_variants
+from training.experiments.variants import load_variants
+from training.fitting.stages import checkpointed_stages
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 from inference.classifier import Classifier
 from inference.contract import METADATA_OUTPUTS, METADATA_SIGNATURE, OUTPUTS, SERVING_SIGNATURE, read_metadata
 from tests.helpers import synthetic_dataset
-from training.data import load_samples, make_dataset
+from training.data.dataset import load_samples, make_dataset
 
 
 def test_the_export_has_the_contracts_signatures_and_metadata(tiny_savedmodel):

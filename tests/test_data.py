@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_CLASSES, make_kaggle_tree
-from training.data import class_weights, group_folds, load_image, load_samples, make_dataset, split_by_group
+from training.data.dataset import class_weights, group_folds, load_image, load_samples, make_dataset, split_by_group
 
 pytestmark = pytest.mark.shared  # real photos or weights from ../shared
 

@@ -13,7 +13,7 @@ from inference.tta import VIEW_SETS, predict_views
 from tests.conftest import CARS, SHIPPED_MODEL, shipped_validation_samples
 from tests.helpers import first_per_class
 from training.evaluate import main
-from training.evaluation import evaluate, evaluate_savedmodel
+from training.evaluation.predictions import evaluate, evaluate_savedmodel
 
 pytestmark = pytest.mark.shared  # real photos or weights from ../shared
 

@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import MOBILENET_WEIGHTS, require
 from training.experiment import main
-from training.variants import BEGIN, END, load_variants
+from training.experiments.variants import BEGIN, END, load_variants
 
 pytestmark = pytest.mark.shared  # real photos or weights from ../shared
 

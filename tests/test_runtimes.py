@@ -1,6 +1,6 @@
 """The runtimes without TensorFlow, ONNX Runtime (inference.ort) and LiteRT (inference.litert),
-against the SavedModel on real photos; the conversions' parity checks (training.parity, training.litert_export,
-training.onnx_export); a service on either without TensorFlow; and passes lent first come,
+against the SavedModel on real photos; the conversions' parity checks (training.export.parity, training.export.litert,
+training.export.onnx); a service on either without TensorFlow; and passes lent first come,
 first served (inference.runtime.PooledPasses)."""
 
 import json
@@ -148,8 +148,8 @@ def test_the_committed_conversions_passed_the_parity_check(parity_file):
 
 @pytest.mark.shared
 def test_a_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch, photos):
-    import training.litert_export as litert_export
-    import training.parity as parity
+    import training.export.litert as litert_export
+    import training.export.parity as parity
 
     folder = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, folder, ignore=shutil.ignore_patterns("model.tflite", "metadata.json", "litert_*"))
@@ -168,8 +168,8 @@ def test_a_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch, photo
 
 @pytest.mark.shared
 def test_an_onnx_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch, photos):
-    import training.onnx_export as onnx_export
-    import training.parity as parity
+    import training.export.onnx as onnx_export
+    import training.export.parity as parity
 
     folder = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, folder, ignore=shutil.ignore_patterns("model.onnx", "onnx_*"))
@@ -186,7 +186,7 @@ def test_an_onnx_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch,
 
 
 def test_the_onnx_conversion_keeps_the_contracts_names_and_the_committed_answers(tmp_path):
-    from training.onnx_export import convert_tflite
+    from training.export.onnx import convert_tflite
 
     folder = model_copy(tmp_path, "metadata.json")
     (folder / "model.onnx").write_bytes(convert_tflite(SHIPPED_MODEL / "model.tflite"))

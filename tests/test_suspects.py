@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import MOBILENET_WEIGHTS, require
-from training.data import load_samples
-from training.label_issues import assign_folds
+from training.data.dataset import load_samples
+from training.evaluation.label_issues import assign_folds
 from training.suspects import main
 
 pytestmark = pytest.mark.shared  # real photos or weights from ../shared

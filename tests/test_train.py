@@ -12,11 +12,11 @@ import pytest
 from inference.classifier import Classifier
 from inference.tta import predict_views
 from tests.conftest import MOBILENET_WEIGHTS, TINY_CLASSES, ready_app, require
-from training.checkpoints import RunState
 from training.config import TrainConfig, parse_args
-from training.data import load_image, load_samples, make_dataset, split_by_group
+from training.data.dataset import load_image, load_samples, make_dataset, split_by_group
+from training.fitting.checkpoints import RunState
+from training.fitting.probe import feature_extractor, fit_linear_probe, fit_projection, head_weights
 from training.model import FEATURES_LAYER, PROJECTION_LAYER, build_classifier
-from training.probe import feature_extractor, fit_linear_probe, fit_projection, head_weights
 from training.train import main
 
 pytestmark = pytest.mark.shared  # real photos or weights from ../shared
@@ -280,7 +280,8 @@ def run(*argv):
 run("--help")
 run("--optimizer", "rmsprop")
 print(sorted(name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras", "albumentations", "cv2")))
-run("--backbone", "Nope", "--data", "d", "--out", "o")  # checking a backbone name reads training.backbones (Keras)
+# checking a backbone name reads training.backbones.catalog (Keras)
+run("--backbone", "Nope", "--data", "d", "--out", "o")
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "usage: python -m training.train" in result.stdout and "--backbone NAME" in result.stdout

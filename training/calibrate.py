@@ -21,7 +21,7 @@ generations, e.g. Stanford Cars' ``136_hyundai_accent_sedan_2012=hyundai_solaris
 they are measured apart, as answered right, answered wrong, or turned away,
 and never fitted. Nothing but the training and validation photos changes the
 test. ``training.train`` runs it after every export, without other photos
-(:mod:`training.known_model`).
+(:mod:`training.evaluation.known_model`).
 """
 
 import argparse
@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from inference.classifier import ModelNotFoundError
-from training.data import model_split
-from training.known_model import DEFAULT_QUANTILE, calibrate, read_other_models, read_unknown, summary
+from training.data.dataset import model_split
+from training.evaluation.known_model import DEFAULT_QUANTILE, calibrate, read_other_models, read_unknown, summary
 
 
 def _folder_label(text: str) -> tuple[str, str]:

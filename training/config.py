@@ -23,18 +23,18 @@ CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 # Accepted values of knobs implemented in modules that import TensorFlow, Keras
 # or albumentations (seconds): named here, so that reading a config, and
 # `python -m training.train --help`, import none of them.
-OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "nadam")  # training.optimization.OPTIMIZERS
-LOSSES = ("crossentropy", "focal")  # training/optimization.py
-SCHEDULES = ("onecycle", "cosine", "exponential", "cyclic", "plateau")  # training/optimization.py
-POLICIES = ("light", "strong", "none")  # training/augment.py
-STRATEGIES = ("default", "mirrored", "multiworker")  # training/distribute.py
-PRECISIONS = ("auto", "on", "off")  # training/distribute.py
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "nadam")  # training.fitting.optimization.OPTIMIZERS
+LOSSES = ("crossentropy", "focal")  # training/fitting/optimization.py
+SCHEDULES = ("onecycle", "cosine", "exponential", "cyclic", "plateau")  # training/fitting/optimization.py
+POLICIES = ("light", "strong", "none")  # training/data/augment.py
+STRATEGIES = ("default", "mirrored", "multiworker")  # training/fitting/distribute.py
+PRECISIONS = ("auto", "on", "off")  # training/fitting/distribute.py
 
 T = TypeVar("T")
 
 
 class BackboneNames:
-    """The names of :data:`training.backbones.BACKBONES`, read on first use (that module imports Keras)."""
+    """The names of :data:`training.backbones.catalog.BACKBONES`, read on first use (that module imports Keras)."""
 
     def __contains__(self, name: object) -> bool:
         return name in self._names()
@@ -44,7 +44,7 @@ class BackboneNames:
 
     @staticmethod
     def _names() -> tuple[str, ...]:
-        from training.backbones import BACKBONES
+        from training.backbones.catalog import BACKBONES
 
         return tuple(BACKBONES)
 
@@ -193,13 +193,13 @@ class TrainConfig:
     head_init: str = knob("probe", "probe: start the head from logistic regression on the frozen features, then "
                           "fine-tune (LP-FT, Kumar et al. 2022); random: Keras' initialisation",
                           choices=("probe", "random"))
-    optimizer: str = knob("adam", "optimizer (training/optimization.py)", choices=OPTIMIZER_NAMES)
+    optimizer: str = knob("adam", "optimizer (training/fitting/optimization.py)", choices=OPTIMIZER_NAMES)
     weight_decay: float = knob(0.004, "AdamW decoupled weight decay (Loshchilov & Hutter 2019)")
     momentum: float = knob(0.9, "SGD momentum")
     loss: str = knob("crossentropy", "categorical cross-entropy or focal loss (Lin et al. 2017)", choices=LOSSES)
     label_smoothing: float = knob(0.1, "label smoothing of either loss (Szegedy et al. 2016, sec. 7)")
     focal_gamma: float = knob(2.0, "focusing parameter gamma of the focal loss")
-    schedule: str = knob("onecycle", "learning-rate policy within each stage (training/optimization.py)",
+    schedule: str = knob("onecycle", "learning-rate policy within each stage (training/fitting/optimization.py)",
                          choices=SCHEDULES)
     warmup_fraction: float = knob(0.1, "cosine: share of the stage's steps spent warming up linearly")
     decay_rate: float = knob(0.8, "exponential: learning-rate factor per epoch")
@@ -208,14 +208,15 @@ class TrainConfig:
     train_bn: bool = knob(False, "also train BatchNormalization layers when unfreezing")
     class_weight: str = knob("none", "balanced: weight classes by n_samples / (n_classes * class count)",
                              choices=("none", "balanced"))
-    augment: str = knob("light", "albumentations policy for training images (training/augment.py)", choices=POLICIES)
+    augment: str = knob("light", "albumentations policy for training images (training/data/augment.py)",
+                        choices=POLICIES)
     mixed_precision: str = knob("auto", "mixed_float16 compute: auto (when a GPU is present), on, off",
                                 choices=PRECISIONS)
     strategy: str = knob("default", "tf.distribute strategy: default (one device), mirrored (all local GPUs), "
                          "multiworker (several machines, TF_CONFIG)", choices=STRATEGIES)
     tensorboard: bool = knob(False, "also write TensorBoard logs to OUT/tensorboard")
     resume: bool = knob(True, "go on from OUT/checkpoints where an interrupted run of the same settings left off "
-                        "(training/checkpoints.py); --no-resume starts over")
+                        "(training/fitting/checkpoints.py); --no-resume starts over")
     photo_hint: str = knob("A front or three-quarter view of one car, filling most of the photo, works best.",
                            "which photos the model answers best, stored in its metadata and shown on the page")
     stages: list[Stage] = knob(
@@ -247,7 +248,7 @@ class TrainConfig:
     def stage_image_size(self, stage: Stage | None) -> int:
         """Input side in pixels of ``stage``: its own, else the config's, else the backbone's native size
         (``None``: the config's, else the backbone's)."""
-        from training.backbones import get_spec
+        from training.backbones.catalog import get_spec
 
         return (stage and stage.image_size) or self.image_size or get_spec(self.backbone).input_size
 

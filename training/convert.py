@@ -4,7 +4,7 @@
 
 Writes beside the SavedModel ``model.tflite`` (the ``serving_default``
 signature, frozen, without its resize: the service resizes before the model),
-``model.onnx`` (converted from it: :mod:`training.onnx_export`) and
+``model.onnx`` (converted from it: :mod:`training.export.onnx`) and
 ``metadata.json`` (the ``metadata`` signature's labels, input size and
 training facts), which :class:`inference.litert.LiteRTClassifier` and
 :class:`inference.ort.OnnxRuntimeClassifier` serve with no TensorFlow.
@@ -15,7 +15,7 @@ The parity check runs the SavedModel and each conversion on the same decoded
 photos and refuses a conversion (not written, exit status 1) unless every
 photo gets the same top class and the same known-model answer, and no
 probability differs by more than
-:data:`training.parity.MAX_PROBABILITY_DIFFERENCE`. Its figures go to
+:data:`training.export.parity.MAX_PROBABILITY_DIFFERENCE`. Its figures go to
 ``litert_parity.json`` and ``onnx_parity.json`` beside the model.
 """
 
@@ -24,9 +24,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.litert_export import write_litert
-from training.onnx_export import write_onnx
-from training.parity import summary
+from training.export.litert import write_litert
+from training.export.onnx import write_onnx
+from training.export.parity import summary
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from inference.classifier import Classifier
     from inference.runtime import ONNX_FILENAME, TFLITE_FILENAME, ModelNotFoundError
-    from training.data import load_samples
+    from training.data.dataset import load_samples
 
     try:
         samples, _ = load_samples(args.data)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from inference.classifier import ModelNotFoundError
 from inference.tta import VIEW_SETS, parse_views
-from training.data import load_samples, model_split
-from training.evaluation import evaluate, shown_path
-from training.reporting import summary_table, write_evaluation_report
+from training.data.dataset import load_samples, model_split
+from training.evaluation.predictions import evaluate, shown_path
+from training.evaluation.reports import summary_table, write_evaluation_report
 
 DEFAULT_VIEW_SETS = ("flip", "crops", "scales", "all")
 

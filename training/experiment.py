@@ -5,13 +5,13 @@
         [--table docs/experiments.md]
 
 The photos are split once into ``--folds`` group-aware, label-stratified folds
-(:func:`training.data.group_folds`, seeded: every variant sees the same folds).
+(:func:`training.data.dataset.group_folds`, seeded: every variant sees the same folds).
 For each fold and each variant: the other folds are split again by group into
 training and validation (the validation part picks the best epoch and stops
 early), the model is trained and exported, and the exported SavedModel is
 evaluated on the held-out fold without TTA, with the ``flip`` TTA views and
 with the ``--views`` sets of :data:`inference.tta.VIEW_SETS`
-(:func:`training.evaluation.evaluate`).
+(:func:`training.evaluation.predictions.evaluate`).
 
 The variants file (YAML or JSON) holds ``base``, a config file path (relative
 to the variants file) or a mapping of :class:`training.config.TrainConfig`
@@ -19,7 +19,7 @@ fields shared by all variants, and ``variants``, a mapping from variant name to
 the fields it changes. The first variant is the reference of the paired
 differences. A variant with ``method: linear-probe`` trains no network: it
 fits logistic regression on the frozen backbone's features of all the other
-folds (:mod:`training.probe`), the baseline fine-tuning has to beat.
+folds (:mod:`training.fitting.probe`), the baseline fine-tuning has to beat.
 
 Writes ``OUT/<variant>/fold<k>/`` (model, metrics), appends one JSON line per
 run to ``OUT/results.jsonl`` (runs already there with the same settings are
@@ -35,8 +35,8 @@ import sys
 from collections.abc import Sequence
 
 from inference.tta import VIEW_SETS
-from training.backbones import WeightsUnavailableError
-from training.variants import run_experiment
+from training.backbones.catalog import WeightsUnavailableError
+from training.experiments.variants import run_experiment
 
 
 def without_only(argv: Sequence[str]) -> list[str]:

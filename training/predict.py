@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from inference.classifier import ModelNotFoundError
 from inference.ensemble import Ensemble
 from inference.tta import VIEW_SETS, parse_views
-from training.submission import predict_categories, submission_ids, write_submission
+from training.evaluation.submission import predict_categories, submission_ids, write_submission
 
 
 def main(argv: Sequence[str] | None = None) -> None:

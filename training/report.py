@@ -1,4 +1,4 @@
-"""(Re)write a trained model's training report (:func:`training.reporting.write_training_report`).
+"""(Re)write a trained model's training report (:func:`training.evaluation.reports.write_training_report`).
 
     python -m training.report --model DIR
 """
@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from training.reporting import write_training_report
+from training.evaluation.reports import write_training_report
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -6,7 +6,7 @@ strongly disagrees with.
 
 The photos are split into ``--folds`` folds by near-duplicate group
 (scikit-learn ``StratifiedGroupKFold``, seeded with the training seed). For
-every fold a model is trained with :func:`training.fit.train` on the other
+every fold a model is trained with :func:`training.fitting.run.train` on the other
 folds (which hold out their own validation split for checkpointing) and
 predicts the held-out fold, so every photo gets probabilities from a model
 that never saw it or its near-duplicates. cleanlab's ``find_label_issues``
@@ -33,10 +33,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.backbones import WeightsUnavailableError
+from training.backbones.catalog import WeightsUnavailableError
 from training.config import parse_args
-from training.data import load_samples
-from training.label_issues import run, without, write_labels_csv
+from training.data.dataset import load_samples
+from training.evaluation.label_issues import run, without, write_labels_csv
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,8 +8,8 @@ import numpy as np
 
 from inference.predictor import Predictor
 from inference.tta import DEFAULT_VIEWS
-from training.data import IMAGE_SUFFIXES
-from training.evaluation import tta_outputs
+from training.data.dataset import IMAGE_SUFFIXES
+from training.evaluation.predictions import tta_outputs
 
 
 def submission_ids(images_dir: Path | str, sample_submission: Path | str | None = None) -> list[str]:
@@ -21,7 +21,7 @@ def submission_ids(images_dir: Path | str, sample_submission: Path | str | None 
 
     Returns:
         ``list[str]``: the sample's Ids in its order, else the image files of
-        ``images_dir`` (by suffix, :data:`training.data.IMAGE_SUFFIXES`)
+        ``images_dir`` (by suffix, :data:`training.data.dataset.IMAGE_SUFFIXES`)
         sorted by name.
 
     Raises:

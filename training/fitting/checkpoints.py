@@ -73,7 +73,8 @@ class RunState:
 
     @property
     def finished_stages(self) -> list[dict[str, Any]]:
-        """The histories of the finished stages, in order (``dict`` as :func:`training.stages.fit_stages` returns)."""
+        """The histories of the finished stages, in order (``dict`` as
+        :func:`training.fitting.stages.fit_stages` returns)."""
         return self.state["stages"]
 
     @property

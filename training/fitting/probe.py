@@ -6,7 +6,7 @@ regression on penultimate features); as the head's starting point it is the
 first half of LP-FT (Kumar et al. 2022, "Fine-Tuning can Distort Pretrained
 Features and Underperform Out-of-Distribution": linear probe, then fine-tune),
 ``head_init: probe`` in :class:`training.config.TrainConfig`. Images are
-decoded and resized as the service does (:func:`training.data.load_image`);
+decoded and resized as the service does (:func:`training.data.dataset.load_image`);
 average-pooled features are standardised (bilinear ones are already
 normalised), then scikit-learn's L2-regularised multinomial logistic
 regression is fitted.
@@ -23,9 +23,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from inference.tta import VIEW_SETS, tta_batch
-from training.backbones import build_backbone, get_spec
+from training.backbones.catalog import build_backbone, get_spec
 from training.config import TrainConfig
-from training.data import Sample, load_image
+from training.data.dataset import Sample, load_image
 from training.model import FEATURES_LAYER, PROJECTION_LAYER, pooled_features, set_head
 
 # Training photos whose maps the bilinear projection's PCA is fitted on (every n-th photo, in the dataset's order).
@@ -82,8 +82,8 @@ def feature_extractor(config: TrainConfig) -> keras.Model:
         ``(batch, size, size, 3)`` to ``float32 (batch, F)`` features.
 
     Raises:
-        ValueError, training.backbones.WeightsUnavailableError: as
-            :func:`training.backbones.build_backbone`.
+        ValueError, training.backbones.catalog.WeightsUnavailableError: as
+            :func:`training.backbones.catalog.build_backbone`.
     """
     spec = get_spec(config.backbone)
     backbone = build_backbone(config.backbone, config.weights, None, config.alpha)
@@ -184,7 +184,7 @@ def fit_projection(model: keras.Model, dataset: tf.data.Dataset, photos: int = P
 def init_head_from_probe(model: keras.Model, dataset: tf.data.Dataset, num_classes: int, c: float = 1.0) -> None:
     """LP-FT's first half: fit the linear probe on the frozen backbone's
     features of ``dataset`` (no augmentation) and start the head from it
-    (:mod:`training.probe`, :func:`training.model.set_head`); with bilinear
+    (:mod:`training.fitting.probe`, :func:`training.model.set_head`); with bilinear
     pooling, its projection is fitted first (:func:`fit_projection`) and the
     features, already normalised, are not standardised.
 

@@ -7,15 +7,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.checkpoints import RunState
-from training.stages import checkpointed_stages, fit_stages, kept_epoch
+from training.fitting.checkpoints import RunState
+from training.fitting.stages import checkpointed_stages, fit_stages, kept_epoch
 
 if TYPE_CHECKING:  # heavy imports, made inside the functions that need them
     import keras
     import tensorflow as tf
 
     from training.config import Stage, TrainConfig
-    from training.data import Sample
+    from training.data.dataset import Sample
 
 
 def fit_and_export(
@@ -31,7 +31,7 @@ def fit_and_export(
 
     Args:
         config: :class:`TrainConfig` (``data`` is only recorded).
-        train_samples, val_samples: ``list[training.data.Sample]``, disjoint groups.
+        train_samples, val_samples: ``list[training.data.dataset.Sample]``, disjoint groups.
         labels: class names in output order.
         strategy: a ``tf.distribute.Strategy``; ``None``: from ``config.strategy``.
         verbose: Keras ``fit`` verbosity.
@@ -42,16 +42,16 @@ def fit_and_export(
     Raises:
         ValueError: bad config (e.g. a class with no training photo under
             ``class_weight balanced``).
-        training.backbones.WeightsUnavailableError: see ``--weights``.
+        training.backbones.catalog.WeightsUnavailableError: see ``--weights``.
     """
     import keras
     import tensorflow as tf
 
-    from training.augment import build_augmentation
-    from training.data import class_weights, make_dataset
-    from training.distribute import is_chief, make_strategy, precision
+    from training.data.augment import build_augmentation
+    from training.data.dataset import class_weights, make_dataset
+    from training.fitting.distribute import is_chief, make_strategy, precision
+    from training.fitting.probe import init_head_from_probe
     from training.model import build_classifier
-    from training.probe import init_head_from_probe
 
     strategy = strategy or make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
@@ -113,12 +113,12 @@ def _export(
 
     from inference.classifier import Classifier
     from inference.runtime import ONNX_FILENAME, TFLITE_FILENAME, ModelLoadError
-    from training.distribute import is_chief
-    from training.evaluation import evaluate_savedmodel
-    from training.export import export_savedmodel
-    from training.litert_export import write_litert
-    from training.onnx_export import write_onnx
-    from training.parity import summary
+    from training.evaluation.predictions import evaluate_savedmodel
+    from training.export.litert import write_litert
+    from training.export.onnx import write_onnx
+    from training.export.parity import summary
+    from training.export.savedmodel import export_savedmodel
+    from training.fitting.distribute import is_chief
 
     metadata = {
         "name": "car-model-classifier",
@@ -167,12 +167,12 @@ def train(config: "TrainConfig") -> dict[str, Any]:
 
     Raises:
         FileNotFoundError, ValueError: bad dataset or config.
-        training.backbones.WeightsUnavailableError: see ``--weights``.
+        training.backbones.catalog.WeightsUnavailableError: see ``--weights``.
     """
-    from training.data import load_samples, split_by_group
-    from training.distribute import is_chief, make_strategy
-    from training.known_model import calibrate
-    from training.reporting import write_training_report
+    from training.data.dataset import load_samples, split_by_group
+    from training.evaluation.known_model import calibrate
+    from training.evaluation.reports import write_training_report
+    from training.fitting.distribute import is_chief, make_strategy
 
     strategy = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF ops
     samples, labels = load_samples(config.data, config.class_names)

@@ -13,10 +13,10 @@ import keras
 
 from inference.tta import VIEW_SETS
 from training.config import Stage, TrainConfig, read_config_file
-from training.data import Sample, group_folds, load_samples, split_by_group
-from training.evaluation import evaluate
-from training.fit import fit_and_export
-from training.probe import run_probe
+from training.data.dataset import Sample, group_folds, load_samples, split_by_group
+from training.evaluation.predictions import evaluate
+from training.fitting.probe import run_probe
+from training.fitting.run import fit_and_export
 
 BEGIN, END = "<!-- experiment-results -->", "<!-- /experiment-results -->"
 # A variant's "method": what it runs on a fold (the default fine-tunes).
@@ -83,11 +83,11 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 def measure(model_dir: Path | str, held_out: Sequence[Sample], view_sets: Iterable[str]) -> dict[str, Any]:
     """Held-out accuracy of a fold's SavedModel without TTA and with TTA view sets
-    (:func:`training.evaluation.evaluate`, one pass over the union of the views).
+    (:func:`training.evaluation.predictions.evaluate`, one pass over the union of the views).
 
     Args:
         model_dir: the fold's SavedModel.
-        held_out: the fold's ``list[training.data.Sample]``.
+        held_out: the fold's ``list[training.data.dataset.Sample]``.
         view_sets: names from :data:`inference.tta.VIEW_SETS`; ``flip`` (the
             table's TTA column) is always measured.
 
@@ -146,7 +146,7 @@ def run_experiment(
     models (no training); then write the table.
 
     Args:
-        data: dataset root(s), as for :func:`training.data.load_samples`.
+        data: dataset root(s), as for :func:`training.data.dataset.load_samples`.
         variants_path: the variants file.
         out: output directory.
         folds: number of group folds, >= 2.
@@ -165,7 +165,7 @@ def run_experiment(
     Raises:
         FileNotFoundError, ValueError: bad data or variants file, or an unknown
             name in ``only`` or ``view_sets``.
-        training.backbones.WeightsUnavailableError: see ``--weights``.
+        training.backbones.catalog.WeightsUnavailableError: see ``--weights``.
     """
     base, variants = load_variants(variants_path)
     unknown = set(only or ()) - set(variants)

@@ -10,8 +10,8 @@ if TYPE_CHECKING:  # heavy imports, made inside the functions that need them
     import keras
     import tensorflow as tf
 
-    from training.checkpoints import RunState
     from training.config import Stage, TrainConfig
+    from training.fitting.checkpoints import RunState
 
 
 def checkpointed_stages(config: "TrainConfig") -> range:
@@ -45,13 +45,13 @@ def fit_stages(
             unless ``run`` has started.
         datasets: ``callable(stage) -> (train_data, val_data, class_weight)``.
         strategy: the ``tf.distribute.Strategy`` the model was built under.
-        run: :class:`training.checkpoints.RunState`: what an interrupted run of
+        run: :class:`training.fitting.checkpoints.RunState`: what an interrupted run of
             this config finished (its stages are skipped, its weights loaded),
             and where this one records its epochs and best weights.
         logs: the directory of ``training_log.csv`` and ``tensorboard/``.
         images_per_epoch: training images per epoch, for the printed throughput.
         verbose: Keras ``fit`` verbosity (0, 1 progress bar, 2 one line per epoch; ``"auto"``:
-            :func:`training.callbacks.progress_verbosity`).
+            :func:`training.fitting.callbacks.progress_verbosity`).
 
     Returns:
         ``list`` of ``dict`` per stage: the stage's fields (batch and image
@@ -61,9 +61,9 @@ def fit_stages(
     """
     import keras
 
-    from training.callbacks import EpochProgress, progress_verbosity, stage_callbacks
+    from training.fitting.callbacks import EpochProgress, progress_verbosity, stage_callbacks
+    from training.fitting.optimization import build_loss, build_optimizer, build_schedule
     from training.model import set_trainable
-    from training.optimization import build_loss, build_optimizer, build_schedule
 
     checkpointed = checkpointed_stages(config)
     if run.started:

@@ -5,7 +5,7 @@ if, on the same decoded real photos, every photo gets the same top class and
 the same known-model answer from both models, and no probability differs by
 more than :data:`MAX_PROBABILITY_DIFFERENCE`; otherwise nothing is written
 (:class:`ParityError`). The figures (:func:`parity`) go to a JSON file beside
-the model. :mod:`training.litert_export` and :mod:`training.onnx_export` run it.
+the model. :mod:`training.export.litert` and :mod:`training.export.onnx` run it.
 """
 
 import json

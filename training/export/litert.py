@@ -5,9 +5,9 @@ signature, frozen, without its resize: the service resizes before the model)
 and ``metadata.json`` (the ``metadata`` signature's labels, input size and
 training facts), which :class:`inference.litert.LiteRTClassifier` serves with
 no TensorFlow. ``python -m training.convert`` runs it on an existing model,
-:func:`training.fit.fit_and_export` at the end of every export.
+:func:`training.fitting.run.fit_and_export` at the end of every export.
 
-The parity check (:mod:`training.parity`) refuses the conversion unless it
+The parity check (:mod:`training.export.parity`) refuses the conversion unless it
 gives the SavedModel's answers on real photos; its figures go to
 ``litert_parity.json`` beside the model.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.runtime import TFLITE_FILENAME, ServedModel
-from training.parity import write_checked
+from training.export.parity import write_checked
 
 PARITY_FILENAME = "litert_parity.json"
 
@@ -35,7 +35,7 @@ def convert_savedmodel(model_dir: Path | str) -> bytes:
     without a warning.
 
     Args:
-        model_dir: an export of :mod:`training.export`.
+        model_dir: an export of :mod:`training.export.savedmodel`.
 
     Returns:
         ``bytes`` of the ``.tflite`` flatbuffer: signature ``serving_default``,
@@ -82,17 +82,17 @@ def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
     write ``model.tflite``, ``metadata.json`` and ``litert_parity.json`` there.
 
     Args:
-        model_dir: an export of :mod:`training.export`.
+        model_dir: an export of :mod:`training.export.savedmodel`.
         photos: paths of real photos (at least one), e.g. the validation split.
         reference: the SavedModel loaded (:class:`inference.classifier.Classifier`),
             if the caller has it; loaded from ``model_dir`` otherwise.
 
     Returns:
-        the parity figures (:func:`training.parity.parity`).
+        the parity figures (:func:`training.export.parity.parity`).
 
     Raises:
         inference.runtime.ModelNotFoundError, inference.runtime.ModelLoadError: no usable SavedModel.
-        training.parity.ParityError: the two runtimes disagree; nothing is written.
+        training.export.parity.ParityError: the two runtimes disagree; nothing is written.
         ValueError: no photos.
     """
     from inference.classifier import Classifier

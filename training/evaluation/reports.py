@@ -1,7 +1,7 @@
 """PNG plots (matplotlib, Agg backend) and short Markdown summaries.
 
 - After training, :func:`write_training_report` (called by
-  :func:`training.fit.train` after export, and by ``python -m training.report``)
+  :func:`training.fitting.run.train` after export, and by ``python -m training.report``)
   writes ``<model>/report/``: ``learning_curves.png`` (loss, accuracy and
   learning rate per epoch, stages marked) and ``report.md``.
 - After evaluation (``python -m training.evaluate ... --report DIR``),
@@ -26,10 +26,10 @@ from PIL import Image
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from inference.images import decode_image
-from training.metrics import reliability_bins
+from training.evaluation.metrics import reliability_bins
 
-if TYPE_CHECKING:  # training.evaluation imports Keras
-    from training.evaluation import Evaluation
+if TYPE_CHECKING:  # training.evaluation.predictions imports Keras
+    from training.evaluation.predictions import Evaluation
 
 matplotlib.use("Agg")  # files only, no display: before pyplot is first imported (by ConfusionMatrixDisplay.plot)
 
@@ -190,7 +190,7 @@ def plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]],
 
 def summary_table(metrics: Mapping[str, Any]) -> str:
     """A Markdown table of the key figures of
-    :attr:`training.evaluation.Evaluation.metrics`, one row per TTA view set."""
+    :attr:`training.evaluation.predictions.Evaluation.metrics`, one row per TTA view set."""
     rows = ["| TTA views | accuracy | top-2 | top-5 | macro-F1 | ECE | latency (ms/image) |",
             "|---|---|---|---|---|---|---|"]
     for name, block in [("none", metrics["no_tta"]), *metrics["tta"].items()]:
@@ -247,7 +247,7 @@ def write_evaluation_report(evaluation: "Evaluation", out_dir: Path | str) -> Pa
     service's, by default), or no TTA when none was measured.
 
     Args:
-        evaluation: a :class:`training.evaluation.Evaluation`.
+        evaluation: a :class:`training.evaluation.predictions.Evaluation`.
         out_dir: directory to write to (created); photos are drawn into it, so
             keep it out of the repository (e.g. ``runs/``).
 

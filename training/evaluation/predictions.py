@@ -16,9 +16,9 @@ from inference.ensemble import Ensemble
 from inference.images import ImageDecodeError
 from inference.predictor import Predictor
 from inference.tta import DEFAULT_VIEWS, VIEW_SETS, predict_views, tta_batch
-from training.callbacks import progress_verbosity
-from training.data import Sample
-from training.metrics import classification_metrics, look_alike_confusions
+from training.data.dataset import Sample
+from training.evaluation.metrics import classification_metrics, look_alike_confusions
+from training.fitting.callbacks import progress_verbosity
 
 LATENCY_IMAGES = 20  # images timed per view set
 
@@ -30,7 +30,7 @@ PathT = TypeVar("PathT", bound=Path | str)
 
 @dataclass
 class Evaluation:
-    """What :func:`evaluate` measured, for JSON and for :mod:`training.reporting`.
+    """What :func:`evaluate` measured, for JSON and for :mod:`training.evaluation.reports`.
 
     Attributes:
         labels: class names in output order.
@@ -186,17 +186,17 @@ def evaluate(
     Args:
         model_dirs: SavedModel directories (several: their probabilities are
             averaged, see :class:`inference.ensemble.Ensemble`).
-        samples: ``list[training.data.Sample]`` whose labels the models know.
+        samples: ``list[training.data.dataset.Sample]`` whose labels the models know.
         view_sets: ``{name: tuple of view names}``; the no-TTA set
             ``none: ("original",)`` is always measured too.
 
     Returns:
         :class:`Evaluation` whose ``metrics`` are ``{"models", "images",
         "labels", "no_tta": {...}, "tta": {name: {...}}}``, each block holding
-        ``views``, :func:`training.metrics.classification_metrics`,
+        ``views``, :func:`training.evaluation.metrics.classification_metrics`,
         ``latency_ms`` (per image, see :func:`latency_ms`) and ``errors``
         (:func:`mistakes`) and ``look_alikes``
-        (:func:`training.metrics.look_alike_confusions`).
+        (:func:`training.evaluation.metrics.look_alike_confusions`).
 
     Raises:
         inference.classifier.ModelNotFoundError: no SavedModel in a directory.
@@ -245,7 +245,7 @@ def evaluate_savedmodel(
 
     Args:
         model_dir: a SavedModel directory, or a list of them.
-        samples: ``list[training.data.Sample]`` whose labels the model knows.
+        samples: ``list[training.data.dataset.Sample]`` whose labels the model knows.
         views: TTA view names.
 
     Returns:

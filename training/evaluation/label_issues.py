@@ -13,15 +13,15 @@ from cleanlab.filter import find_label_issues
 from inference.ensemble import Ensemble
 from inference.tta import VIEW_SETS
 from training.config import TrainConfig
-from training.data import Sample, group_folds, load_samples
-from training.evaluation import view_probabilities
-from training.fit import train
-from training.reporting import plot_gallery
+from training.data.dataset import Sample, group_folds, load_samples
+from training.evaluation.predictions import view_probabilities
+from training.evaluation.reports import plot_gallery
+from training.fitting.run import train
 
 
 def assign_folds(samples: Sequence[Sample], folds: int, seed: int) -> np.ndarray:
     """The fold of every sample: whole near-duplicate groups per fold,
-    stratified by label (:func:`training.data.group_folds`).
+    stratified by label (:func:`training.data.dataset.group_folds`).
 
     Returns:
         ``int`` array ``(len(samples),)`` of fold indices in ``[0, folds)``.
@@ -40,7 +40,7 @@ def assign_folds(samples: Sequence[Sample], folds: int, seed: int) -> np.ndarray
 
 def write_labels_csv(samples: Iterable[Sample], root: Path | str) -> Path:
     """Write ``root/labels.csv`` (``path,label,group``, absolute paths) so that
-    ``root`` is a dataset :func:`training.data.load_samples` reads.
+    ``root`` is a dataset :func:`training.data.dataset.load_samples` reads.
 
     Returns:
         ``root`` as a ``Path``.
@@ -60,7 +60,7 @@ def out_of_fold_probabilities(
     """Train one model per fold on the other folds and predict the held-out fold.
 
     Args:
-        samples: ``list[training.data.Sample]``; labels: all class names.
+        samples: ``list[training.data.dataset.Sample]``; labels: all class names.
         config: :class:`training.config.TrainConfig` for every fold model
             (its ``data`` and ``out`` are replaced per fold).
         folds: number of folds.
@@ -93,7 +93,7 @@ def find_suspects(
     """Suspect labels by confident learning, worst (lowest self-confidence) first.
 
     Args:
-        samples: ``list[training.data.Sample]``; labels: class names.
+        samples: ``list[training.data.dataset.Sample]``; labels: class names.
         probabilities: out-of-fold ``(len(samples), len(labels))``.
         root: data root the ``path`` of a row is made relative to.
 
