@@ -38,7 +38,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     Raises:
         ValueError: a malformed environment variable.
-        inference.runtime.ModelNotFoundError: ``MODEL_DIR`` lacks what
+        inference.model_folder.ModelNotFoundError: ``MODEL_DIR`` lacks what
             ``RUNTIME`` loads (checked at once, so a wrong path fails the
             start, not later).
     """
@@ -47,7 +47,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app import api, errors, monitoring, pages, security
     from app.model import ModelLoader
     from app.uploads import InMemoryRequest
-    from inference.runtime import require_model
+    from inference.model_folder import require_model
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.request_class = InMemoryRequest
@@ -65,7 +65,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     monitoring.register(app)
     security.register(app)
     errors.register(app)
-    options = {key.lower(): app.config[key]
-               for key in ("BATCH_SIZE", "BATCH_WAIT_MS", "BATCH_THREADS", "INTERPRETERS", "INTERPRETER_THREADS")}
-    app.extensions["model"] = ModelLoader(app.config["MODEL_DIR"], app.config["RUNTIME"], **options).start()
+    app.extensions["model"] = ModelLoader(app.config["MODEL_DIR"], app.config["RUNTIME"], app.config["INTERPRETERS"],
+                                          app.config["INTERPRETER_THREADS"]).start()
     return app

@@ -3,6 +3,7 @@
 Free ports and multipart bodies: :mod:`benchmarks.harness` (the benchmarks use them too)."""
 
 import io
+import threading
 
 import numpy as np
 from PIL import Image
@@ -44,3 +45,23 @@ def synthetic_dataset(root, classes=("a", "b"), per_class=4, size=(96, 72)):
         for number in range(per_class):
             (root / label / f"{number}.jpg").write_bytes(synthetic_photo(index * 1000 + number, size))
     return root
+
+
+def call_concurrently(fn, inputs):
+    """Call ``fn`` from one thread per input, released together; returns outputs or exceptions, in order."""
+    results = [None] * len(inputs)
+    start = threading.Barrier(len(inputs))
+
+    def caller(index):
+        start.wait()
+        try:
+            results[index] = fn(inputs[index])
+        except Exception as error:  # noqa: BLE001 - checked by the test
+            results[index] = error
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results

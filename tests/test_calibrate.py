@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from inference.calibration import METHOD, Calibration
-from inference.classifier import Classifier
+from inference.contract import model_input
+from inference.savedmodel import TensorFlowClassifier
 from inference.tta import predict_views
 from tests.conftest import CARS, SF_TEST, SHARED, SHIPPED_MODEL, require
 from tests.helpers import first_per_class
@@ -41,14 +42,15 @@ def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calib
     calibration = Calibration.load(model)
     assert calibration.method == METHOD and calibration.quantile == 0.9
     assert set(calibration.modes) == {"original", "original+hflip"}
-    classifier = Classifier(model)
+    classifier = TensorFlowClassifier(model)
     for key, views in (("original", ("original",)), ("original+hflip", ("original", "hflip"))):
         report = calibration.modes[key].report
         assert report["validation"]["images"] == 20 and report["unknown"]["images"] == 5
         assert 1 <= report["validation"]["turned_away"] <= 2  # 10% of 20, ties aside
         turned_away = []
         for sample in val:
-            _, _, features = predict_views(classifier, classifier.decode(Path(sample.path).read_bytes(), 10**9), views)
+            image = model_input(Path(sample.path).read_bytes(), classifier.image_size, 10**9)
+            _, _, features = predict_views(classifier, image, views)
             known, distance = classifier.calibration.known_model(features, views)
             assert distance >= 0 and known == (distance <= calibration.modes[key].threshold)
             if not known:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.classifier import Classifier
+from inference.contract import model_input
+from inference.savedmodel import TensorFlowClassifier
 from inference.tta import VIEW_SETS, predict_views
 from tests.conftest import CARS, SHIPPED_MODEL, shipped_validation_samples
 from tests.helpers import first_per_class
@@ -42,9 +43,9 @@ def test_metrics_of_the_shipped_model_with_and_without_tta(evaluation, samples):
 
 
 def test_probabilities_match_the_classifier_used_by_the_service(evaluation, samples):
-    classifier = Classifier(SHIPPED_MODEL)
+    classifier = TensorFlowClassifier(SHIPPED_MODEL)
     for index in (0, 7, 19):
-        image = classifier.decode(Path(samples[index].path).read_bytes(), max_pixels=10**9)
+        image = model_input(Path(samples[index].path).read_bytes(), classifier.image_size, max_pixels=10**9)
         for name, views in evaluation.views.items():
             served = predict_views(classifier, image, views)[1]
             assert np.allclose(evaluation.probabilities[name][index], served, atol=1e-5)

@@ -4,7 +4,8 @@ import csv
 
 import pytest
 
-from inference.classifier import Classifier
+from inference.contract import model_input
+from inference.savedmodel import TensorFlowClassifier
 from inference.tta import predict_views
 from tests.conftest import SF_TEST, SHIPPED_MODEL, require
 from training.predict import main
@@ -34,9 +35,9 @@ def test_submission_has_a_row_per_photo_in_kaggle_format(submission):
 
 
 def test_categories_are_label_indices_of_the_tta_prediction(submission):
-    classifier = Classifier(SHIPPED_MODEL)
+    classifier = TensorFlowClassifier(SHIPPED_MODEL)
     for name, category in submission[:5]:
-        image = classifier.decode((SF_TEST / name).read_bytes(), max_pixels=10**9)
+        image = model_input((SF_TEST / name).read_bytes(), classifier.image_size, max_pixels=10**9)
         assert category == int(predict_views(classifier, image)[1].argmax())  # original + hflip, as the service
 
 
@@ -53,9 +54,9 @@ def test_rows_follow_the_sample_submission_and_ensemble_of_itself_agrees(submiss
 def test_no_tta_is_the_original_view_alone(submission, tmp_path):
     out = tmp_path / "plain.csv"
     main(["--model", str(SHIPPED_MODEL), "--images", str(SF_TEST), "--out", str(out), "--no-tta"])
-    classifier = Classifier(SHIPPED_MODEL)
+    classifier = TensorFlowClassifier(SHIPPED_MODEL)
     for name, category in read_rows(out)[:5]:
-        image = classifier.decode((SF_TEST / name).read_bytes(), max_pixels=10**9)
+        image = model_input((SF_TEST / name).read_bytes(), classifier.image_size, max_pixels=10**9)
         assert category == int(predict_views(classifier, image, ("original",))[1].argmax())
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.ensemble import Ensemble, LabelMismatchError
+from inference.ensemble import LabelMismatchError
+from inference.loading import load_predictor
 from tests.conftest import MOBILENET_WEIGHTS, SF_TEST, SHIPPED_MODEL, require
 from training import predict, report
 from training.train import main as train_main
@@ -51,7 +52,7 @@ def test_report_cli_rewrites_a_report_and_refuses_a_non_run(tiny_model, tmp_path
 
 def test_ensembles_need_the_same_labels(tiny_model, tmp_path):
     with pytest.raises(LabelMismatchError, match="same labels in the same order"):
-        Ensemble([SHIPPED_MODEL, tiny_model])
+        load_predictor([SHIPPED_MODEL, tiny_model], "tensorflow")
     with pytest.raises(SystemExit) as caught:
         predict.main(["--model", str(SHIPPED_MODEL), "--model", str(tiny_model), "--images", str(require(SF_TEST)),
                       "--out", str(tmp_path / "s.csv")])

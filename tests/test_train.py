@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from inference.classifier import Classifier
+from inference.savedmodel import TensorFlowClassifier
 from inference.tta import predict_views
 from tests.conftest import MOBILENET_WEIGHTS, TINY_CLASSES, ready_app, require
 from training.config import TrainConfig, parse_args
@@ -68,7 +68,7 @@ def test_same_command_and_seed_give_the_same_model(tiny_dataset, tmp_path):
     for run in ("a", "b"):
         main([*mobilenet(tmp_path / run, tiny_dataset), "--image-size", "64", "--augment", "strong",
               "--stage", "head:2:1e-2:0", "--stage", "finetune:1:1e-3:0.5"])
-        classifier = Classifier(tmp_path / run)
+        classifier = TensorFlowClassifier(tmp_path / run)
         outputs.append(classifier.predict(np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), np.uint8)))
     for first, second in zip(*outputs):
         np.testing.assert_array_equal(first, second)
@@ -152,7 +152,7 @@ def test_efficientnet_tiny_run_from_random_init(tiny_dataset, tmp_path, capsys):
     training = out[out.index("== Stage 'head'"):out.index("SavedModel written")]  # epochs, then measuring the export
     assert "Epoch 2/2" in training and "val_accuracy" in training
     assert "\b" not in training and "\r" not in training
-    classifier = Classifier(tmp_path)
+    classifier = TensorFlowClassifier(tmp_path)
     assert classifier.labels == ["kia_rio", "lada_kalina", "mazda_3"] and classifier.image_size == (64, 64)
     assert classifier.metadata["backbone"] == "EfficientNetB0"
     probabilities = predict_views(classifier, np.full((80, 120, 3), 128, np.uint8))[1]
@@ -173,7 +173,7 @@ def test_without_a_stage_the_exported_model_is_the_linear_probe(tiny_dataset, tm
     assert "the model is the linear probe" in (out / "report" / "report.md").read_text()
     samples, labels = load_samples([tiny_dataset])
     train, val = split_by_group(samples, 0.25, 42)
-    classifier = Classifier(out)
+    classifier = TensorFlowClassifier(out)
     outputs = [classifier.predict(np.stack([load_image(s.path, 64) for s in part])) for part in (train, val)]
     probe = fit_linear_probe(outputs[0][2], np.array([labels.index(s.label) for s in train]), len(labels))
     mean, variance, kernel, bias = head_weights(probe)
@@ -195,7 +195,7 @@ def test_multiscale_features_run_through_export_litert_and_the_known_model_test(
         parity = json.loads((tmp_path / parity_file).read_text())
         assert parity["top1_agreement"] == 1 and parity["max_probability_difference"] < 1e-4
     photos = [load_image(path, 64) for path in sorted(tiny_dataset.glob("*/*.jpg"))[:4]]
-    features = Classifier(tmp_path).predict(np.stack(photos))[2]
+    features = TensorFlowClassifier(tmp_path).predict(np.stack(photos))[2]
     assert features.shape == (4, 3 * 1280)
     single = feature_extractor(TrainConfig(backbone="EfficientNetLite0", image_size=64))
     np.testing.assert_allclose(features[:, :1280], single.predict(np.stack(photos).astype(np.float32), verbose=0),
@@ -295,7 +295,7 @@ def test_progressive_resizing_over_two_roots_with_training_knobs(tiny_dataset, k
           "--stage", "head:1:1e-3:0::64", "--stage", "large:2:1e-4:0.5:3:96", "--optimizer", "adamw",
           "--schedule", "cyclic", "--loss", "focal", "--class-weight", "balanced", "--augment", "strong",
           "--tensorboard"])
-    classifier = Classifier(tmp_path)
+    classifier = TensorFlowClassifier(tmp_path)
     assert classifier.image_size == (96, 96) and classifier.labels == list(TINY_CLASSES)
     history = json.loads((tmp_path / "history.json").read_text())
     assert [(s["stage"]["image_size"], s["stage"]["batch_size"]) for s in history] == [(64, 4), (96, 3)]
@@ -317,7 +317,7 @@ def test_mirrored_strategy_and_mixed_precision_run_on_cpu(tiny_dataset, tmp_path
     main([*mobilenet(tmp_path, tiny_dataset), "--image-size", "64", "--stage", "head:1:1e-2:0",
           "--strategy", "mirrored", "--mixed-precision", "on", "--optimizer", "sgd", "--schedule", "exponential"])
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
-    classifier = Classifier(tmp_path)
+    classifier = TensorFlowClassifier(tmp_path)
     probabilities = predict_views(classifier, np.full((70, 90, 3), 100, np.uint8))[1]
     assert probabilities.dtype == np.float32 and abs(probabilities.sum() - 1) < 1e-5
     assert classifier.image_size == (64, 64)

@@ -29,7 +29,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from inference.classifier import ModelNotFoundError
+from inference.model_folder import ModelNotFoundError
 from training.data.dataset import model_split
 from training.evaluation.known_model import DEFAULT_QUANTILE, calibrate, read_other_models, read_unknown, summary
 

@@ -37,14 +37,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="dataset root of real photos for the parity check (repeatable)")
     parser.add_argument("--limit", type=int, default=0, help="check on the first N photos only (default: all)")
     args = parser.parse_args(argv)
-    from inference.classifier import Classifier
-    from inference.runtime import ONNX_FILENAME, TFLITE_FILENAME, ModelNotFoundError
+    from inference.model_folder import ONNX_FILENAME, TFLITE_FILENAME, ModelNotFoundError
+    from inference.savedmodel import TensorFlowClassifier
     from training.data.dataset import load_samples
 
     try:
         samples, _ = load_samples(args.data)
         photos = [sample.path for sample in samples][: args.limit or None]
-        reference = Classifier(args.model)
+        reference = TensorFlowClassifier(args.model)
         print(summary(write_litert(args.model, photos, reference), Path(args.model) / TFLITE_FILENAME), flush=True)
         print(summary(write_onnx(args.model, photos, reference), Path(args.model) / ONNX_FILENAME))
     except (FileNotFoundError, ModelNotFoundError, ValueError) as error:

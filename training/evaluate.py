@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from inference.classifier import ModelNotFoundError
+from inference.model_folder import ModelNotFoundError
 from inference.tta import VIEW_SETS, parse_views
 from training.data.dataset import load_samples, model_split
 from training.evaluation.predictions import evaluate, shown_path

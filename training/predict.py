@@ -17,8 +17,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from inference.classifier import ModelNotFoundError
-from inference.ensemble import Ensemble
+from inference.loading import load_predictor
+from inference.model_folder import ModelNotFoundError
 from inference.tta import VIEW_SETS, parse_views
 from training.evaluation.submission import predict_categories, submission_ids, write_submission
 
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         views = parse_views(args.tta_views) if args.tta else VIEW_SETS["none"]
         ids = submission_ids(args.images, args.sample_submission)
-        predictor = Ensemble(args.model)
+        predictor = load_predictor(args.model, "tensorflow")
         categories, skipped = predict_categories(predictor, args.images, ids, views, args.skip_unreadable)
     except (FileNotFoundError, ModelNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")

@@ -10,7 +10,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
 from inference.calibration import ARRAYS_FILENAME, FILENAME, METHOD, Calibration, KnownModelTest, mode_key
-from inference.classifier import Classifier
+from inference.savedmodel import TensorFlowClassifier
 from inference.tta import SERVED_VIEWS
 from training.data.dataset import IMAGE_SUFFIXES, Sample
 from training.evaluation.predictions import tta_outputs
@@ -26,7 +26,7 @@ DEFAULT_COMPONENTS = 256
 SERVED = tuple(dict.fromkeys(view for views in SERVED_VIEWS.values() for view in views))
 
 
-def view_outputs(classifier: Classifier, paths: Sequence[Path | str]) -> tuple[np.ndarray, ...]:
+def view_outputs(classifier: TensorFlowClassifier, paths: Sequence[Path | str]) -> tuple[np.ndarray, ...]:
     """Logits, probabilities and features of every view of :data:`SERVED` of each photo
     (:func:`training.evaluation.predictions.tta_outputs`, decoded as the service does).
 
@@ -283,7 +283,7 @@ def calibrate(
     # The old calibration goes first: one from an older release would stop the model loading.
     for name in (FILENAME, ARRAYS_FILENAME):
         (Path(model_dir) / name).unlink(missing_ok=True)
-    classifier = Classifier(model_dir)
+    classifier = TensorFlowClassifier(model_dir)
     unknown_labels = {sample.label for sample in train_samples + val_samples} - set(classifier.labels)
     if unknown_labels:
         raise ValueError(f"labels unknown to the model: {sorted(unknown_labels)}")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from cleanlab.filter import find_label_issues
 
-from inference.ensemble import Ensemble
+from inference.loading import load_predictor
 from inference.tta import VIEW_SETS
 from training.config import TrainConfig
 from training.data.dataset import Sample, group_folds, load_samples
@@ -78,7 +78,7 @@ def out_of_fold_probabilities(
         root = Path(work_dir) / f"fold{fold}"
         data = write_labels_csv([s for s, k in zip(samples, fold_of) if k != fold], root / "data")
         train(dataclasses.replace(config, data=[str(data)], out=str(root / "model")))
-        predictor = Ensemble([root / "model"])
+        predictor = load_predictor(root / "model", "tensorflow")
         held_out = np.flatnonzero(fold_of == fold)
         predicted, _ = view_probabilities(predictor, [samples[i].path for i in held_out], VIEW_SETS["none"])
         columns = [labels.index(label) for label in predictor.labels]

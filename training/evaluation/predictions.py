@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 import keras
 import numpy as np
 
-from inference.ensemble import Ensemble
+from inference.contract import model_input
 from inference.images import ImageDecodeError
+from inference.loading import load_predictor
 from inference.predictor import Predictor
 from inference.tta import DEFAULT_VIEWS, VIEW_SETS, predict_views, tta_batch
 from training.data.dataset import Sample
@@ -58,7 +59,7 @@ def read_image(predictor: Predictor, path: Path | str) -> np.ndarray:
             message names the file.
     """
     try:
-        return predictor.decode(Path(path).read_bytes(), max_pixels=sys.maxsize)
+        return model_input(Path(path).read_bytes(), predictor.image_size, max_pixels=sys.maxsize)
     except ImageDecodeError as error:
         raise ImageDecodeError(error.code, f"{path}: {error}") from None
 
@@ -199,12 +200,12 @@ def evaluate(
         (:func:`training.evaluation.metrics.look_alike_confusions`).
 
     Raises:
-        inference.classifier.ModelNotFoundError: no SavedModel in a directory.
+        inference.model_folder.ModelNotFoundError: no SavedModel in a directory.
         inference.ensemble.LabelMismatchError: the models' labels differ.
         inference.images.ImageDecodeError: an unreadable image.
         ValueError: no samples, or a sample's label is unknown to the model.
     """
-    predictor = Ensemble(model_dirs)
+    predictor = load_predictor(model_dirs, "tensorflow")
     if not samples:
         raise ValueError("no images to evaluate")
     unknown = {sample.label for sample in samples} - set(predictor.labels)

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from inference.runtime import TFLITE_FILENAME, ServedModel
+from inference.model_folder import TFLITE_FILENAME
+from inference.predictor import Predictor
 from training.export.parity import write_checked
 
 PARITY_FILENAME = "litert_parity.json"
@@ -43,13 +44,13 @@ def convert_savedmodel(model_dir: Path | str) -> bytes:
         ``probabilities``, ``features`` (``float32``).
 
     Raises:
-        inference.runtime.ModelNotFoundError, inference.runtime.ModelLoadError:
-            no usable SavedModel (:func:`inference.classifier.load_savedmodel`).
+        inference.model_folder.ModelNotFoundError, inference.model_folder.ModelLoadError:
+            no usable SavedModel (:func:`inference.savedmodel.load_savedmodel`).
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from inference.classifier import load_savedmodel
+    from inference.savedmodel import load_savedmodel
 
     module = load_savedmodel(model_dir)
     serving = module.signatures["serving_default"]
@@ -77,29 +78,29 @@ def convert_savedmodel(model_dir: Path | str) -> bytes:
 
 
 def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
-                 reference: ServedModel | None = None) -> dict[str, Any]:
+                 reference: Predictor | None = None) -> dict[str, Any]:
     """Convert the SavedModel in ``model_dir``, check parity on ``photos``, and
     write ``model.tflite``, ``metadata.json`` and ``litert_parity.json`` there.
 
     Args:
         model_dir: an export of :mod:`training.export.savedmodel`.
         photos: paths of real photos (at least one), e.g. the validation split.
-        reference: the SavedModel loaded (:class:`inference.classifier.Classifier`),
+        reference: the SavedModel loaded (:class:`inference.savedmodel.TensorFlowClassifier`),
             if the caller has it; loaded from ``model_dir`` otherwise.
 
     Returns:
         the parity figures (:func:`training.export.parity.parity`).
 
     Raises:
-        inference.runtime.ModelNotFoundError, inference.runtime.ModelLoadError: no usable SavedModel.
+        inference.model_folder.ModelNotFoundError, inference.model_folder.ModelLoadError: no usable SavedModel.
         training.export.parity.ParityError: the two runtimes disagree; nothing is written.
         ValueError: no photos.
     """
-    from inference.classifier import Classifier
     from inference.litert import LiteRTClassifier
+    from inference.savedmodel import TensorFlowClassifier
 
     model_dir = Path(model_dir)
-    reference = reference or Classifier(model_dir)
+    reference = reference or TensorFlowClassifier(model_dir)
     tflite = convert_savedmodel(model_dir)
     return write_checked(model_dir, {TFLITE_FILENAME: tflite}, LiteRTClassifier, reference, photos, "litert",
                          PARITY_FILENAME)

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from inference.runtime import ONNX_FILENAME, TFLITE_FILENAME, ServedModel
+from inference.model_folder import ONNX_FILENAME, TFLITE_FILENAME
+from inference.predictor import Predictor
 from training.export.parity import write_checked
 
 OPSET = 17  # ONNX operator set of the conversion (the one measured and shipped)
@@ -59,14 +60,14 @@ def convert_tflite(tflite_path: Path) -> bytes:
 
 
 def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
-               reference: ServedModel | None = None) -> dict[str, Any]:
+               reference: Predictor | None = None) -> dict[str, Any]:
     """Convert ``model_dir``'s ``model.tflite`` to ONNX, check parity with the SavedModel on
     ``photos``, and write ``model.onnx``, ``metadata.json`` and ``onnx_parity.json`` there.
 
     Args:
         model_dir: an export of :mod:`training.export.savedmodel` with its ``model.tflite``.
         photos: paths of real photos (at least one), e.g. the validation split.
-        reference: the SavedModel loaded (:class:`inference.classifier.Classifier`),
+        reference: the SavedModel loaded (:class:`inference.savedmodel.TensorFlowClassifier`),
             if the caller has it; loaded from ``model_dir`` otherwise.
 
     Returns:
@@ -74,18 +75,18 @@ def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
 
     Raises:
         FileNotFoundError: no ``model.tflite`` there.
-        inference.runtime.ModelNotFoundError, inference.runtime.ModelLoadError: no usable SavedModel.
+        inference.model_folder.ModelNotFoundError, inference.model_folder.ModelLoadError: no usable SavedModel.
         training.export.parity.ParityError: the two disagree; nothing is written.
         ValueError: no photos.
     """
-    from inference.classifier import Classifier
     from inference.ort import OnnxRuntimeClassifier
+    from inference.savedmodel import TensorFlowClassifier
 
     model_dir = Path(model_dir)
     tflite = model_dir / TFLITE_FILENAME
     if not tflite.is_file():
         raise FileNotFoundError(f"No {TFLITE_FILENAME} in '{model_dir}' to convert to ONNX")
-    reference = reference or Classifier(model_dir)
+    reference = reference or TensorFlowClassifier(model_dir)
     onnx = convert_tflite(tflite)
     return write_checked(model_dir, {ONNX_FILENAME: onnx}, lambda folder: OnnxRuntimeClassifier(folder, passes=2),
                          reference, photos, "onnxruntime", PARITY_FILENAME)

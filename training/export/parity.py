@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from inference.runtime import METADATA_FILENAME, RUNTIME_NAMES, ServedModel, write_metadata
+from inference.contract import model_input
+from inference.model_folder import METADATA_FILENAME, RUNTIME_NAMES, write_metadata
+from inference.predictor import Predictor
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4  # float32 LiteRT measured 7.5e-6 from TensorFlow on 1,181 photos (issue 12)
 BATCH = 32  # photos per forward pass in the parity check
@@ -27,11 +29,11 @@ class ParityError(ValueError):
     """A conversion answers differently from the SavedModel on real photos."""
 
 
-def parity(reference: ServedModel, candidate: ServedModel, photos: Sequence[str]) -> dict[str, Any]:
+def parity(reference: Predictor, candidate: Predictor, photos: Sequence[str]) -> dict[str, Any]:
     """Both models' answers on ``photos``, compared.
 
     Args:
-        reference, candidate: :class:`inference.runtime.ServedModel` objects
+        reference, candidate: :class:`inference.predictor.Predictor` objects
             (the SavedModel's and a conversion's) of the same labels and size.
         photos: paths of real photos.
 
@@ -45,7 +47,8 @@ def parity(reference: ServedModel, candidate: ServedModel, photos: Sequence[str]
     test = reference.calibration.test(("original",)) if reference.calibration else None
     for start in range(0, len(photos), BATCH):
         paths = photos[start : start + BATCH]
-        images = np.stack([reference.decode(Path(path).read_bytes(), max_pixels=40_000_000) for path in paths])
+        images = np.stack([model_input(Path(path).read_bytes(), reference.image_size, max_pixels=40_000_000)
+                           for path in paths])
         _, expected, expected_features = reference.predict(images)
         _, probabilities, features = candidate.predict(images)
         differences.append(np.abs(probabilities - expected).max())
@@ -66,7 +69,7 @@ def parity(reference: ServedModel, candidate: ServedModel, photos: Sequence[str]
 
 def check_parity(figures: Mapping[str, Any], runtime: str) -> None:
     """Raise :class:`ParityError` unless ``figures`` (:func:`parity`) show the same answers
-    (``runtime``: the candidate's, a key of :data:`inference.runtime.RUNTIME_NAMES`)."""
+    (``runtime``: the candidate's, a key of :data:`inference.model_folder.RUNTIME_NAMES`)."""
     problems = []
     if figures["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE:
         problems.append(f"probabilities differ by up to {figures['max_probability_difference']:.2e} "
@@ -81,8 +84,8 @@ def check_parity(figures: Mapping[str, Any], runtime: str) -> None:
                           "photos: " + "; ".join(problems) + ". Nothing was written.")
 
 
-def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[Path], ServedModel],
-                  reference: ServedModel, photos: Sequence[Path | str], runtime: str,
+def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[Path], Predictor],
+                  reference: Predictor, photos: Sequence[Path | str], runtime: str,
                   parity_filename: str) -> dict[str, Any]:
     """Write ``files`` (name -> contents) into ``model_dir`` if the model they make answers as
     ``reference`` on ``photos``, and the figures into ``parity_filename``.
@@ -91,7 +94,7 @@ def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[P
         model_dir: the model folder.
         files: what the candidate runtime loads, beside ``metadata.json`` (written too).
         load: the candidate runtime's class, called with a folder holding ``files``.
-        reference: the SavedModel's :class:`inference.runtime.ServedModel`.
+        reference: the SavedModel's :class:`inference.predictor.Predictor`.
         photos: paths of real photos (at least one).
         runtime: the candidate's, ``litert`` or ``onnxruntime`` (named in the messages).
         parity_filename: where the figures go, in ``model_dir``.

@@ -111,8 +111,8 @@ def _export(
     ``train_seconds`` counts the linear probe's features and fit (``probe_seconds``) and the stages."""
     from tensorflow.lite.python.convert_phase import ConverterError  # what TFLiteConverter raises
 
-    from inference.classifier import Classifier
-    from inference.runtime import ONNX_FILENAME, TFLITE_FILENAME, ModelLoadError
+    from inference.model_folder import ONNX_FILENAME, TFLITE_FILENAME, ModelLoadError
+    from inference.savedmodel import TensorFlowClassifier
     from training.evaluation.predictions import evaluate_savedmodel
     from training.export.litert import write_litert
     from training.export.onnx import write_onnx
@@ -136,7 +136,7 @@ def _export(
     export_savedmodel(model, labels, image_size, metadata, out)
     photos = [sample.path for sample in val_samples]
     try:  # each conversion fails the export on disagreement (ParityError)
-        reference = Classifier(out)
+        reference = TensorFlowClassifier(out)
         print(summary(write_litert(out, photos, reference), out / TFLITE_FILENAME))
         print(summary(write_onnx(out, photos, reference), out / ONNX_FILENAME))
     except (ModelLoadError, ConverterError) as error:
