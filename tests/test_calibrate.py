@@ -17,8 +17,6 @@ from training.calibrate import main
 from training.data.dataset import model_split
 from training.evaluation.known_model import fit_gaussians, read_other_models
 
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
-
 STANFORD = SHARED / "data" / "stanford-cars"
 ANGLES = {"136_hyundai_accent_sedan_2012": "hyundai_solaris", "187_toyota_camry_sedan_2012": "toyota_camry"}
 
@@ -37,6 +35,7 @@ def calibrated(tmp_path_factory):
     return model, val[:20]
 
 
+@pytest.mark.shared
 def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calibrated):
     model, val = calibrated
     calibration = Calibration.load(model)
@@ -65,6 +64,7 @@ def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calib
         assert unknown["by_root"] == {"sf-test-photos": {"images": 5, "turned_away": unknown["turned_away"]}}
 
 
+@pytest.mark.shared
 def test_other_models_are_split_by_model_and_other_angles_kept_apart():
     background, measured, angles = read_other_models([require(STANFORD)], ANGLES)
     model_of = {half: {path.parent.name for path in paths}
@@ -77,6 +77,7 @@ def test_other_models_are_split_by_model_and_other_angles_kept_apart():
     assert {Path(sample.path).parent.name: sample.label for sample in angles} == ANGLES
 
 
+@pytest.mark.shared
 def test_a_background_of_other_models_turns_away_more_models_it_never_saw(tmp_path):
     """model/ calibrated on 20 training photos per class and 60 validation
     photos; the relative Mahalanobis comparison gets a background of 60 photos
@@ -99,6 +100,7 @@ def test_a_background_of_other_models_turns_away_more_models_it_never_saw(tmp_pa
         comparison["mahalanobis"]["unknown_turned_away"]
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -1,5 +1,5 @@
-"""The SavedModel wrapper (inference.savedmodel) on real photos: decoding to
-the model's input size, and dynamic batching across threads."""
+"""The SavedModel on TensorFlow (inference.savedmodel) on real photos: the model's input
+(inference.contract.model_input) resized as the model's own resize would."""
 
 from pathlib import Path
 
@@ -13,8 +13,6 @@ from inference.savedmodel import TensorFlowClassifier
 from tests.conftest import SHIPPED_MODEL, shipped_validation_samples
 from tests.helpers import first_per_class
 
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
-
 
 @pytest.fixture(scope="module")
 def photos():
@@ -27,6 +25,7 @@ def plain():
     return TensorFlowClassifier(SHIPPED_MODEL)
 
 
+@pytest.mark.shared
 def test_decode_resizes_to_the_input_size_like_the_models_own_resize(plain, photos):
     for data in photos:
         pixels = model_input(data, plain.image_size, max_pixels=40_000_000)

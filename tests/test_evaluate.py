@@ -16,8 +16,6 @@ from tests.helpers import first_per_class
 from training.evaluate import main
 from training.evaluation.predictions import evaluate, evaluate_savedmodel
 
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
-
 
 @pytest.fixture(scope="module")
 def samples():
@@ -30,6 +28,7 @@ def evaluation(samples):
     return evaluate([SHIPPED_MODEL], samples, {"flip": VIEW_SETS["flip"], "scales": VIEW_SETS["scales"]})
 
 
+@pytest.mark.shared
 def test_metrics_of_the_shipped_model_with_and_without_tta(evaluation, samples):
     metrics = evaluation.metrics
     assert metrics["images"] == 20 and list(metrics["tta"]) == ["flip", "scales"]
@@ -42,6 +41,7 @@ def test_metrics_of_the_shipped_model_with_and_without_tta(evaluation, samples):
     assert metrics["no_tta"]["views"] == ["original"] and metrics["tta"]["scales"]["views"] == list(VIEW_SETS["scales"])
 
 
+@pytest.mark.shared
 def test_probabilities_match_the_classifier_used_by_the_service(evaluation, samples):
     classifier = TensorFlowClassifier(SHIPPED_MODEL)
     for index in (0, 7, 19):
@@ -53,6 +53,7 @@ def test_probabilities_match_the_classifier_used_by_the_service(evaluation, samp
     assert evaluation.metrics["no_tta"]["accuracy"] == accuracy
 
 
+@pytest.mark.shared
 def test_ensemble_of_the_model_with_itself_equals_the_model(samples, evaluation):
     twice = evaluate([SHIPPED_MODEL, SHIPPED_MODEL], samples[:6], {"flip": VIEW_SETS["flip"]})
     for name in ("none", "flip"):
@@ -61,12 +62,14 @@ def test_ensemble_of_the_model_with_itself_equals_the_model(samples, evaluation)
     assert not any(os.path.isabs(path) for path in twice.metrics["models"])  # no path of this machine
 
 
+@pytest.mark.shared
 def test_evaluate_savedmodel_keeps_the_training_summary(samples):
     metrics = evaluate_savedmodel(SHIPPED_MODEL, samples[:4])
     assert metrics["tta_views"] == ["original", "hflip"] and metrics["accuracy"] == metrics["no_tta"]["accuracy"]
     assert metrics["accuracy_tta"] == metrics["tta"]["accuracy"] and metrics["errors_tta"] == metrics["tta"]["errors"]
 
 
+@pytest.mark.shared
 def test_cli_writes_json_and_a_report_with_readable_pngs(tmp_path, capsys):
     # Real photos, two of them filed under a wrong label: the gallery must show them, most confident first.
     data = tmp_path / "data"
@@ -98,6 +101,7 @@ def test_cli_writes_json_and_a_report_with_readable_pngs(tmp_path, capsys):
     assert "| flip: original, hflip | 0.500 |" in markdown
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("args, message", [
     (["--tta-views", "spin"], "Unknown TTA view"),
     (["--model", "/nonexistent"], "No SavedModel"),
@@ -108,6 +112,7 @@ def test_cli_errors_are_one_line(tmp_path, args, message):
     assert message in str(caught.value.code) and "\n" not in str(caught.value.code)
 
 
+@pytest.mark.shared
 def test_unreadable_photo_is_named(tmp_path):
     (tmp_path / "kia_rio").mkdir()
     (tmp_path / "mazda_3").mkdir()

@@ -8,8 +8,6 @@ from tests.conftest import MOBILENET_WEIGHTS, require
 from training.experiment import main
 from training.experiments.variants import BEGIN, END, load_variants
 
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
-
 VARIANTS = """
 base:
   backbone: MobileNetV2
@@ -28,6 +26,7 @@ variants:
 """
 
 
+@pytest.mark.shared
 def test_runner_trains_every_variant_on_the_same_folds_and_writes_the_table(tiny_dataset, tmp_path):
     variants = tmp_path / "variants.yaml"
     variants.write_text(VARIANTS.format(weights=require(MOBILENET_WEIGHTS)))

@@ -10,8 +10,6 @@ from inference.tta import predict_views
 from tests.conftest import SF_TEST, SHIPPED_MODEL, require
 from training.predict import main
 
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
-
 
 def read_rows(path):
     with open(path, newline="") as handle:
@@ -27,6 +25,7 @@ def submission(tmp_path_factory):
     return read_rows(out)
 
 
+@pytest.mark.shared
 def test_submission_has_a_row_per_photo_in_kaggle_format(submission):
     names = sorted(path.name for path in SF_TEST.glob("*.jpg"))
     assert len(submission) == 30 and [name for name, _ in submission] == names
@@ -34,6 +33,7 @@ def test_submission_has_a_row_per_photo_in_kaggle_format(submission):
     assert len({category for _, category in submission}) > 1
 
 
+@pytest.mark.shared
 def test_categories_are_label_indices_of_the_tta_prediction(submission):
     classifier = TensorFlowClassifier(SHIPPED_MODEL)
     for name, category in submission[:5]:
@@ -41,6 +41,7 @@ def test_categories_are_label_indices_of_the_tta_prediction(submission):
         assert category == int(predict_views(classifier, image)[1].argmax())  # original + hflip, as the service
 
 
+@pytest.mark.shared
 def test_rows_follow_the_sample_submission_and_ensemble_of_itself_agrees(submission, tmp_path):
     order = [name for name, _ in submission][::-1][:12]
     sample = tmp_path / "sample_submission.csv"
@@ -51,6 +52,7 @@ def test_rows_follow_the_sample_submission_and_ensemble_of_itself_agrees(submiss
     assert read_rows(out) == [(name, dict(submission)[name]) for name in order]
 
 
+@pytest.mark.shared
 def test_no_tta_is_the_original_view_alone(submission, tmp_path):
     out = tmp_path / "plain.csv"
     main(["--model", str(SHIPPED_MODEL), "--images", str(SF_TEST), "--out", str(out), "--no-tta"])
@@ -68,6 +70,7 @@ def folder_with_a_broken_photo(tmp_path):
     return tmp_path, photo.name
 
 
+@pytest.mark.shared
 def test_unreadable_image_fails_naming_it_or_is_skipped_on_request(folder_with_a_broken_photo, capsys):
     folder, good = folder_with_a_broken_photo
     with pytest.raises(SystemExit) as caught:
@@ -78,6 +81,7 @@ def test_unreadable_image_fails_naming_it_or_is_skipped_on_request(folder_with_a
     assert "skipped" in capsys.readouterr().err
 
 
+@pytest.mark.shared
 def test_sample_submission_ids_without_files_fail(folder_with_a_broken_photo, tmp_path):
     folder, good = folder_with_a_broken_photo
     sample = tmp_path / "sample.csv"

@@ -12,8 +12,6 @@ from tests.conftest import MOBILENET_WEIGHTS, SF_TEST, SHIPPED_MODEL, require
 from training import predict, report
 from training.train import main as train_main
 
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
-
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_dataset, tmp_path_factory):
@@ -30,6 +28,7 @@ def assert_drawn_png(path):
         assert np.asarray(image.convert("L")).std() > 10
 
 
+@pytest.mark.shared
 def test_training_writes_learning_curves_with_the_learning_rate(tiny_model):
     history = json.loads((tiny_model / "history.json").read_text())
     for stage, epochs in zip(history, (2, 1)):
@@ -41,6 +40,7 @@ def test_training_writes_learning_curves_with_the_learning_rate(tiny_model):
     assert "](learning_curves.png)" in markdown and "| head | 2 | 0.001 |" in markdown and "ECE" in markdown
 
 
+@pytest.mark.shared
 def test_report_cli_rewrites_a_report_and_refuses_a_non_run(tiny_model, tmp_path, capsys):
     (tiny_model / "report" / "learning_curves.png").unlink()
     report.main(["--model", str(tiny_model)])
@@ -50,6 +50,7 @@ def test_report_cli_rewrites_a_report_and_refuses_a_non_run(tiny_model, tmp_path
     assert "No history.json" in str(caught.value.code)
 
 
+@pytest.mark.shared
 def test_ensembles_need_the_same_labels(tiny_model, tmp_path):
     with pytest.raises(LabelMismatchError, match="same labels in the same order"):
         load_predictor([SHIPPED_MODEL, tiny_model], "tensorflow")

@@ -11,8 +11,6 @@ from training.data.dataset import load_samples
 from training.evaluation.label_issues import assign_folds
 from training.suspects import main
 
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
-
 FAST = ["--backbone", "MobileNetV2", "--alpha", "0.35", "--image-size", "96", "--batch-size", "4",
         "--val-fraction", "0.5", "--patience", "1", "--stage", "head:1:1e-3:0"]
 
@@ -22,6 +20,7 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.shared
 def test_folds_keep_groups_together_and_every_class_in_every_fold(cars):
     samples, labels = load_samples(cars)
     fold_of = assign_folds(samples, 5, seed=42)
@@ -43,6 +42,7 @@ def suspects_run(tiny_dataset, tmp_path_factory):
     return out
 
 
+@pytest.mark.shared
 def test_two_fold_run_writes_out_of_fold_probabilities_suspects_gallery_and_cleaned_labels(suspects_run, tiny_dataset):
     samples, labels = load_samples(tiny_dataset)
     oof = read_csv(suspects_run / "out_of_fold.csv")
@@ -69,6 +69,7 @@ def test_two_fold_run_writes_out_of_fold_probabilities_suspects_gallery_and_clea
         assert len(fold_data) + len(held_out) == 12 and not {s.path for s in fold_data} & held_out
 
 
+@pytest.mark.shared
 def test_drop_writes_a_dataset_without_the_reviewed_rows(tiny_dataset, tmp_path):
     reviewed = tmp_path / "reviewed.csv"
     reviewed.write_text("path,given_label,suggested_label,self_confidence\n"

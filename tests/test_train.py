@@ -19,8 +19,6 @@ from training.fitting.probe import feature_extractor, fit_linear_probe, fit_proj
 from training.model import FEATURES_LAYER, PROJECTION_LAYER, build_classifier
 from training.train import main
 
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
-
 TINY = ["--batch-size", "4", "--val-fraction", "0.25", "--patience", "1"]
 STAGES = ["--stage", "head:1:1e-3:0", "--stage", "finetune:1:1e-4:0.5"]
 
@@ -39,6 +37,7 @@ def mobilenet_model(tiny_dataset, tmp_path_factory):
     return out
 
 
+@pytest.mark.shared
 def test_mobilenet_run_writes_savedmodel_config_history_and_metrics(mobilenet_model, tiny_dataset):
     files = {path.name for path in mobilenet_model.iterdir()}
     assert {"saved_model.pb", "variables", "training_config.json", "history.json", "metrics.json",
@@ -62,6 +61,7 @@ def test_mobilenet_run_writes_savedmodel_config_history_and_metrics(mobilenet_mo
                                      "val_accuracy": round(max(accuracies), 4)}
 
 
+@pytest.mark.shared
 def test_same_command_and_seed_give_the_same_model(tiny_dataset, tmp_path):
     """Deterministic ops and augmentation drawn in order: two runs, identical outputs."""
     outputs = []
@@ -74,6 +74,7 @@ def test_same_command_and_seed_give_the_same_model(tiny_dataset, tmp_path):
         np.testing.assert_array_equal(first, second)
 
 
+@pytest.mark.shared
 def test_an_interrupted_run_goes_on_where_it_left_off(tiny_dataset, tmp_path, monkeypatch, capsys):
     """Interrupted (Ctrl-C) at the end of epoch 3 of 4, the same command goes on from the last backup
     (epoch 2): no second linear probe, epochs 3 and 4 only, and the history holds every epoch."""
@@ -102,6 +103,7 @@ def test_an_interrupted_run_goes_on_where_it_left_off(tiny_dataset, tmp_path, mo
     assert not (tmp_path / "checkpoints").exists()  # removed once the model is exported
 
 
+@pytest.mark.shared
 def test_early_stopping_says_when_it_stopped_and_which_epoch_it_kept(tiny_dataset, tmp_path, capsys):
     main([*mobilenet(tmp_path, tiny_dataset), "--image-size", "64", "--stage", "head:6:1e-9:0"])
     history = json.loads((tmp_path / "history.json").read_text())[0]
@@ -113,6 +115,7 @@ def test_early_stopping_says_when_it_stopped_and_which_epoch_it_kept(tiny_datase
     assert f"Kept epoch 0 (stage 'linear-probe', val_accuracy {history['start_val_accuracy']:.4f})" in printed
 
 
+@pytest.mark.shared
 def test_savedmodel_loads_with_tensorflow_alone(mobilenet_model, tmp_path):
     script = f"""
 import json, sys
@@ -135,6 +138,7 @@ print(json.dumps({{"labels": [l.decode() for l in facts["labels"].numpy()],
     assert np.allclose(facts["sums"], 1, atol=1e-5)
 
 
+@pytest.mark.shared
 def test_app_serves_the_freshly_trained_model(mobilenet_model, tiny_dataset):
     client = ready_app({"MODEL_DIR": str(mobilenet_model)}).test_client()
     photo = next((tiny_dataset / "mazda_3").glob("*.jpg"))
@@ -145,6 +149,7 @@ def test_app_serves_the_freshly_trained_model(mobilenet_model, tiny_dataset):
     assert sorted(labels) == ["kia_rio", "lada_kalina", "mazda_3"]
 
 
+@pytest.mark.shared
 def test_efficientnet_tiny_run_from_random_init(tiny_dataset, tmp_path, capsys):
     main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "EfficientNetB0", "--weights", "none",
           "--image-size", "64", *TINY, "--stage", "head:1:1e-3:0", "--stage", "all:1:1e-4:1"])
@@ -159,6 +164,7 @@ def test_efficientnet_tiny_run_from_random_init(tiny_dataset, tmp_path, capsys):
     assert probabilities.shape == (3,) and abs(probabilities.sum() - 1) < 1e-5
 
 
+@pytest.mark.shared
 def test_without_a_stage_the_exported_model_is_the_linear_probe(tiny_dataset, tmp_path):
     """stages: [] in a config file: no fine-tuning; the SavedModel's probabilities are the logistic regression's
     fitted on its own features of the training photos (LP-FT's first half alone)."""
@@ -186,6 +192,7 @@ def test_no_stage_needs_the_probe_head():
         TrainConfig(stages=[], head_init="random")
 
 
+@pytest.mark.shared
 def test_multiscale_features_run_through_export_litert_and_the_known_model_test(tiny_dataset, tmp_path):
     """--multiscale-side: the backbone sees the photo at each side too; the exported features, the LiteRT and
     ONNX copies and the known-model calibration all carry every scale, the input's own first."""
@@ -205,6 +212,7 @@ def test_multiscale_features_run_through_export_litert_and_the_known_model_test(
     assert saved.multiscale_sides == [48, 32]
 
 
+@pytest.mark.shared
 def test_bilinear_pooling_is_the_pca_projected_signed_sqrt_gram_and_runs_through_export(tiny_dataset, tmp_path):
     """pooling: bilinear: the projection is the PCA of the training photos' maps (decorrelated, largest variance
     first); the features are the upper triangle of the location-averaged Gram matrix of the projected map, signed
@@ -239,6 +247,7 @@ def test_bilinear_pooling_is_the_pca_projected_signed_sqrt_gram_and_runs_through
     np.testing.assert_allclose(features, expected, atol=1e-5)
 
 
+@pytest.mark.shared
 def test_the_bilinear_projection_sees_the_same_photos_whatever_the_batch_size(tiny_dataset):
     """Every n-th photo, not every n-th batch: with batches of 3 or 4 the PCA is fitted on the same photos."""
     samples, labels = load_samples([tiny_dataset])
@@ -258,6 +267,7 @@ def test_bilinear_pooling_works_at_one_scale():
         TrainConfig(pooling="bilinear", multiscale_sides=[224])
 
 
+@pytest.mark.shared
 def test_cli_errors_are_one_line_and_exit_nonzero(tiny_dataset, tmp_path, capsys):
     with pytest.raises(SystemExit) as caught:
         main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "MobileNetV2",
@@ -290,6 +300,7 @@ run("--backbone", "Nope", "--data", "d", "--out", "o")
     assert result.stdout.strip().splitlines()[-1] == "[]"  # the heavy imports wait for training itself
 
 
+@pytest.mark.shared
 def test_progressive_resizing_over_two_roots_with_training_knobs(tiny_dataset, kaggle_dataset, tmp_path):
     main([*mobilenet(tmp_path, tiny_dataset, kaggle_dataset), "--class-names", ",".join(TINY_CLASSES),
           "--stage", "head:1:1e-3:0::64", "--stage", "large:2:1e-4:0.5:3:96", "--optimizer", "adamw",
@@ -311,6 +322,7 @@ def test_progressive_resizing_over_two_roots_with_training_knobs(tiny_dataset, k
     assert config.data == [str(tiny_dataset), str(kaggle_dataset)] and config.schedule == "cyclic"
 
 
+@pytest.mark.shared
 def test_mirrored_strategy_and_mixed_precision_run_on_cpu(tiny_dataset, tmp_path):
     import keras
 
