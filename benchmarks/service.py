@@ -235,7 +235,7 @@ def bare_reference(model_dir, concurrency, photos):
         missing = [file for file in RUNTIME_FILES.get(runtime, ()) if not (Path(model_dir) / file).is_file()]
         if missing:
             print(f"bare model, {name}: skipped, {model_dir} has no {' or '.join(missing)} "
-                  f"(python -m training.convert {model_dir} --data DIR writes it)", file=sys.stderr, flush=True)
+                  f"(carclf convert {model_dir} --data DIR writes it)", file=sys.stderr, flush=True)
             continue
         print(f"bare model, {name} ...", file=sys.stderr, flush=True)
         command = [sys.executable, "-m", "benchmarks.bare_model", "--json", "--no-predict", "--model", model_dir,

@@ -82,7 +82,7 @@ def main(argv=None):
         config.weights = str((ROOT / weights).resolve())  # paths in the config are relative to the repository
     samples, labels = load_samples(args.data or require_photos())
     train_samples, _ = split_by_group(samples, config.val_fraction, config.seed)
-    size = config.export_image_size()  # the exported size, as training.train exports
+    size = config.export_image_size()  # the exported size, as carclf train exports
     count = len(train_samples)
     print(machine_summary())
     print(f"{count} training photos, {config.backbone} alpha {config.alpha} at {size}px, batch {config.batch_size}, "

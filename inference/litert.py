@@ -1,6 +1,6 @@
 """The served model on LiteRT (``ai-edge-litert``): its float32 ``model.tflite``, no TensorFlow.
 
-``python -m training.convert`` writes ``model.tflite`` and ``metadata.json``
+``carclf convert`` writes ``model.tflite`` and ``metadata.json``
 beside the SavedModel and checks on real photos that both give the same
 answers. The ``.tflite`` has the SavedModel's ``serving_default`` signature
 less the resize: ``images`` ``uint8 (batch, height, width, 3)`` at the model's

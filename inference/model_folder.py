@@ -3,7 +3,7 @@
 A model folder holds the SavedModel (TensorFlow, :mod:`inference.savedmodel`)
 and, beside it, its float32 conversions ``model.onnx`` (ONNX Runtime,
 :mod:`inference.ort`) and ``model.tflite`` (LiteRT, :mod:`inference.litert`)
-with ``metadata.json``, written by ``python -m training.convert``; optionally
+with ``metadata.json``, written by ``carclf convert``; optionally
 ``metrics.json`` (training's validation figures) and the calibration of the
 known-model test (:mod:`inference.calibration`). Imports no runtime.
 """
@@ -18,11 +18,11 @@ from inference.contract import ModelFacts
 METADATA_FILENAME = "metadata.json"
 TFLITE_FILENAME = "model.tflite"
 ONNX_FILENAME = "model.onnx"
-# What each runtime loads from a model folder, beside the SavedModel (written by training.convert).
+# What each runtime loads from a model folder, beside the SavedModel (written by carclf convert).
 RUNTIME_FILES = {"litert": (TFLITE_FILENAME, METADATA_FILENAME), "onnxruntime": (ONNX_FILENAME, METADATA_FILENAME)}
 RUNTIME_NAMES = {"litert": "LiteRT", "onnxruntime": "ONNX Runtime"}
 FIX = ("Copy the whole model folder again (the shipped model: 'git checkout -- model/'), or point "
-       "CARCLF_MODEL_DIR at a model exported by 'python -m training.train'.")
+       "CARCLF_MODEL_DIR at a model exported by 'carclf train'.")
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -42,7 +42,7 @@ def require_savedmodel(model_dir: Path | str) -> None:
     if not (Path(model_dir) / "saved_model.pb").is_file():
         raise ModelNotFoundError(
             f"No SavedModel in '{model_dir}' (no saved_model.pb). Train one with "
-            "'python -m training.train --data DIR --out DIR' or point CARCLF_MODEL_DIR at one."
+            "'carclf train --data DIR --out DIR' or point CARCLF_MODEL_DIR at one."
         )
 
 
@@ -65,7 +65,7 @@ def require_model(model_dir: Path | str, runtime: str) -> None:
         raise ModelNotFoundError(
             f"No {' or '.join(missing)} in '{model_dir}', which the {RUNTIME_NAMES[runtime]} runtime loads. "
             "Write them from the "
-            f"SavedModel there with 'python -m training.convert {model_dir}', or serve the SavedModel with "
+            f"SavedModel there with 'carclf convert {model_dir}', or serve the SavedModel with "
             "CARCLF_RUNTIME=tensorflow."
         )
 
@@ -116,5 +116,5 @@ def read_beside(model_dir: Path | str, labels: list[str]) -> tuple[dict, Calibra
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     calibration = Calibration.load(model_dir)
     if calibration is not None and calibration.labels != labels:
-        raise ValueError(f"{model_dir}/calibration.json was fitted for other labels; rerun training.calibrate")
+        raise ValueError(f"{model_dir}/calibration.json was fitted for other labels; rerun carclf calibrate")
     return metrics, calibration

@@ -1,6 +1,6 @@
 """The served model on ONNX Runtime (``onnxruntime``): its float32 ``model.onnx``, no TensorFlow.
 
-``python -m training.convert`` writes ``model.onnx`` from ``model.tflite``
+``carclf convert`` writes ``model.onnx`` from ``model.tflite``
 (tf2onnx) and checks on real photos that it gives the SavedModel's answers.
 It has the ``.tflite``'s inputs and outputs: ``images`` ``uint8 (batch,
 height, width, 3)`` at the model's input size (the service resizes before the

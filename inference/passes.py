@@ -108,7 +108,7 @@ class PooledPasses:
             lent = runners(path)
         except ValueError as error:
             raise ModelLoadError(f"{path} is not a model of this project ({error}); write it again with "
-                                 f"'python -m training.convert {model_dir}'. {FIX}") from None
+                                 f"'carclf convert {model_dir}'. {FIX}") from None
         self._pool = FifoPool(lent)
         self._runners = len(lent)
         self._side_by_side = ThreadPoolExecutor(len(lent), "passes") if len(lent) > 1 else None

@@ -187,7 +187,7 @@ def server_log(tmp_path_factory):
 def server(server_log, examples_dir, tmp_path_factory):
     """`gunicorn wsgi:app` serving model/ on a free loopback port (uploads capped at 1 MiB,
     Prometheus multiprocess mode on, example photos from `examples_dir`, no HOME), once ready."""
-    from benchmarks.harness import free_port
+    from tests.helpers import free_port
 
     port = free_port()
     env = {**os.environ, "BIND": f"127.0.0.1:{port}", "CARCLF_MAX_UPLOAD_MB": "1",

@@ -1,12 +1,14 @@
-"""Helpers the test modules share: the first photos of each class, encoded and synthetic images.
-
-Free ports and multipart bodies: :mod:`benchmarks.harness` (the benchmarks use them too)."""
+"""Helpers the test modules share: the first photos of each class, encoded and synthetic images, free
+ports and multipart bodies, concurrent calls, and carclf run in this process."""
 
 import io
+import socket
 import threading
 
 import numpy as np
+import pytest
 from PIL import Image
+from urllib3 import encode_multipart_formdata
 
 
 def first_per_class(samples, count=1):
@@ -65,3 +67,40 @@ def call_concurrently(fn, inputs):
     for thread in threads:
         thread.join(timeout=60)
     return results
+
+
+def carclf(*args):
+    """Run ``carclf ARGS`` in this process, as the console script runs it: returns on exit status 0,
+    else its ``SystemExit`` propagates (click printed the error on stderr)."""
+    from training.cli import main
+
+    try:
+        main([str(arg) for arg in args])
+    except SystemExit as exit:
+        if exit.code:
+            raise
+
+
+def carclf_error(capsys, *args):
+    """The error line (``Error: ...``) of ``carclf ARGS``, which must fail: exit status 1, or 2 for a usage error."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as caught:
+        carclf(*args)
+    assert caught.value.code in (1, 2)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: "), lines
+    return lines[-1]
+
+
+def free_port():
+    """A loopback TCP port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def multipart_form(*parts, boundary=None):
+    """A ``multipart/form-data`` body of ``(name, filename or None, bytes)`` parts: a part with a file
+    name is a JPEG file, one without a text field. Returns ``(body bytes, content-type header value)``."""
+    fields = [(name, data if filename is None else (filename, data, "image/jpeg")) for name, filename, data in parts]
+    return encode_multipart_formdata(fields, boundary)

@@ -12,8 +12,7 @@ from inference.contract import model_input
 from inference.savedmodel import TensorFlowClassifier
 from inference.tta import VIEW_SETS, predict_views
 from tests.conftest import CARS, SHIPPED_MODEL, shipped_validation_samples
-from tests.helpers import first_per_class
-from training.evaluate import main
+from tests.helpers import carclf, carclf_error, first_per_class
 from training.evaluation.predictions import evaluate, evaluate_savedmodel
 
 
@@ -79,8 +78,8 @@ def test_cli_writes_json_and_a_report_with_readable_pngs(tmp_path, capsys):
         for photo in chosen:
             (data / folder / photo.name).write_bytes(photo.read_bytes())
     report = tmp_path / "report"
-    main(["--model", str(SHIPPED_MODEL), "--data", str(data), "--tta-views", "flip",
-          "--tta-views", "original,zoom_out", "--out", str(tmp_path / "metrics.json"), "--report", str(report)])
+    carclf("evaluate", "--model", SHIPPED_MODEL, "--data", data, "--tta-views", "flip", "--tta-views",
+           "original,zoom_out", "--out", tmp_path / "metrics.json", "--report", report)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["images"] == 4 and metrics["split"] == "all" and Path(metrics["data"]).resolve() == data
     out = capsys.readouterr().out
@@ -106,19 +105,17 @@ def test_cli_writes_json_and_a_report_with_readable_pngs(tmp_path, capsys):
     (["--tta-views", "spin"], "Unknown TTA view"),
     (["--model", "/nonexistent"], "No SavedModel"),
 ])
-def test_cli_errors_are_one_line(tmp_path, args, message):
-    with pytest.raises(SystemExit) as caught:
-        main(["--model", str(SHIPPED_MODEL), "--data", str(CARS), *args])
-    assert message in str(caught.value.code) and "\n" not in str(caught.value.code)
+def test_cli_errors_are_one_line(tmp_path, args, message, capsys):
+    error = carclf_error(capsys, "evaluate", "--model", SHIPPED_MODEL, "--data", CARS, *args)
+    assert message in error
 
 
 @pytest.mark.shared
-def test_unreadable_photo_is_named(tmp_path):
+def test_unreadable_photo_is_named(tmp_path, capsys):
     (tmp_path / "kia_rio").mkdir()
     (tmp_path / "mazda_3").mkdir()
     (tmp_path / "kia_rio" / "broken.jpg").write_bytes(b"not a jpeg")
     photo = next((CARS / "mazda_3").glob("*.jpg"))
     (tmp_path / "mazda_3" / photo.name).write_bytes(photo.read_bytes())
-    with pytest.raises(SystemExit) as caught:
-        main(["--model", str(SHIPPED_MODEL), "--data", str(tmp_path)])
-    assert "broken.jpg" in str(caught.value.code)
+    error = carclf_error(capsys, "evaluate", "--model", SHIPPED_MODEL, "--data", tmp_path)
+    assert "broken.jpg" in error

@@ -64,7 +64,7 @@ def test_a_savedmodel_with_other_signatures_is_refused(tmp_path):
     message = str(caught.value)
     assert str(tmp_path / "saved_model.pb") in message and "no 'metadata' signature" in message
     assert "lacks the outputs ['logits', 'probabilities']" in message and "uint8 'images'" in message
-    assert "python -m training.train" in message
+    assert "carclf train" in message
     # a valid SavedModel
     assert np.array_equal(tf.saved_model.load(str(tmp_path)).double(tf.constant([1.0]))["y"], [2.0])
 

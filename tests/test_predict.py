@@ -8,7 +8,7 @@ from inference.contract import model_input
 from inference.savedmodel import TensorFlowClassifier
 from inference.tta import predict_views
 from tests.conftest import SF_TEST, SHIPPED_MODEL, require
-from training.predict import main
+from tests.helpers import carclf, carclf_error
 
 
 def read_rows(path):
@@ -21,7 +21,7 @@ def read_rows(path):
 @pytest.fixture(scope="module")
 def submission(tmp_path_factory):
     out = tmp_path_factory.mktemp("predict") / "submission.csv"
-    main(["--model", str(SHIPPED_MODEL), "--images", str(require(SF_TEST)), "--out", str(out)])
+    carclf("predict", "--model", SHIPPED_MODEL, "--images", require(SF_TEST), "--out", out)
     return read_rows(out)
 
 
@@ -47,15 +47,15 @@ def test_rows_follow_the_sample_submission_and_ensemble_of_itself_agrees(submiss
     sample = tmp_path / "sample_submission.csv"
     sample.write_text("Id,Category\n" + "".join(f"{name},0\n" for name in order))
     out = tmp_path / "ordered.csv"
-    main(["--model", str(SHIPPED_MODEL), "--model", str(SHIPPED_MODEL), "--images", str(SF_TEST),
-          "--out", str(out), "--sample-submission", str(sample)])
+    carclf("predict", "--model", SHIPPED_MODEL, "--model", SHIPPED_MODEL, "--images", SF_TEST, "--out", out,
+           "--sample-submission", sample)
     assert read_rows(out) == [(name, dict(submission)[name]) for name in order]
 
 
 @pytest.mark.shared
 def test_no_tta_is_the_original_view_alone(submission, tmp_path):
     out = tmp_path / "plain.csv"
-    main(["--model", str(SHIPPED_MODEL), "--images", str(SF_TEST), "--out", str(out), "--no-tta"])
+    carclf("predict", "--model", SHIPPED_MODEL, "--images", SF_TEST, "--out", out, "--no-tta")
     classifier = TensorFlowClassifier(SHIPPED_MODEL)
     for name, category in read_rows(out)[:5]:
         image = model_input((SF_TEST / name).read_bytes(), classifier.image_size, max_pixels=10**9)
@@ -73,20 +73,18 @@ def folder_with_a_broken_photo(tmp_path):
 @pytest.mark.shared
 def test_unreadable_image_fails_naming_it_or_is_skipped_on_request(folder_with_a_broken_photo, capsys):
     folder, good = folder_with_a_broken_photo
-    with pytest.raises(SystemExit) as caught:
-        main(["--model", str(SHIPPED_MODEL), "--images", str(folder), "--out", str(folder / "s.csv")])
-    assert "broken.jpg" in str(caught.value.code) and not (folder / "s.csv").exists()
-    main(["--model", str(SHIPPED_MODEL), "--images", str(folder), "--out", str(folder / "s.csv"), "--skip-unreadable"])
+    error = carclf_error(capsys, "predict", "--model", SHIPPED_MODEL, "--images", folder, "--out", folder / "s.csv")
+    assert "broken.jpg" in error and not (folder / "s.csv").exists()
+    carclf("predict", "--model", SHIPPED_MODEL, "--images", folder, "--out", folder / "s.csv", "--skip-unreadable")
     assert [name for name, _ in read_rows(folder / "s.csv")] == [good]
     assert "skipped" in capsys.readouterr().err
 
 
 @pytest.mark.shared
-def test_sample_submission_ids_without_files_fail(folder_with_a_broken_photo, tmp_path):
+def test_sample_submission_ids_without_files_fail(folder_with_a_broken_photo, tmp_path, capsys):
     folder, good = folder_with_a_broken_photo
     sample = tmp_path / "sample.csv"
     sample.write_text(f"Id,Category\n{good},0\nmissing.jpg,0\n")
-    with pytest.raises(SystemExit) as caught:
-        main(["--model", str(SHIPPED_MODEL), "--images", str(folder), "--out", str(tmp_path / "s.csv"),
-              "--sample-submission", str(sample)])
-    assert "missing.jpg" in str(caught.value.code)
+    error = carclf_error(capsys, "predict", "--model", SHIPPED_MODEL, "--images", folder, "--out", tmp_path / "s.csv",
+                         "--sample-submission", sample)
+    assert "missing.jpg" in error

@@ -113,7 +113,7 @@ def model_copy(tmp_path, *names):
 @pytest.mark.parametrize("runtime", LIGHT)
 def test_a_folder_without_the_models_file_names_the_command_that_writes_it(tmp_path, runtime):
     load, file = LIGHT[runtime]
-    with pytest.raises(ModelNotFoundError, match=rf"No {file} .*python -m training.convert .*CARCLF_RUNTIME"):
+    with pytest.raises(ModelNotFoundError, match=rf"No {file} .*carclf convert .*CARCLF_RUNTIME"):
         load(model_copy(tmp_path, "metadata.json"))
 
 
@@ -126,7 +126,7 @@ def test_a_truncated_model_file_names_the_file_and_the_fix(tmp_path, runtime, ke
     with pytest.raises(ModelLoadError) as caught:
         load(folder)
     message = str(caught.value)
-    assert str(folder / file) in message and "python -m training.convert" in message
+    assert str(folder / file) in message and "carclf convert" in message
     assert "git checkout -- model/" in message
 
 

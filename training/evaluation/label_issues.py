@@ -156,3 +156,24 @@ def run(config: TrainConfig, folds: int, out: Path | str) -> list[dict[str, Any]
     )
     write_labels_csv(without(samples, root, [s["path"] for s in suspects]), out / "cleaned")
     return suspects
+
+
+def drop_reviewed(root: Path | str, suspects_csv: Path | str, out: Path | str) -> str:
+    """Write ``out/labels.csv``: the dataset at ``root`` without the photos ``suspects_csv`` still lists
+    (its rows left after a review deleted those whose label is right).
+
+    Returns:
+        a one-line summary: the file written, the photos kept and dropped.
+
+    Raises:
+        FileNotFoundError: no such CSV or dataset.
+        ValueError: the CSV has no ``path`` column, or lists a path that is not in the dataset.
+    """
+    samples, _ = load_samples(root)
+    with open(suspects_csv, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if "path" not in (reader.fieldnames or []):
+            raise ValueError(f"'{suspects_csv}' has no 'path' column (columns: {reader.fieldnames})")
+        paths = [row["path"] for row in reader]
+    kept = without(samples, Path(root).resolve(), paths)
+    return f"{write_labels_csv(kept, out) / 'labels.csv'}: {len(kept)} photos ({len(paths)} dropped)"

@@ -1,10 +1,10 @@
 """PNG plots (matplotlib, Agg backend) and short Markdown summaries.
 
 - After training, :func:`write_training_report` (called by
-  :func:`training.fitting.run.train` after export, and by ``python -m training.report``)
+  :func:`training.fitting.run.train` after export, and by ``carclf report``)
   writes ``<model>/report/``: ``learning_curves.png`` (loss, accuracy and
   learning rate per epoch, stages marked) and ``report.md``.
-- After evaluation (``python -m training.evaluate ... --report DIR``),
+- After evaluation (``carclf evaluate ... --report DIR``),
   :func:`write_evaluation_report` writes ``confusion_matrix.png``,
   ``mistakes.png`` (the most confident mistakes), ``reliability.png`` and
   ``report.md`` to ``DIR``.

@@ -288,7 +288,7 @@ def results_markdown(
         f"fitting only, on this machine ({os.cpu_count()} CPU cores). Updated {stamp}.",
         "",
         "```bash",
-        command or "python -m training.experiment ...",
+        command or "carclf experiment ...",
         "```",
         "",
         *rows,

@@ -4,7 +4,7 @@
 signature, frozen, without its resize: the service resizes before the model)
 and ``metadata.json`` (the ``metadata`` signature's labels, input size and
 training facts), which :class:`inference.litert.LiteRTClassifier` serves with
-no TensorFlow. ``python -m training.convert`` runs it on an existing model,
+no TensorFlow. ``carclf convert`` runs it on an existing model,
 :func:`training.fitting.run.fit_and_export` at the end of every export.
 
 The parity check (:mod:`training.export.parity`) refuses the conversion unless it

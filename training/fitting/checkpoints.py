@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # Keras takes seconds to import: training.train answers --help without it
+if TYPE_CHECKING:  # Keras takes seconds to import: carclf train answers --help without it
     import keras
 
 RUN_FILENAME = "run.json"
