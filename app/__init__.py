@@ -24,6 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def page_folder(name: str) -> Path:
+    """The page's ``templates`` or ``static`` folder: inside the app package in an installed wheel
+    (package data, pyproject.toml), else at the top of the checkout."""
+    packaged = Path(__file__).resolve().parent / name
+    return packaged if packaged.is_dir() else ROOT / name
+
+
 def create_app(overrides: dict | None = None) -> Flask:
     """Build the app from the environment and start loading the model.
 
@@ -49,7 +56,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.uploads import InMemoryRequest
     from inference.model_folder import require_model
 
-    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app = Flask(__name__, template_folder=page_folder("templates"), static_folder=page_folder("static"))
     app.request_class = InMemoryRequest
     app.config.from_mapping(settings)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
