@@ -94,10 +94,12 @@ def _quiet(verbose: bool) -> None:
 
 
 def _hide_native_logs() -> None:
-    """For the rest of the running subcommand (one that imports TensorFlow), :func:`native_logs_hidden`
-    unless ``--verbose``."""
+    """For the rest of the running subcommand (one that imports TensorFlow, called before it does so),
+    :func:`_quiet` and :func:`native_logs_hidden`, unless ``--verbose``."""
     ctx = click.get_current_context()
-    if not ctx.find_root().params["verbose"]:
+    verbose = ctx.find_root().params["verbose"]
+    _quiet(verbose)
+    if not verbose:
         ctx.with_resource(native_logs_hidden())
 
 
@@ -112,7 +114,6 @@ def cli(verbose: bool) -> None:
     """Train, evaluate and serve the car-model classifier.
 
     Each subcommand has its own --help."""
-    _quiet(verbose)
 
 
 # --- training ---------------------------------------------------------------------------------------------------
