@@ -4,6 +4,7 @@
 # make test-fast  -- the quick tier, under a minute: no ../shared, browser or gunicorn (synthetic images, tiny models)
 # make check  -- ruff (lint, import order) and mypy (types), as CI runs them before the tests
 # make train ARGS="--data DIR --out DIR ..."  -- python -m training.train
+# make docs   -- build the documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or anchor fails
 # make bench  -- the benchmarks of README "Performance" (about 13 minutes on 2 idle cores; needs ../shared)
 # make lock   -- regenerate the hashed locks requirements-*.txt from pyproject.toml (needs PyPI)
 PYTHON ?= python3
@@ -12,7 +13,7 @@ BIN := $(VENV)/bin
 SERVE_ENV := $(VENV)/.serve-installed
 DEV_ENV := $(VENV)/.dev-installed
 
-.PHONY: serve serve-prod test test-fast check train bench lock
+.PHONY: serve serve-prod test test-fast check docs train bench lock
 
 # glibc keeps one malloc arena per thread; two cut a worker's resident memory
 # by about 35 MB with no measured slowdown (README "Performance"). Dockerfile: same.
@@ -64,6 +65,10 @@ test-fast: $(DEV_ENV)
 check: $(DEV_ENV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# NO_MKDOCS_2_WARNING: Material for MkDocs prints a notice about MkDocs 2 at every build otherwise.
+docs: $(DEV_ENV)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 train: $(DEV_ENV)
 	$(BIN)/python -m training.train $(ARGS)
