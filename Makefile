@@ -5,7 +5,7 @@
 # make check  -- ruff (lint, import order) and mypy (types), as CI runs them before the tests
 # make train ARGS="--data DIR --out DIR ..."  -- python -m training.train
 # make docs   -- build the documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or anchor fails
-# make bench  -- the benchmarks of README "Performance" (about 13 minutes on 2 idle cores; needs ../shared)
+# make bench  -- the benchmarks of docs/performance.md (about 13 minutes on 2 idle cores; needs ../shared)
 # make lock   -- regenerate the hashed locks requirements-*.txt from pyproject.toml (needs PyPI)
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,7 +16,7 @@ DEV_ENV := $(VENV)/.dev-installed
 .PHONY: serve serve-prod test test-fast check docs train bench lock
 
 # glibc keeps one malloc arena per thread; two cut a worker's resident memory
-# by about 35 MB with no measured slowdown (README "Performance"). Dockerfile: same.
+# by about 35 MB with no measured slowdown (docs/performance.md). Dockerfile: same.
 serve serve-prod bench: export MALLOC_ARENA_MAX = 2
 
 # Setting up .venv: `make serve` and `make test` started together (two
@@ -48,7 +48,7 @@ serve: $(SERVE_ENV)
 	$(BIN)/gunicorn wsgi:app
 
 # What the Docker image runs (deploy/start.sh, same nginx config), without Docker; needs nginx
-# (Debian: apt-get install nginx). README "Reliability".
+# (Debian: apt-get install nginx). docs/reliability.md.
 serve-prod: $(SERVE_ENV)
 	PATH="$(abspath $(BIN)):$$PATH" LISTEN=127.0.0.1:8080 deploy/start.sh
 
