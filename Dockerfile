@@ -6,16 +6,16 @@
 #   docker build --build-arg RUNTIME=tensorflow -t car-classifier:tensorflow .
 #   docker run -p 8000:8000 car-classifier
 # nginx (Debian's) listens on $PORT and hands whole requests to gunicorn on a
-# unix socket: slow clients never hold a gunicorn thread (deploy/, README "Reliability").
-# Configuration is by environment variables only (README, "Configuration").
+# unix socket: slow clients never hold a gunicorn thread (deploy/, docs/reliability.md).
+# Configuration is by environment variables only (docs/configuration.md).
 # The base is pinned to an exact Python and Debian release; to pin its digest too:
 #   docker buildx imagetools inspect python:3.11.14-slim-bookworm  ->  FROM python:3.11.14-slim-bookworm@sha256:...
 # onnxruntime: requirements-serve.txt; litert: requirements-serve-litert.txt; tensorflow:
-# requirements-serve-tensorflow.txt (sizes: README "Docker").
+# requirements-serve-tensorflow.txt (sizes: docs/deployment.md).
 ARG RUNTIME=onnxruntime
 
 # The model folder holds the model three times (SavedModel, model.onnx, model.tflite): this stage
-# keeps the runtime's copy only, so that the image's model layer holds one (README "Docker").
+# keeps the runtime's copy only, so that the image's model layer holds one (docs/deployment.md).
 FROM python:3.11.14-slim-bookworm AS model
 ARG RUNTIME
 COPY model/ /model/
@@ -26,7 +26,7 @@ FROM python:3.11.14-slim-bookworm
 ARG RUNTIME
 
 # MALLOC_ARENA_MAX: two glibc malloc arenas instead of one per thread, about
-# 35 MB less resident memory per worker (README "Performance").
+# 35 MB less resident memory per worker (docs/performance.md).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

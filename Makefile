@@ -4,7 +4,8 @@
 # make test-fast  -- the quick tier, under a minute: no ../shared, browser or gunicorn (synthetic images, tiny models)
 # make check  -- ruff (lint, import order) and mypy (types), as CI runs them before the tests
 # make train ARGS="--data DIR --out DIR ..."  -- carclf train
-# make bench  -- the benchmarks of README "Performance" (about 13 minutes on 2 idle cores; needs ../shared)
+# make docs   -- build the documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or anchor fails
+# make bench  -- the benchmarks of docs/performance.md (about 13 minutes on 2 idle cores; needs ../shared)
 # make lock   -- regenerate the hashed locks requirements-*.txt from pyproject.toml (needs PyPI)
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,10 +15,10 @@ DEV_ENV := $(VENV)/.dev-installed
 # The project itself, editable, for the `carclf` command (its dependencies come from the locks above).
 INSTALL_PROJECT := $(BIN)/python -m pip install --no-deps --editable .
 
-.PHONY: serve serve-prod test test-fast check train bench lock
+.PHONY: serve serve-prod test test-fast check docs train bench lock
 
 # glibc keeps one malloc arena per thread; two cut a worker's resident memory
-# by about 35 MB with no measured slowdown (README "Performance"). Dockerfile: same.
+# by about 35 MB with no measured slowdown (docs/performance.md). Dockerfile: same.
 serve serve-prod bench: export MALLOC_ARENA_MAX = 2
 
 # Setting up .venv: `make serve` and `make test` started together (two
@@ -51,7 +52,7 @@ serve: $(SERVE_ENV)
 	$(BIN)/carclf serve
 
 # What the Docker image runs (deploy/start.sh, same nginx config), without Docker; needs nginx
-# (Debian: apt-get install nginx). README "Reliability".
+# (Debian: apt-get install nginx). docs/reliability.md.
 serve-prod: $(SERVE_ENV)
 	PATH="$(abspath $(BIN)):$$PATH" LISTEN=127.0.0.1:8080 deploy/start.sh
 
@@ -68,6 +69,10 @@ test-fast: $(DEV_ENV)
 check: $(DEV_ENV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# NO_MKDOCS_2_WARNING: Material for MkDocs prints a notice about MkDocs 2 at every build otherwise.
+docs: $(DEV_ENV)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 train: $(DEV_ENV)
 	$(BIN)/carclf train $(ARGS)

@@ -2,21 +2,21 @@
 
 gunicorn reads this file from the working directory. Chosen from measurements
 on 2 cores (``benchmarks/service.py``, ``benchmarks/runtimes.py``; figures in
-README "Performance"):
+docs/performance.md):
 
 - one worker (``WEB_CONCURRENCY``): one worker keeps both cores busy, as
   ONNX Runtime and LiteRT release the GIL while they run; two workers (one
   single-threaded pass each) measured slower on 2 cores with the shipped
   model: 8 clients 0.78x against 0.84-0.91x the bare model, and a lone request
   2.17x (its two views one after the other), at 207 MB per worker
-  (README "Performance"). On TensorFlow
+  (docs/performance.md). On TensorFlow
   (``CARCLF_RUNTIME=tensorflow``) a worker holds about 0.7 GB: keep one;
 - per worker, ONNX Runtime (the default runtime): one session whose passes
   run side by side on its one copy of the weights, one single-threaded pass
   per core of the worker (``CARCLF_INTERPRETERS`` = cores per worker,
   ``CARCLF_INTERPRETER_THREADS=1``): a request's two TTA views run side by
-  side, and the worker stays under 250 MB (217-224 MB on 2 cores, README
-  "Performance"). LiteRT (``CARCLF_RUNTIME=litert``): one interpreter whose
+  side, and the worker stays under 250 MB (217-224 MB on 2 cores,
+  docs/performance.md). LiteRT (``CARCLF_RUNTIME=litert``): one interpreter whose
   passes use the worker's cores (``CARCLF_INTERPRETERS=1``,
   ``CARCLF_INTERPRETER_THREADS`` = cores per worker), within 250 MB
   (226-227 MB), as each further interpreter packs the weights again (two

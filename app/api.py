@@ -28,7 +28,7 @@ def loader() -> ModelLoader:
 
 @blueprint.post("/predict")
 def predict() -> Response:
-    """Classify the images of the request (see ``app/openapi.json`` and the README).
+    """Classify the images of the request (see ``app/openapi.json`` and docs/api.md).
 
     One multipart ``file`` answers ``{"predictions", "known_model", "distance",
     "tta_views", "model", "time_ms"}``; several files or a JSON body answer

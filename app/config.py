@@ -17,7 +17,7 @@
 | CARCLF_INTERPRETERS | 1 | ONNX Runtime, LiteRT: passes side by side (LiteRT: one interpreter each; gunicorn.conf.py: ONNX Runtime cores per worker, LiteRT 1) |
 | CARCLF_INTERPRETER_THREADS | 1 | ONNX Runtime, LiteRT: CPU threads of each pass (gunicorn.conf.py: ONNX Runtime 1, LiteRT cores per worker) |
 
-``PROMETHEUS_MULTIPROC_DIR`` is read by prometheus_client itself (see README).
+``PROMETHEUS_MULTIPROC_DIR`` is read by prometheus_client itself (see docs/api.md).
 """
 
 import os

@@ -1,7 +1,7 @@
 """JSON errors: every failure answers ``{"error": {"code", "message"}}``.
 
 The codes are stable (clients branch on them) and listed in
-``app/openapi.json`` (``ErrorCode``) and the README.
+``app/openapi.json`` (``ErrorCode``) and docs/api.md.
 """
 
 import logging

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CARCLF_SHARED", ROOT.parent / "shared"))
 CARS = SHARED / "data" / "cars-ru10"
 # The servers' gunicorn: this Python's, or that of another environment, e.g. a virtual environment holding
-# requirements-serve.txt only, as the Docker image does (README "Performance").
+# requirements-serve.txt only, as the Docker image does (docs/performance.md).
 GUNICORN = Path(os.environ.get("CARCLF_BENCH_GUNICORN") or Path(sys.executable).with_name("gunicorn"))
 
 

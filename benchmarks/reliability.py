@@ -1,4 +1,4 @@
-"""Hostile clients and faults against the service as users run it: the figures of README "Reliability".
+"""Hostile clients and faults against the service as users run it: the figures of docs/reliability.md.
 
     python -m benchmarks.reliability [--target front|gunicorn] [--probes slow bombs flood malformed kill reload]
                                      [--seconds 30] [--clients 32] [--env NAME=VALUE ...]

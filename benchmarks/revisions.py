@@ -11,7 +11,7 @@ real ~100 KB JPEGs), so that the host's speed drifting between minutes hits
 both alike. Prints each run's p50 latency and requests per second per round,
 and their medians. Both servers run this environment's gunicorn and
 packages; the model must be one both revisions can load (``--runtime``:
-what the earlier revision served). README "Performance" has the figures.
+what the earlier revision served). docs/performance.md has the figures.
 """
 
 import argparse

@@ -93,7 +93,7 @@ class InterleavedBare:
     is held against the fastest setup's median over the blocks
     (:func:`bare_figures`), not against the best setup of each block, whose
     luckiest half second favours the bare side (by about 0.01 in the
-    8-client ratio: README "Performance").
+    8-client ratio: docs/performance.md).
 
     Args:
         model_dir: the model folder; it must hold ``model.tflite`` (``model.onnx`` is used if there).

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The production stack: nginx in front (public port), gunicorn behind it on a
 # unix socket, in one process group. The Docker image's entrypoint and
-# `make serve-prod` (README "Reliability"). Exits, stopping the other, as soon
+# `make serve-prod` (docs/reliability.md). Exits, stopping the other, as soon
 # as either dies, with its status; SIGTERM/SIGINT stop both.
 #
 #   LISTEN    nginx's address (default: 0.0.0.0:$PORT, PORT default 8000)
 #   RUN_DIR   folder for the socket, nginx's config, pid and temporary files
 #             (default: a new one under $TMPDIR, removed on exit)
-# gunicorn reads gunicorn.conf.py and the variables of the README; nginx reads
+# gunicorn reads gunicorn.conf.py and the variables of docs/configuration.md; nginx reads
 # deploy/nginx.conf, filled in here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +29,8 @@ sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@LISTEN@|$LISTEN|g" -e "s|@UPSTREAM@|unix:
 # gunicorn only behind nginx; nginx is the one proxy whose X-Forwarded-For to trust.
 export BIND="unix:$socket"
 export CARCLF_TRUSTED_PROXIES="${CARCLF_TRUSTED_PROXIES:-1}"
-# Two glibc malloc arenas, not one per thread: less resident memory (README
-# "Performance") and large decodes' memory reused rather than kept per thread.
+# Two glibc malloc arenas, not one per thread: less resident memory (docs/performance.md)
+# and large decodes' memory reused rather than kept per thread.
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 # Pillow allocates images in 16 MB blocks, which glibc serves from its arenas
 # and keeps after a large decode; 64 MB blocks are over glibc's largest mmap

@@ -1,7 +1,7 @@
 """The model contract: what an exported SavedModel takes and gives, and how image bytes become its input.
 
 Written by :mod:`training.export.savedmodel`, read by :class:`inference.savedmodel.TensorFlowClassifier`
-and the benchmarks; the README's "SavedModel signature" describes it for people.
+and the benchmarks; docs/runtimes.md describes it for people.
 
 - :data:`SERVING_SIGNATURE` takes :data:`INPUT`, ``uint8 (batch, height, width, 3)``
   RGB, and returns :data:`OUTPUTS`: ``logits`` and ``probabilities``, ``float32

@@ -19,7 +19,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # before they can be shrunk. So decodes over LARGE_DECODE_PIXELS (counted
 # after draft mode) take one of LARGE_DECODE_SLOTS per process: at most two
 # large images are in memory at once, however many requests bring them; the
-# others wait their turn (README "Reliability": 16 concurrent 16-megapixel
+# others wait their turn (docs/reliability.md: 16 concurrent 16-megapixel
 # PNGs add at most 2 decodes' worth of memory).
 LARGE_DECODE_PIXELS = 4_000_000
 LARGE_DECODE_SLOTS = 2
@@ -32,7 +32,7 @@ _REDUCIBLE = ("L", "RGB")
 # EPS via Ghostscript, PSD, ICO...) is refused before any decoder runs: less
 # attack surface on a public service. No HEIC: with pillow-heif, a one-byte
 # change to a 64x48 file's header made libheif decode 64x16777280 pixels, so
-# the pixel limit cannot be checked before decoding (README.md, "Limits").
+# the pixel limit cannot be checked before decoding (docs/api.md).
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 FORMAT_NAMES = "JPEG, PNG, WebP, BMP or GIF"
 

@@ -53,8 +53,7 @@ class LiteRTClassifier(PooledPasses):
     :class:`inference.predictor.Predictor`.
 
     LiteRT's interpreters may not be called by two threads at once, and each
-    holds its own copy of the packed weights and activations (about 95 MB for
-    the shipped model at two rows): the classifier keeps ``interpreters`` of
+    holds its own copy of the packed weights and activations: the classifier keeps ``interpreters`` of
     them, lent to one serving thread at a time, and splits a request's TTA
     views across them (:class:`inference.passes.PooledPasses`).
 
@@ -63,13 +62,12 @@ class LiteRTClassifier(PooledPasses):
             optional, ``metrics.json`` and the calibration.
         interpreters: forward passes that may run side by side.
         threads: CPU threads of each pass (XNNPACK splits one pass's work). For
-            the shipped multi-scale model on 2 cores, two single-threaded
-            interpreters serve 8 clients about a sixth faster than one of two
-            threads (0.90x against 0.76x the bare model), at the same lone
-            latency, but hold about 50 MB more (its three backbone passes pack
-            the weights three times per interpreter): with LiteRT, the service
-            runs one interpreter, within 250 MB (``gunicorn.conf.py``,
-            README "Performance").
+            the shipped multi-scale model, two single-threaded interpreters
+            serve 8 clients faster than one of two threads but hold more
+            memory (its three backbone passes pack the weights three times per
+            interpreter): with LiteRT, the service runs one interpreter
+            (``gunicorn.conf.py``; docs/performance.md, "Settings chosen by
+            measurement").
 
     Attributes and errors are :class:`inference.passes.PooledPasses`' (its
     ``_open``), of the folder's ``model.tflite``.

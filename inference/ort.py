@@ -46,8 +46,8 @@ def load_session(path: Path, threads: int = 1) -> onnxruntime.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    # Memory patterns plan each input shape's activations in one block: in a one-off comparison on the
-    # shipped model (2 cores, 2026-11-27) no faster (27.4 against 27.9 ms per image) and 19 MB more resident.
+    # Memory patterns plan each input shape's activations in one block: measured no faster and more
+    # resident on the shipped model (docs/performance.md, "Settings chosen by measurement").
     options.enable_mem_pattern = False
     options.log_severity_level = LOG_ERRORS_ONLY
     try:

@@ -28,9 +28,9 @@ class FifoPool:
     A queue hands a returned object to whichever thread asks first, and a
     thread that is already running asks before a blocked one wakes up: with
     8 serving threads and one interpreter on one core, some requests waited
-    13-15 s while the others went round (``benchmarks/service.py`` under
-    ``taskset -c 0``, p99 at 8 clients). Here a returned object goes straight
-    to the thread that has waited longest.
+    seconds while the others went round (docs/performance.md, "Settings chosen
+    by measurement"). Here a returned object goes straight to the thread that
+    has waited longest.
 
     Args:
         items: the objects to lend (LiteRT interpreters, or one ONNX Runtime session once per pass it may run

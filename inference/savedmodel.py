@@ -70,7 +70,7 @@ def _check_signatures(module: Any, graph: Path) -> None:
         problems.append(f"'{SERVING_SIGNATURE}' does not take uint8 '{INPUT}' of shape (batch, height, width, 3)")
     if problems:
         raise ModelLoadError(f"{graph} is not a model of this project ({'; '.join(problems)}): export one with "
-                             "'carclf train' (README \"SavedModel signature\"). " + FIX)
+                             "'carclf train' (docs/runtimes.md). " + FIX)
 
 
 class TensorFlowClassifier:
