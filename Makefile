@@ -5,6 +5,8 @@
 # make check  -- ruff (lint, import order) and mypy (types), as CI runs them before the tests
 # make train ARGS="--data DIR --out DIR ..."  -- python -m training.train
 # make bench  -- the benchmarks of README "Performance" (about 13 minutes on 2 idle cores; needs ../shared)
+# make image  -- build the Docker image car-classifier (RUNTIME=onnxruntime|litert|tensorflow) with docker or podman
+# make image-check  -- build the image with podman and prove it: smoke test, JSON logs, read-only root, stop, Kubernetes pod
 # make lock   -- regenerate the hashed locks requirements-*.txt from pyproject.toml (needs PyPI)
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +14,7 @@ BIN := $(VENV)/bin
 SERVE_ENV := $(VENV)/.serve-installed
 DEV_ENV := $(VENV)/.dev-installed
 
-.PHONY: serve serve-prod test test-fast check train bench lock
+.PHONY: serve serve-prod test test-fast check train bench lock image image-check
 
 # glibc keeps one malloc arena per thread; two cut a worker's resident memory
 # by about 35 MB with no measured slowdown (README "Performance"). Dockerfile: same.
@@ -78,6 +80,17 @@ bench: $(DEV_ENV)
 	$(BIN)/python -m benchmarks.service
 	$(BIN)/python -m benchmarks.load_test
 	$(BIN)/python -m benchmarks.training_throughput
+
+# docker where its daemon answers, else podman (the same Dockerfile; podman needs no daemon).
+RUNTIME ?= onnxruntime
+ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || { command -v podman >/dev/null && echo podman; })
+image:
+	@test -n "$(ENGINE)" || { echo "make image: needs docker (its daemon running) or podman"; exit 1; }
+	$(ENGINE) build --build-arg RUNTIME=$(RUNTIME) -t car-classifier$(if $(filter-out onnxruntime,$(RUNTIME)),:$(RUNTIME)) .
+
+# The committed tree's image, built and proven as CI does (deploy/image-check; needs root, podman, ../shared).
+image-check: $(DEV_ENV)
+	deploy/image-check $(RUNTIME)
 
 # Every platform's wheels are hashed (--universal): the same locks serve Linux, macOS and the Docker image.
 LOCK_OPTIONS := --universal --generate-hashes --python-version 3.11 --custom-compile-command "make lock"
