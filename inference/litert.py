@@ -101,6 +101,6 @@ class LiteRTClassifier(PooledPasses):
         finally:
             for line in printed.getvalue().splitlines():
                 if line.startswith("{"):
-                    print(line, file=sys.stderr, flush=True)
+                    sys.stderr.write(line + "\n")  # one write, as logging's handler: whole lines between threads
                 else:
                     log.info(line)
