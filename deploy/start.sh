@@ -12,7 +12,7 @@
 #             (default: a new one under $TMPDIR, removed on exit)
 # gunicorn reads gunicorn.conf.py and the variables of the README; nginx reads
 # deploy/nginx.conf, filled in here. Nothing is written outside RUN_DIR and
-# PROMETHEUS_MULTIPROC_DIR, both removed on exit.
+# PROMETHEUS_MULTIPROC_DIR; the latter is removed on exit. Needs bash 5.1 (wait -p).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
