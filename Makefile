@@ -81,12 +81,14 @@ bench: $(DEV_ENV)
 	$(BIN)/python -m benchmarks.load_test
 	$(BIN)/python -m benchmarks.training_throughput
 
-# docker where its daemon answers, else podman (the same Dockerfile; podman needs no daemon).
+# docker where its daemon answers, else podman (the same Dockerfile; podman needs no daemon, and
+# Docker's image format to keep the HEALTHCHECK).
 RUNTIME ?= onnxruntime
 ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || { command -v podman >/dev/null && echo podman; })
 image:
 	@test -n "$(ENGINE)" || { echo "make image: needs docker (its daemon running) or podman"; exit 1; }
-	$(ENGINE) build --build-arg RUNTIME=$(RUNTIME) -t car-classifier$(if $(filter-out onnxruntime,$(RUNTIME)),:$(RUNTIME)) .
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) --build-arg RUNTIME=$(RUNTIME) \
+		-t car-classifier$(if $(filter-out onnxruntime,$(RUNTIME)),:$(RUNTIME)) .
 
 # The committed tree's image, built and proven as CI does (deploy/image-check; needs root, podman, ../shared).
 image-check: $(DEV_ENV)
