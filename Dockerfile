@@ -43,15 +43,15 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends nginx \
     && rm -rf /var/lib/apt/lists/*
 # The service's hashed lock for its runtime (make lock); wheels only (no compiler in the
-# slim image, none needed), no pip cache left behind.
-COPY requirements-serve*.txt ./
-RUN case "$RUNTIME" in \
+# slim image, none needed), no pip cache left behind. The locks are read through a bind
+# mount of the build context, so that no layer holds them.
+RUN --mount=type=bind,target=/context \
+    case "$RUNTIME" in \
         onnxruntime) lock=requirements-serve.txt ;; \
         litert|tensorflow) lock="requirements-serve-$RUNTIME.txt" ;; \
         *) echo "RUNTIME must be onnxruntime, litert or tensorflow, not '$RUNTIME'" >&2; exit 1 ;; \
     esac \
-    && python -m pip install --require-hashes --only-binary=:all: -r "$lock" \
-    && rm requirements-serve*.txt \
+    && python -m pip install --require-hashes --only-binary=:all: -r "/context/$lock" \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 
 COPY app/ app/

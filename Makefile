@@ -6,6 +6,8 @@
 # make train ARGS="--data DIR --out DIR ..."  -- carclf train
 # make docs   -- build the documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or anchor fails
 # make bench  -- the benchmarks of docs/performance.md (about 13 minutes on 2 idle cores; needs ../shared)
+# make image  -- build the Docker image car-classifier (RUNTIME=onnxruntime|litert|tensorflow) with docker or podman
+# make image-check  -- build the image with podman and prove it: smoke test, JSON logs, read-only root, stop, Kubernetes pod
 # make lock   -- regenerate the hashed locks requirements-*.txt from pyproject.toml (needs PyPI)
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +17,7 @@ DEV_ENV := $(VENV)/.dev-installed
 # The project itself, editable, for the `carclf` command (its dependencies come from the locks above).
 INSTALL_PROJECT := $(BIN)/python -m pip install --no-deps --editable .
 
-.PHONY: serve serve-prod test test-fast check docs train bench lock
+.PHONY: serve serve-prod test test-fast check docs train bench lock image image-check
 
 # glibc keeps one malloc arena per thread; two cut a worker's resident memory
 # by about 35 MB with no measured slowdown (docs/performance.md). Dockerfile: same.
@@ -87,6 +89,19 @@ bench: $(DEV_ENV)
 	$(BIN)/python -m benchmarks.service
 	$(BIN)/python -m benchmarks.load_test
 	$(BIN)/python -m benchmarks.training_throughput
+
+# docker where its daemon answers, else podman (the same Dockerfile; podman needs no daemon, and
+# Docker's image format to keep the HEALTHCHECK).
+RUNTIME ?= onnxruntime
+ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || { command -v podman >/dev/null && echo podman; })
+image:
+	@test -n "$(ENGINE)" || { echo "make image: needs docker (its daemon running) or podman"; exit 1; }
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) --build-arg RUNTIME=$(RUNTIME) \
+		-t car-classifier$(if $(filter-out onnxruntime,$(RUNTIME)),:$(RUNTIME)) .
+
+# The committed tree's image, built and proven as CI does (deploy/image-check; needs root, podman, ../shared).
+image-check: $(DEV_ENV)
+	deploy/image-check $(RUNTIME)
 
 # Every platform's wheels are hashed (--universal): the same locks serve Linux, macOS and the Docker image.
 LOCK_OPTIONS := --universal --generate-hashes --python-version 3.11 --custom-compile-command "make lock"

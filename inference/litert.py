@@ -12,6 +12,7 @@ and releases the GIL while it runs.
 
 import io
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +90,15 @@ class LiteRTClassifier(PooledPasses):
         """:meth:`inference.passes.PooledPasses.warm_up`, XNNPACK's line to stderr logged."""
         # A process's first forward pass prints "INFO: Created TensorFlow Lite XNNPACK delegate for
         # CPU." from C++ straight to stderr, which no setting turns off: captured at the file
-        # descriptor and logged, so that the service's log stays one JSON object per line.
+        # descriptor and logged, so that the service's log stays one JSON object per line. The
+        # capture also takes what other threads log meanwhile (a request's JSON line): written back as it was.
         printed = io.StringIO()
         try:
             with pipes(stdout=None, stderr=printed):
                 super().warm_up(image_size)
         finally:
             for line in printed.getvalue().splitlines():
-                log.info(line)
+                if line.startswith("{"):
+                    sys.stderr.write(line + "\n")  # one write, as logging's handler: whole lines between threads
+                else:
+                    log.info(line)

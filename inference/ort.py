@@ -14,10 +14,16 @@ where each LiteRT interpreter packs its own copy. Passes that run side by
 side share them and differ only in their activations.
 """
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# ONNX Runtime's telemetry (1.32 on Linux) writes a device id and a database under
+# $HOME/.cache/Microsoft at import, and warns in text where $HOME is read-only; the variable,
+# read at import, turns it off whole (README "Docker": nothing written outside /tmp).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidGraph, InvalidProtobuf
 

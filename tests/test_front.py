@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 
@@ -125,3 +126,24 @@ def test_a_killed_worker_loses_no_request_and_leaves_no_stale_gauge(front, photo
     assert len(result["failures"]) <= 4, result["failures"]  # at most 1%; none expected
     assert [w.pid for w in front.workers()] != [worker.pid]
     assert in_flight_gauge(front) == 1  # this /metrics request alone
+
+
+def test_the_output_is_json_lines_and_a_stop_exits_0_leaving_nothing_behind(tmp_path):
+    """Start to stop, every line the stack writes is JSON: gunicorn's, the requests' (those during
+    start-up too: nginx starts once gunicorn's socket exists), nginx's own (its 413 line). SIGTERM, as
+    `docker stop` sends it, stops it with status 0 within 10 s and removes the run folder and the metrics
+    folder (the image's PROMETHEUS_MULTIPROC_DIR)."""
+    metrics = tmp_path / "metrics"
+    # The run folder's parents must let nginx's workers through (user nobody when run as root).
+    with tempfile.TemporaryDirectory() as run_dirs:
+        os.chmod(run_dirs, 0o711)
+        env = {"CARCLF_MAX_UPLOAD_MB": "1", "TMPDIR": run_dirs, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+        with Server(env=env, front=True) as server:
+            status, _, _ = request(server, "POST", "/predict", b"x" * 1_100_000, {"Content-Type": "application/json"})
+            assert status == 413 and metrics.is_dir() and len(os.listdir(run_dirs)) == 1
+            server.process.terminate()
+            assert server.process.wait(timeout=10) == 0
+            records = [json.loads(line) for line in server.log_tail(None).splitlines()]
+        assert not os.listdir(run_dirs) and not metrics.exists()
+    assert any(record["logger"] == "nginx" and "too large body" in record["message"] for record in records)
+    assert any(record.get("path") == "/readyz" for record in records)
