@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.runtime import TFLITE_FILENAME, ServedModel
-from training.parity import write_checked
+from training.parity import BATCH, write_checked
 
 PARITY_FILENAME = "litert_parity.json"
 
@@ -77,7 +77,7 @@ def convert_savedmodel(model_dir: Path | str) -> bytes:
 
 
 def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
-                 reference: ServedModel | None = None) -> dict[str, Any]:
+                 reference: ServedModel | None = None, batch_size: int = BATCH) -> dict[str, Any]:
     """Convert the SavedModel in ``model_dir``, check parity on ``photos``, and
     write ``model.tflite``, ``metadata.json`` and ``litert_parity.json`` there.
 
@@ -86,6 +86,7 @@ def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
         photos: paths of real photos (at least one), e.g. the validation split.
         reference: the SavedModel loaded (:class:`inference.classifier.Classifier`),
             if the caller has it; loaded from ``model_dir`` otherwise.
+        batch_size: photos per forward pass of the parity check.
 
     Returns:
         the parity figures (:func:`training.parity.parity`).
@@ -102,4 +103,4 @@ def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
     reference = reference or Classifier(model_dir)
     tflite = convert_savedmodel(model_dir)
     return write_checked(model_dir, {TFLITE_FILENAME: tflite}, LiteRTClassifier, reference, photos, "litert",
-                         PARITY_FILENAME)
+                         PARITY_FILENAME, batch_size)

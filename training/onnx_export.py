@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.runtime import ONNX_FILENAME, TFLITE_FILENAME, ServedModel
-from training.parity import write_checked
+from training.parity import BATCH, write_checked
 
 OPSET = 17  # ONNX operator set of the conversion (the one measured and shipped)
 PARITY_FILENAME = "onnx_parity.json"
@@ -59,7 +59,7 @@ def convert_tflite(tflite_path: Path) -> bytes:
 
 
 def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
-               reference: ServedModel | None = None) -> dict[str, Any]:
+               reference: ServedModel | None = None, batch_size: int = BATCH) -> dict[str, Any]:
     """Convert ``model_dir``'s ``model.tflite`` to ONNX, check parity with the SavedModel on
     ``photos``, and write ``model.onnx``, ``metadata.json`` and ``onnx_parity.json`` there.
 
@@ -68,6 +68,7 @@ def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
         photos: paths of real photos (at least one), e.g. the validation split.
         reference: the SavedModel loaded (:class:`inference.classifier.Classifier`),
             if the caller has it; loaded from ``model_dir`` otherwise.
+        batch_size: photos per forward pass of the parity check.
 
     Returns:
         the parity figures (:func:`training.parity.parity`).
@@ -88,4 +89,4 @@ def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
     reference = reference or Classifier(model_dir)
     onnx = convert_tflite(tflite)
     return write_checked(model_dir, {ONNX_FILENAME: onnx}, lambda folder: OnnxRuntimeClassifier(folder, passes=2),
-                         reference, photos, "onnxruntime", PARITY_FILENAME)
+                         reference, photos, "onnxruntime", PARITY_FILENAME, batch_size)
