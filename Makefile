@@ -3,7 +3,7 @@
 # make test   -- set up .venv with everything (first time) and run the test suite
 # make test-fast  -- the quick tier, under a minute: no ../shared, browser or gunicorn (synthetic images, tiny models)
 # make check  -- ruff (lint, import order) and mypy (types), as CI runs them before the tests
-# make train ARGS="--data DIR --out DIR ..."  -- python -m training.train
+# make train ARGS="--data DIR --out DIR ..."  -- carclf train
 # make bench  -- the benchmarks of README "Performance" (about 13 minutes on 2 idle cores; needs ../shared)
 # make lock   -- regenerate the hashed locks requirements-*.txt from pyproject.toml (needs PyPI)
 PYTHON ?= python3
@@ -11,6 +11,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SERVE_ENV := $(VENV)/.serve-installed
 DEV_ENV := $(VENV)/.dev-installed
+# The project itself, editable, for the `carclf` command (its dependencies come from the locks above).
+INSTALL_PROJECT := $(BIN)/python -m pip install --no-deps --editable .
 
 .PHONY: serve serve-prod test test-fast check train bench lock
 
@@ -34,17 +36,19 @@ $(SERVE_ENV):
 	@echo "Installing the service's packages (ONNX Runtime, no TensorFlow: about 0.2 GB) into $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --require-hashes --only-binary=:all: --progress-bar on -r requirements-serve.txt
+	$(INSTALL_PROJECT)
 	@touch $@
 
 $(DEV_ENV):
 	@echo "Installing the service's, training's and tests' packages (about 2.3 GB, a few minutes) into $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --require-hashes --only-binary=:all: --progress-bar on -r requirements-dev.txt
+	$(INSTALL_PROJECT)
 	@touch $@
 endif
 
 serve: $(SERVE_ENV)
-	$(BIN)/gunicorn wsgi:app
+	$(BIN)/carclf serve
 
 # What the Docker image runs (deploy/start.sh, same nginx config), without Docker; needs nginx
 # (Debian: apt-get install nginx). README "Reliability".
@@ -66,7 +70,7 @@ check: $(DEV_ENV)
 	$(BIN)/mypy
 
 train: $(DEV_ENV)
-	$(BIN)/python -m training.train $(ARGS)
+	$(BIN)/carclf train $(ARGS)
 
 bench: $(DEV_ENV)
 	$(BIN)/python -m benchmarks.runtimes

@@ -29,14 +29,9 @@ README "Performance"):
   clients: 180 requests/s; 120 with default TensorFlow threads and 4 gunicorn
   threads);
 - threads (``GUNICORN_THREADS``): requests in flight per worker, 8;
-- dynamic batching stays off (``CARCLF_BATCH_SIZE=0``): with one core per pass
-  a batch saves under 15% of the model's time per image, which the batching
-  hand-offs cancel (172 against 180 requests/s), and it costs memory. It pays
-  where a batched pass is much cheaper per image (several cores per pass, an
-  accelerator); ``CARCLF_BATCH_THREADS`` then defaults to cores per worker;
 - no ``preload_app``: each worker loads its runtime and the model after the
-  fork, since TensorFlow's thread pools and batch threads do not survive a
-  fork (ONNX Runtime and LiteRT load in a fraction of a second anyway);
+  fork, since TensorFlow's thread pools do not survive a fork (ONNX Runtime
+  and LiteRT load in a fraction of a second anyway);
 - ``timeout``: start-up (importing TensorFlow, loading and warming up the
   model) takes seconds on a busy machine; requests never block the worker's
   main thread, so this only catches a hung worker. No ``max_requests``:
@@ -64,10 +59,9 @@ control_socket_disable = True
 # Read when each worker imports TensorFlow and builds the app: environment
 # variables, unlike tf.config.threading calls, need no code in the app. The
 # cores are those this process may run on; under a CPU quota (docker --cpus)
-# set CARCLF_BATCH_THREADS and TF_NUM_INTEROP_THREADS to the quota instead.
+# set CARCLF_INTERPRETERS (or CARCLF_INTERPRETER_THREADS) and TF_NUM_INTEROP_THREADS to the quota instead.
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 _cores_per_worker = str(max(1, _cores // workers))
-os.environ.setdefault("CARCLF_BATCH_THREADS", _cores_per_worker)
 # Passes side by side and threads per pass (see above): LiteRT's interpreters each pack the weights,
 # ONNX Runtime's passes share its session's.
 _litert = os.environ.get("CARCLF_RUNTIME", DEFAULT_RUNTIME).strip().lower() == "litert"

@@ -24,6 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def page_folder(name: str) -> Path:
+    """The page's ``templates`` or ``static`` folder: inside the app package in an installed wheel
+    (package data, pyproject.toml), else at the top of the checkout."""
+    packaged = Path(__file__).resolve().parent / name
+    return packaged if packaged.is_dir() else ROOT / name
+
+
 def create_app(overrides: dict | None = None) -> Flask:
     """Build the app from the environment and start loading the model.
 
@@ -38,7 +45,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     Raises:
         ValueError: a malformed environment variable.
-        inference.runtime.ModelNotFoundError: ``MODEL_DIR`` lacks what
+        inference.model_folder.ModelNotFoundError: ``MODEL_DIR`` lacks what
             ``RUNTIME`` loads (checked at once, so a wrong path fails the
             start, not later).
     """
@@ -47,9 +54,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app import api, errors, monitoring, pages, security
     from app.model import ModelLoader
     from app.uploads import InMemoryRequest
-    from inference.runtime import require_model
+    from inference.model_folder import require_model
 
-    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app = Flask(__name__, template_folder=page_folder("templates"), static_folder=page_folder("static"))
     app.request_class = InMemoryRequest
     app.config.from_mapping(settings)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
@@ -65,7 +72,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     monitoring.register(app)
     security.register(app)
     errors.register(app)
-    options = {key.lower(): app.config[key]
-               for key in ("BATCH_SIZE", "BATCH_WAIT_MS", "BATCH_THREADS", "INTERPRETERS", "INTERPRETER_THREADS")}
-    app.extensions["model"] = ModelLoader(app.config["MODEL_DIR"], app.config["RUNTIME"], **options).start()
+    app.extensions["model"] = ModelLoader(app.config["MODEL_DIR"], app.config["RUNTIME"], app.config["INTERPRETERS"],
+                                          app.config["INTERPRETER_THREADS"]).start()
     return app

@@ -9,8 +9,9 @@ from flask import Blueprint, Response, current_app, g, jsonify, send_file
 
 from app import monitoring
 from app.errors import ApiError
-from app.model import ModelLoader, Served
+from app.model import ModelLoader
 from app.uploads import Upload, bool_param, int_param, read_uploads
+from inference.contract import model_input
 from inference.images import ImageDecodeError
 from inference.predictor import Predictor
 from inference.tta import SERVED_VIEWS, predict_views
@@ -55,14 +56,15 @@ def predict() -> Response:
     return jsonify({"results": results, **common} if as_list else {**results[0], **common})
 
 
-def _classify_upload(classifier: Served, upload: Upload, views: Sequence[str], top_k: int) -> dict:
+def _classify_upload(classifier: Predictor, upload: Upload, views: Sequence[str], top_k: int) -> dict:
     """Decode one upload and answer for it: ``{"predictions", "known_model", "distance"}``.
 
     Raises:
         app.errors.ApiError: 400 with the decoding error's code, naming the file.
     """
     try:
-        image = classifier.decode(upload.data, current_app.config["MAX_PIXELS"], current_app.config["MAX_PIXELS_FULL"])
+        image = model_input(upload.data, classifier.image_size, current_app.config["MAX_PIXELS"],
+                            current_app.config["MAX_PIXELS_FULL"])
     except ImageDecodeError as error:
         raise ApiError(400, error.code, f"{upload.name}: {error}") from None
     _, probabilities, features = run_model(classifier, image, views)

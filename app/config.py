@@ -13,9 +13,6 @@
 | CARCLF_TRUSTED_PROXIES  | 0            | reverse proxies in front whose X-Forwarded-* to trust |
 | CARCLF_LOG_LEVEL        | INFO         | level of the JSON logs on stderr                    |
 | CARCLF_LOAD_WAIT_S      | 30           | how long /predict waits for a model still loading before 503 |
-| CARCLF_BATCH_SIZE | 0 | TensorFlow: dynamic batching: largest forward pass, in rows (images x TTA views); 0: off |
-| CARCLF_BATCH_WAIT_MS | 0 | longest wait for other requests to join a batch |
-| CARCLF_BATCH_THREADS | 1 | batches run side by side (gunicorn.conf.py: cores per worker) |
 | CARCLF_RUNTIME | onnxruntime | onnxruntime: model.onnx on ONNX Runtime; litert: model.tflite on LiteRT (neither imports TensorFlow); tensorflow: the SavedModel |
 | CARCLF_INTERPRETERS | 1 | ONNX Runtime, LiteRT: passes side by side (LiteRT: one interpreter each; gunicorn.conf.py: ONNX Runtime cores per worker, LiteRT 1) |
 | CARCLF_INTERPRETER_THREADS | 1 | ONNX Runtime, LiteRT: CPU threads of each pass (gunicorn.conf.py: ONNX Runtime 1, LiteRT cores per worker) |
@@ -87,9 +84,6 @@ SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     "TRUSTED_PROXIES": ("CARCLF_TRUSTED_PROXIES", 0, int),
     "LOG_LEVEL": ("CARCLF_LOG_LEVEL", "INFO", str),
     "LOAD_WAIT_S": ("CARCLF_LOAD_WAIT_S", 30.0, float),
-    "BATCH_SIZE": ("CARCLF_BATCH_SIZE", 0, int),
-    "BATCH_WAIT_MS": ("CARCLF_BATCH_WAIT_MS", 0.0, float),
-    "BATCH_THREADS": ("CARCLF_BATCH_THREADS", 1, int),
     "RUNTIME": ("CARCLF_RUNTIME", DEFAULT_RUNTIME, runtime),
     "INTERPRETERS": ("CARCLF_INTERPRETERS", 1, int),
     "INTERPRETER_THREADS": ("CARCLF_INTERPRETER_THREADS", 1, int),

@@ -1,28 +1,26 @@
 """The served model, loaded in a background thread so the process answers at once.
 
 ``/healthz`` answers while the runtime (ONNX Runtime, LiteRT or TensorFlow,
-:mod:`inference.runtime`) loads and warms up the model; ``/readyz`` and
+:func:`inference.loading.load_predictor`) loads and warms up the model; ``/readyz`` and
 ``/predict`` answer 503 until it is ready.
 """
 
 import logging
 import threading
 import time
-from typing import Any
 
 from app.errors import ApiError
 from inference import DEFAULT_RUNTIME
-from inference.runtime import ModelLoadError, ServedModel, load_predictor
+from inference.loading import load_predictor
+from inference.model_folder import ModelLoadError
+from inference.predictor import Predictor
 
 log = logging.getLogger("carclf.model")
 
 LOADING, READY, FAILED = "loading", "ready", "failed"
-# What the service serves: a predictor (inference.predictor) with metadata, metrics, calibration and warm_up.
-Served = ServedModel
-
 
 class ModelLoader:
-    """Loads and warms up the served model off the request path (:func:`inference.runtime.load_predictor`):
+    """Loads and warms up the served model off the request path (:func:`inference.loading.load_predictor`):
     one model on the chosen runtime, or an :class:`inference.ensemble.Ensemble` for several directories.
 
     Call :meth:`start` after the process forked (gunicorn imports ``wsgi.py``
@@ -31,20 +29,20 @@ class ModelLoader:
     Args:
         model_dir: the model folder, or several joined by ``os.pathsep`` (an ensemble).
         runtime: ``"onnxruntime"``, ``"litert"`` or ``"tensorflow"``.
-        options: :func:`inference.runtime.load_predictor`'s keyword arguments
-            (interpreters, dynamic batching).
+        passes, threads: ONNX Runtime and LiteRT: forward passes side by side and CPU threads of
+            each (:func:`inference.loading.load_predictor`).
 
     Attributes:
         model_dir: the model folder, or several joined by ``os.pathsep``.
         state: ``"loading"``, ``"ready"`` or ``"failed"``.
     """
 
-    def __init__(self, model_dir: str, runtime: str = DEFAULT_RUNTIME, **options: Any) -> None:
+    def __init__(self, model_dir: str, runtime: str = DEFAULT_RUNTIME, passes: int = 1, threads: int = 1) -> None:
         self.model_dir = model_dir
         self.runtime = runtime
-        self._options = options
+        self._passes, self._threads = passes, threads
         self.state = LOADING
-        self._classifier: Served | None = None
+        self._classifier: Predictor | None = None
         self._error: Exception | None = None
         self._done = threading.Event()
 
@@ -56,7 +54,7 @@ class ModelLoader:
     def _load(self) -> None:
         started = time.perf_counter()
         try:
-            classifier = load_predictor(self.model_dir, self.runtime, **self._options)
+            classifier = load_predictor(self.model_dir, self.runtime, self._passes, self._threads)
             classifier.warm_up()
         except Exception as error:  # any failure must reach /readyz, not vanish with the thread
             self._error, self.state = error, FAILED
@@ -78,11 +76,11 @@ class ModelLoader:
         return self.state
 
     @property
-    def classifier(self) -> Served | None:
+    def classifier(self) -> Predictor | None:
         """The classifier once ready, else ``None``."""
         return self._classifier if self.state == READY else None
 
-    def get(self, wait: float = 0.0) -> Served:
+    def get(self, wait: float = 0.0) -> Predictor:
         """The ready classifier.
 
         Args:

@@ -6,8 +6,8 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
 
 from app.api import OPENAPI
-from app.model import Served
 from inference.images import FORMAT_NAMES
+from inference.predictor import Predictor
 
 blueprint = Blueprint("pages", __name__)
 
@@ -28,7 +28,7 @@ def example_names() -> list[str]:
     return names[:MAX_EXAMPLES]
 
 
-def photo_hint(classifier: Served | None) -> str:
+def photo_hint(classifier: Predictor | None) -> str:
     """Which photos the model reads best: its metadata's ``photo_hint`` (a sentence written at
     training time), else :data:`DEFAULT_PHOTO_HINT` (also while the model loads)."""
     hint = classifier.metadata.get("photo_hint") if classifier else None

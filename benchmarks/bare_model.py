@@ -8,7 +8,7 @@ and prints the first call's time (one-time per-shape cost, what warm-up must
 pay) and the median of the following calls, per batch and per image:
 
 - ``signature``: the SavedModel's ``serving_default`` concrete function, the
-  way :class:`inference.classifier.Classifier` calls it, by ``--callers``
+  way :class:`inference.savedmodel.TensorFlowClassifier` calls it, by ``--callers``
   threads side by side (times per batch are then wall time over calls: what
   sets the throughput); with ``--runtime litert``, ``model.tflite`` on
   LiteRT instead (:class:`inference.litert.LiteRTClassifier`, one
@@ -48,9 +48,9 @@ from benchmarks.harness import (  # noqa: E402
 )
 from inference import RUNTIMES  # noqa: E402
 from inference.calibration import Calibration  # noqa: E402
-from inference.contract import INPUT, SERVING_SIGNATURE, model_input, read_metadata  # noqa: E402
+from inference.contract import INPUT, SERVING_SIGNATURE, ModelFacts, model_input  # noqa: E402
 from inference.images import decode_image, resize  # noqa: E402
-from inference.runtime import load_predictor  # noqa: E402
+from inference.loading import load_predictor  # noqa: E402
 from inference.tta import DEFAULT_VIEWS, SERVED_VIEWS, tta_batch  # noqa: E402
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
@@ -61,7 +61,7 @@ def load_signature(model_dir):
     import tensorflow as tf
 
     module = tf.saved_model.load(str(model_dir))
-    return module.signatures[SERVING_SIGNATURE], read_metadata(module).image_size
+    return module.signatures[SERVING_SIGNATURE], ModelFacts.from_savedmodel(module).image_size
 
 
 def load_call(model_dir, runtime, callers):
@@ -71,7 +71,7 @@ def load_call(model_dir, runtime, callers):
     if runtime == "tensorflow":
         signature, image_size = load_signature(model_dir)
         return signature_call(signature), image_size
-    predictor = load_predictor(model_dir, runtime, interpreters=callers)
+    predictor = load_predictor(model_dir, runtime, passes=callers)
     return (lambda batch: predictor.predict(batch)[1]), predictor.image_size
 
 

@@ -12,13 +12,13 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import psutil
 from PIL import Image
+from urllib3 import encode_multipart_formdata
 
 from inference.contract import SERVING_SIGNATURE
 
@@ -93,8 +93,8 @@ def multipart(data, filename="car.jpg", field="file"):
 
 
 def multipart_form(*parts, boundary=None):
-    """A ``multipart/form-data`` body (RFC 7578) of ``(name, filename or None, bytes)`` parts: a
-    part with a file name is a file (``Content-Type: image/jpeg``), one without a text field.
+    """A ``multipart/form-data`` body (RFC 7578, urllib3's encoder) of ``(name, filename or None, bytes)``
+    parts: a part with a file name is a file (``Content-Type: image/jpeg``), one without a text field.
 
     Args:
         boundary: the delimiter; ``None``: a new random one.
@@ -102,14 +102,8 @@ def multipart_form(*parts, boundary=None):
     Returns:
         ``(body bytes, content-type header value)``.
     """
-    boundary = boundary or uuid.uuid4().hex
-    body = io.BytesIO()
-    for name, filename, data in parts:
-        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
-        kind = "Content-Type: image/jpeg\r\n" if filename is not None else ""
-        body.write(f"--{boundary}\r\nContent-Disposition: {disposition}\r\n{kind}\r\n".encode() + data + b"\r\n")
-    body.write(f"--{boundary}--\r\n".encode())
-    return body.getvalue(), f"multipart/form-data; boundary={boundary}"
+    fields = [(name, data if filename is None else (filename, data, "image/jpeg")) for name, filename, data in parts]
+    return encode_multipart_formdata(fields, boundary)
 
 
 class Server:

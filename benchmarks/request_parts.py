@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         environ = EnvironBuilder(method="POST", data={"file": (io.BytesIO(photo), "car.jpg")}).get_environ()
         parse_form_data(environ)[2]["file"].read()
 
-    images = {photo: classifier.decode(photo) for photo in photos}
+    images = {photo: model_input(photo, classifier.image_size) for photo in photos}
     outputs = {photo: classifier.predict(images[photo][None]) for photo in photos}
     answer = client.post("/predict?tta=0", data={"file": (io.BytesIO(photos[0]), "car.jpg")}).get_json()
     record = logging.LogRecord("carclf.request", logging.INFO, __file__, 0, "request", None, None)

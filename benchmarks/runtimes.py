@@ -33,7 +33,7 @@ CHILD = """
 import json, sys, time
 import numpy as np
 from inference.images import decode_image, resize
-from inference.runtime import load_predictor
+from inference.loading import load_predictor
 started = time.perf_counter()
 model = load_predictor(sys.argv[1], sys.argv[2])
 photos = [open(path, "rb").read() for path in sys.argv[3:]]

@@ -1,7 +1,7 @@
 """The service under load, against the bare model, measured in one run.
 
     python -m benchmarks.service [--requests 300] [--concurrency 1 4 8 16]
-                                 [--variants service batched naive] [--rounds 1]
+                                 [--variants service tensorflow naive] [--rounds 1]
 
 Starts gunicorn on 127.0.0.1 (a free port) with ``gunicorn.conf.py`` and the
 shipped model, sends real ~100 KB JPEG photos from ../shared with
@@ -38,8 +38,7 @@ per process.
 
 Variants: ``service`` (the real app as configured: ONNX Runtime), ``2 workers``
 (the same with ``WEB_CONCURRENCY=2``), ``tensorflow``
-(the real app on ``CARCLF_RUNTIME=tensorflow``), ``batched`` (the real
-app on TensorFlow with dynamic batching, ``CARCLF_BATCH_SIZE=8``) and ``naive``
+(the real app on ``CARCLF_RUNTIME=tensorflow``) and ``naive``
 (``benchmarks/naive_app.py``: one Keras ``model.predict`` per request), all
 run by the same ``gunicorn.conf.py``.
 """
@@ -67,14 +66,15 @@ from benchmarks.harness import (
     table,
     time_calls,
 )
-from inference.runtime import RUNTIME_FILES, TFLITE_FILENAME, load_predictor
+from inference.contract import model_input
+from inference.loading import load_predictor
+from inference.model_folder import RUNTIME_FILES, TFLITE_FILENAME
 from inference.tta import SERVED_VIEWS, tta_batch
 
 VARIANTS = {
     "service": ("wsgi:app", {}),
     "2 workers": ("wsgi:app", {"WEB_CONCURRENCY": "2"}),
     "tensorflow": ("wsgi:app", {"CARCLF_RUNTIME": "tensorflow"}),
-    "batched": ("wsgi:app", {"CARCLF_RUNTIME": "tensorflow", "CARCLF_BATCH_SIZE": "8"}),
     "naive": ("benchmarks.naive_app:app", {}),
 }
 TARGETS = "lone p50 <= 1.3x bare | 8 clients >= 0.9x bare throughput | cold start <= 2.5 s | RSS <= 250 MB"
@@ -103,7 +103,7 @@ class InterleavedBare:
     def __init__(self, model_dir, photos):
         from inference.litert import LiteRTClassifier
 
-        side_by_side = [load_predictor(model_dir, runtime, interpreters=2) for runtime, files in RUNTIME_FILES.items()
+        side_by_side = [load_predictor(model_dir, runtime, passes=2) for runtime, files in RUNTIME_FILES.items()
                         if all((Path(model_dir) / name).is_file() for name in files)]
         # (predictor, callers side by side): two single-threaded passes, or one of two threads.
         self._setups = [*((predictor, callers) for predictor in side_by_side for callers in (1, 2)),
@@ -111,7 +111,7 @@ class InterleavedBare:
         self._predictors = [*side_by_side, self._setups[-1][0]]
         for predictor in self._predictors:
             predictor.warm_up()
-        images = [self._predictors[0].decode(data) for data in photos]
+        images = [model_input(data, self._predictors[0].image_size) for data in photos]
         self._batches = {tta: [tta_batch(image, SERVED_VIEWS[tta]) for image in images] for tta in (False, True)}
 
     def forward_seconds(self, tta, count):
@@ -235,7 +235,7 @@ def bare_reference(model_dir, concurrency, photos):
         missing = [file for file in RUNTIME_FILES.get(runtime, ()) if not (Path(model_dir) / file).is_file()]
         if missing:
             print(f"bare model, {name}: skipped, {model_dir} has no {' or '.join(missing)} "
-                  f"(python -m training.convert {model_dir} --data DIR writes it)", file=sys.stderr, flush=True)
+                  f"(carclf convert {model_dir} --data DIR writes it)", file=sys.stderr, flush=True)
             continue
         print(f"bare model, {name} ...", file=sys.stderr, flush=True)
         command = [sys.executable, "-m", "benchmarks.bare_model", "--json", "--no-predict", "--model", model_dir,

@@ -6,7 +6,7 @@ Re-creates the shipped model's training set (its ``training_config.json``:
 backbone, weights, split, batch size, augmentation, stages; the photos of
 ``--data``, default ``../shared/data/cars-ru10``) and measures, in one run:
 
-- the input pipeline alone (``training.data.make_dataset``, iterated without
+- the input pipeline alone (``training.data.dataset.make_dataset``, iterated without
   a model): the first epoch decodes and resizes every photo (then cached),
   the following ones only augment (albumentations) the cached pixels;
 - each stage (head only, then fine-tuning the top of the backbone), trained
@@ -30,9 +30,9 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.harness import ROOT, machine_summary, require_photos, table  # noqa: E402
-from training.augment import build_augmentation  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
-from training.data import load_samples, make_dataset, split_by_group  # noqa: E402
+from training.data.augment import build_augmentation  # noqa: E402
+from training.data.dataset import load_samples, make_dataset, split_by_group  # noqa: E402
 from training.model import build_classifier, set_trainable  # noqa: E402
 
 
@@ -82,7 +82,7 @@ def main(argv=None):
         config.weights = str((ROOT / weights).resolve())  # paths in the config are relative to the repository
     samples, labels = load_samples(args.data or require_photos())
     train_samples, _ = split_by_group(samples, config.val_fraction, config.seed)
-    size = config.export_image_size()  # the exported size, as training.train exports
+    size = config.export_image_size()  # the exported size, as carclf train exports
     count = len(train_samples)
     print(machine_summary())
     print(f"{count} training photos, {config.backbone} alpha {config.alpha} at {size}px, batch {config.batch_size}, "
@@ -103,7 +103,7 @@ def main(argv=None):
     model, backbone = build_classifier(config, len(labels))  # any input size: the pipeline resizes
     for stage in config.stages:
         trained = set_trainable(backbone, stage.unfreeze, config.train_bn)
-        # compiled as training.stages.fit_stages does, at the stage's peak learning rate
+        # compiled as training.fitting.stages.fit_stages does, at the stage's peak learning rate
         model.compile(
             optimizer=keras.optimizers.Adam(stage.learning_rate),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),

@@ -1,7 +1,7 @@
 """Is the top class trustworthy? The known-model test stored with a model.
 
 ``calibration.json`` and ``calibration.npz``, next to the SavedModel, are
-written by ``python -m training.calibrate`` (which fits them) and read here by
+written by ``carclf calibrate`` (which fits them) and read here by
 the service. The score is the cosine distance from an image's pooled backbone
 features (the SavedModel's ``features`` output) to the nearest of the
 training photos' features: one minus the largest cosine similarity, ``[0, 2]``
@@ -152,10 +152,10 @@ class Calibration:
             data = json.loads(path.read_text())
             if data.get("method") != METHOD:
                 raise ValueError(f"{path}: method {data.get('method')!r} is not {METHOD!r}; "
-                                 "rerun python -m training.calibrate")
+                                 "rerun carclf calibrate")
             with np.load(Path(model_dir) / ARRAYS_FILENAME) as arrays:
                 data["modes"] = {key: KnownModelTest(arrays[key], **facts) for key, facts in data["modes"].items()}
             return cls(**data)
         except (KeyError, TypeError, OSError, json.JSONDecodeError) as error:
             raise ValueError(f"{path} or {ARRAYS_FILENAME} beside it is malformed or from an older release "
-                             f"({error}); rerun python -m training.calibrate") from None
+                             f"({error}); rerun carclf calibrate") from None

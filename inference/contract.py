@@ -1,6 +1,6 @@
 """The model contract: what an exported SavedModel takes and gives, and how image bytes become its input.
 
-Written by :mod:`training.export`, read by :class:`inference.classifier.Classifier`
+Written by :mod:`training.export.savedmodel`, read by :class:`inference.savedmodel.TensorFlowClassifier`
 and the benchmarks; the README's "SavedModel signature" describes it for people.
 
 - :data:`SERVING_SIGNATURE` takes :data:`INPUT`, ``uint8 (batch, height, width, 3)``
@@ -9,11 +9,11 @@ and the benchmarks; the README's "SavedModel signature" describes it for people.
   backbone features of the known-model test (:mod:`inference.calibration`).
 - :data:`METADATA_SIGNATURE` takes nothing and returns :data:`METADATA_OUTPUTS`:
   ``labels`` ``string (num_classes,)``, ``image_size`` ``int32 (2,)`` as
-  ``(height, width)``, ``metadata_json`` ``string ()``; :func:`read_metadata` reads them.
+  ``(height, width)``, ``metadata_json`` ``string ()``; :meth:`ModelFacts.from_savedmodel` reads them.
 
 :func:`model_input` turns encoded bytes into the model's input, the same way
-for training photos (:func:`training.data.load_image`) and uploads
-(:meth:`inference.classifier.Classifier.decode`): decoded by
+for training photos (:func:`training.data.dataset.load_image`) and uploads
+(:mod:`app.api`): decoded by
 :func:`inference.images.decode_image` (JPEG draft mode and Pillow's ``reduce``
 toward the input size), then one resize to exactly the input size with
 Pillow's bilinear filter (:func:`inference.images.resize`), the kernel the
@@ -41,7 +41,9 @@ SIGNATURES = {SERVING_SIGNATURE: frozenset(OUTPUTS[:2]), METADATA_SIGNATURE: fro
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """What a SavedModel's :data:`METADATA_SIGNATURE` says.
+    """What a model says about itself: a SavedModel's :data:`METADATA_SIGNATURE`
+    (:meth:`from_savedmodel`), or its conversions' ``metadata.json``
+    (:func:`inference.model_folder.read_metadata`).
 
     Attributes:
         labels: class names, in the order of the outputs.
@@ -53,15 +55,15 @@ class ModelFacts:
     image_size: tuple[int, int]
     metadata: dict
 
-
-def read_metadata(module: Any) -> ModelFacts:
-    """Call the :data:`METADATA_SIGNATURE` of a loaded SavedModel (``tf.saved_model.load``'s result)."""
-    facts = module.signatures[METADATA_SIGNATURE]()
-    return ModelFacts(
-        labels=[label.decode() for label in facts["labels"].numpy()],
-        image_size=(int(facts["image_size"][0]), int(facts["image_size"][1])),
-        metadata=json.loads(facts["metadata_json"].numpy().decode()),
-    )
+    @classmethod
+    def from_savedmodel(cls, module: Any) -> "ModelFacts":
+        """Call the :data:`METADATA_SIGNATURE` of a loaded SavedModel (``tf.saved_model.load``'s result)."""
+        facts = module.signatures[METADATA_SIGNATURE]()
+        return cls(
+            labels=[label.decode() for label in facts["labels"].numpy()],
+            image_size=(int(facts["image_size"][0]), int(facts["image_size"][1])),
+            metadata=json.loads(facts["metadata_json"].numpy().decode()),
+        )
 
 
 def model_input(data: bytes, image_size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS,

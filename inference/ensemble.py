@@ -1,36 +1,32 @@
 """Several models as one :class:`inference.predictor.Predictor`: their probabilities are averaged.
 
-Imports no runtime itself: each member is loaded by :func:`inference.runtime.load_predictor`
-on the runtime asked for, so that an ensemble on ONNX Runtime or LiteRT imports no TensorFlow."""
+Imports no runtime: the members come loaded (:func:`inference.loading.load_predictor` opens
+several model folders as their ensemble), so that an ensemble on ONNX Runtime or LiteRT imports
+no TensorFlow."""
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from inference.images import resize
-from inference.runtime import ServedModel, load_predictor
+from inference.predictor import Predictor
 
 
 class LabelMismatchError(ValueError):
     """The models of an ensemble do not share the same labels in the same order."""
 
 
-class Ensemble(ServedModel):
-    """Averages the probabilities of models that share their label list.
+class Ensemble:
+    """Averages the probabilities of models that share their label list: an
+    :class:`inference.predictor.Predictor` of member predictors.
 
-    Composed of one predictor per model (:func:`inference.runtime.load_predictor`);
-    a SavedModel resizes images to its own input size inside, and ONNX Runtime and LiteRT
+    A SavedModel resizes images to its own input size inside, and ONNX Runtime and LiteRT
     members are given images resized to theirs, so members of different input sizes (e.g. 224 and
     300 px) mix freely. An ensemble of one model answers exactly as that model.
 
     Args:
-        model_dirs: model directories, in order.
-        runtime: the runtime of every member (:data:`inference.RUNTIMES`); the
-            training tools' TensorFlow by default.
-        options: :func:`inference.runtime.load_predictor` keyword arguments for every member.
+        members: ``(folder, predictor)`` pairs, in order: each member and the folder it was
+            loaded from (named in errors).
 
     Attributes:
         members: the member predictors, in the given order.
@@ -42,18 +38,20 @@ class Ensemble(ServedModel):
         metrics: the single member's training metrics; ``{}`` for several.
         calibration: the single member's :class:`inference.calibration.Calibration`;
             ``None`` for several (each member's test measures its own features).
+        resizes_input: ``False``: :meth:`predict` takes images of :attr:`image_size`.
 
     Raises:
-        ValueError: no model directory given.
-        inference.runtime.ModelNotFoundError: a directory lacks what ``runtime`` loads.
+        ValueError: no member given.
         LabelMismatchError: the members' labels differ (names or order).
     """
 
-    def __init__(self, model_dirs: Sequence[Path | str], runtime: str = "tensorflow", **options: Any) -> None:
-        model_dirs = [str(path) for path in model_dirs]
-        if not model_dirs:
-            raise ValueError("an ensemble needs at least one model directory")
-        self.members = [load_predictor(path, runtime, **options) for path in model_dirs]
+    resizes_input = False
+
+    def __init__(self, members: Sequence[tuple[str, Predictor]]) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one model")
+        model_dirs = [folder for folder, _ in members]
+        self.members = [member for _, member in members]
         first = self.members[0]
         for path, member in zip(model_dirs[1:], self.members[1:]):
             if member.labels != first.labels:
@@ -95,27 +93,9 @@ class Ensemble(ServedModel):
             member.warm_up(self.image_size)
 
 
-def _sized_for(member: ServedModel, images: np.ndarray) -> np.ndarray:
+def _sized_for(member: Predictor, images: np.ndarray) -> np.ndarray:
     """``images`` as ``member`` takes them: resized to its input size unless it resizes inside."""
     if member.resizes_input or images.shape[1:3] == member.image_size:
         return images
     height, width = member.image_size
     return np.stack([resize(image, (width, height)) for image in images])
-
-
-def open_model(model_dirs: Path | str | Sequence[Path | str], runtime: str = "tensorflow",
-               **options: Any) -> ServedModel:
-    """The predictor of one model directory or the :class:`Ensemble` of several.
-
-    Args:
-        model_dirs: a directory, several joined by ``os.pathsep`` (as in ``CARCLF_MODEL_DIR``), or a list.
-        runtime: as :class:`Ensemble`.
-        options: :func:`inference.runtime.load_predictor` keyword arguments.
-
-    Raises:
-        As :class:`Ensemble`.
-    """
-    if isinstance(model_dirs, (str, os.PathLike)):
-        model_dirs = str(model_dirs).split(os.pathsep)
-    return load_predictor(model_dirs[0], runtime, **options) if len(model_dirs) == 1 \
-        else Ensemble(model_dirs, runtime, **options)

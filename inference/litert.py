@@ -1,6 +1,6 @@
 """The served model on LiteRT (``ai-edge-litert``): its float32 ``model.tflite``, no TensorFlow.
 
-``python -m training.convert`` writes ``model.tflite`` and ``metadata.json``
+``carclf convert`` writes ``model.tflite`` and ``metadata.json``
 beside the SavedModel and checks on real photos that both give the same
 answers. The ``.tflite`` has the SavedModel's ``serving_default`` signature
 less the resize: ``images`` ``uint8 (batch, height, width, 3)`` at the model's
@@ -20,7 +20,7 @@ from ai_edge_litert.interpreter import Interpreter
 from wurlitzer import pipes
 
 from inference.contract import OUTPUTS
-from inference.runtime import PooledPasses
+from inference.passes import PooledPasses
 
 log = logging.getLogger("carclf.litert")
 
@@ -50,13 +50,13 @@ def load_interpreter(model: bytes, threads: int = 1) -> Any:
 
 class LiteRTClassifier(PooledPasses):
     """A car-model classifier backed by ``model.tflite`` (see the module docstring): an
-    :class:`inference.predictor.Predictor` (through :class:`inference.runtime.ServedModel`).
+    :class:`inference.predictor.Predictor`.
 
     LiteRT's interpreters may not be called by two threads at once, and each
     holds its own copy of the packed weights and activations (about 95 MB for
     the shipped model at two rows): the classifier keeps ``interpreters`` of
     them, lent to one serving thread at a time, and splits a request's TTA
-    views across them (:class:`inference.runtime.PooledPasses`).
+    views across them (:class:`inference.passes.PooledPasses`).
 
     Args:
         model_dir: the model folder: ``model.tflite``, ``metadata.json`` and,
@@ -71,7 +71,7 @@ class LiteRTClassifier(PooledPasses):
             runs one interpreter, within 250 MB (``gunicorn.conf.py``,
             README "Performance").
 
-    Attributes and errors are :class:`inference.runtime.PooledPasses`' (its
+    Attributes and errors are :class:`inference.passes.PooledPasses`' (its
     ``_open``), of the folder's ``model.tflite``.
     """
 
@@ -88,7 +88,7 @@ class LiteRTClassifier(PooledPasses):
         return logits, probabilities, features
 
     def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
-        """:meth:`inference.runtime.PooledPasses.warm_up`, XNNPACK's line to stderr logged."""
+        """:meth:`inference.passes.PooledPasses.warm_up`, XNNPACK's line to stderr logged."""
         # A process's first forward pass prints "INFO: Created TensorFlow Lite XNNPACK delegate for
         # CPU." from C++ straight to stderr, which no setting turns off: captured at the file
         # descriptor and logged, so that the service's log stays one JSON object per line.

@@ -1,6 +1,6 @@
 """The served model on ONNX Runtime (``onnxruntime``): its float32 ``model.onnx``, no TensorFlow.
 
-``python -m training.convert`` writes ``model.onnx`` from ``model.tflite``
+``carclf convert`` writes ``model.onnx`` from ``model.tflite``
 (tf2onnx) and checks on real photos that it gives the SavedModel's answers.
 It has the ``.tflite``'s inputs and outputs: ``images`` ``uint8 (batch,
 height, width, 3)`` at the model's input size (the service resizes before the
@@ -22,7 +22,7 @@ import onnxruntime
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidGraph, InvalidProtobuf
 
 from inference.contract import INPUT, OUTPUTS
-from inference.runtime import PooledPasses
+from inference.passes import PooledPasses
 
 LOG_ERRORS_ONLY = 3  # onnxruntime's severity levels: 0 verbose ... 3 error, 4 fatal
 
@@ -63,11 +63,11 @@ def load_session(path: Path, threads: int = 1) -> onnxruntime.InferenceSession:
 
 class OnnxRuntimeClassifier(PooledPasses):
     """A car-model classifier backed by ``model.onnx`` (see the module docstring): an
-    :class:`inference.predictor.Predictor` (through :class:`inference.runtime.ServedModel`).
+    :class:`inference.predictor.Predictor`.
 
     One session runs up to ``passes`` forward passes at a time, lent to the
     serving threads first come, first served, and a request's TTA views are
-    split across them (:class:`inference.runtime.PooledPasses`): more passes at
+    split across them (:class:`inference.passes.PooledPasses`): more passes at
     once would only add activations, not speed, on the worker's cores.
 
     Args:
@@ -77,7 +77,7 @@ class OnnxRuntimeClassifier(PooledPasses):
             thread with ``threads=1``).
         threads: CPU threads of each pass.
 
-    Attributes and errors are :class:`inference.runtime.PooledPasses`' (its
+    Attributes and errors are :class:`inference.passes.PooledPasses`' (its
     ``_open``), of the folder's ``model.onnx``.
     """
 

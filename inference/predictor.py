@@ -1,19 +1,22 @@
-"""The predictor protocol: what the service and the training tools need of a model runtime.
+"""The predictor protocol: the one type of model the service and the training tools see.
 
 Implemented by :class:`inference.ort.OnnxRuntimeClassifier` (``model.onnx`` on
 ONNX Runtime, the service's default runtime),
 :class:`inference.litert.LiteRTClassifier` (``model.tflite`` on LiteRT),
-:class:`inference.classifier.Classifier`
-(a TensorFlow SavedModel) and :class:`inference.ensemble.Ensemble` (several
-predictors, averaged), each through :class:`inference.runtime.ServedModel`.
-Everything else builds on these four members:
-:func:`inference.tta.predict_views` runs one image's TTA views through
-:meth:`Predictor.predict`, the one prediction path of the service and the tools.
+:class:`inference.savedmodel.TensorFlowClassifier` (the SavedModel on
+TensorFlow) and :class:`inference.ensemble.Ensemble` (several predictors,
+averaged); :func:`inference.loading.load_predictor` opens one. Images reach
+:meth:`Predictor.predict` through :func:`inference.contract.model_input`
+(encoded bytes to the model's input), and :func:`inference.tta.predict_views`
+runs one image's TTA views through it, the one prediction path of the service
+and the tools.
 """
 
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from inference.calibration import Calibration
 
 
 @runtime_checkable
@@ -23,25 +26,21 @@ class Predictor(Protocol):
     Attributes:
         labels: class names, in the order of the outputs' last axis.
         image_size: ``(height, width)`` in pixels of the images :meth:`predict` takes.
+        metadata: ``dict`` of training facts (name, version, backbone...).
+        metrics: ``dict`` from ``metrics.json`` beside the model (validation
+            accuracy), empty when absent.
+        calibration: :class:`inference.calibration.Calibration` from
+            ``calibration.json`` beside the model, or ``None`` when absent.
+        resizes_input: whether :meth:`predict` takes images of any size (the
+            SavedModel resizes inside) or only of :attr:`image_size` (ONNX Runtime, LiteRT).
     """
 
     labels: list[str]
     image_size: tuple[int, int]
-
-    def decode(self, data: bytes, max_pixels: int = ..., max_full_pixels: int | None = None) -> np.ndarray:
-        """Encoded image bytes as the model's input (:func:`inference.contract.model_input`).
-
-        Args:
-            data: the encoded file.
-            max_pixels, max_full_pixels: :func:`inference.images.decode_image`'s limits.
-
-        Returns:
-            ``uint8`` array ``(height, width, 3)`` of :attr:`image_size`, RGB.
-
-        Raises:
-            inference.images.ImageDecodeError: the bytes are no usable image.
-        """
-        ...
+    metadata: dict
+    metrics: dict
+    calibration: Calibration | None
+    resizes_input: bool
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Run the model on a batch.
@@ -55,4 +54,11 @@ class Predictor(Protocol):
             ``(batch, F)`` (the features of the known-model test,
             :mod:`inference.calibration`).
         """
+        ...
+
+    def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
+        """Run the model once at every batch size a service request can meet (the views of
+        a TTA mode, :data:`inference.tta.SERVED_VIEWS`), on images of ``image_size``
+        (default :attr:`image_size`; an ensemble's members get the ensemble's), so that no
+        request pays a first call's cost."""
         ...

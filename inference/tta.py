@@ -79,8 +79,8 @@ VIEW_SETS = {
     "all": tuple(VIEWS),
 }
 # The service's TTA modes, their one table: a request's ``tta`` option -> the views it runs.
-# The API runs and reports them (app/api.py), training.calibrate fits a known-model test for
-# each (keyed by inference.calibration.mode_key), Classifier.warm_up runs each one's batch size.
+# The API runs and reports them (app/api.py), carclf calibrate fits a known-model test for
+# each (keyed by inference.calibration.mode_key), TensorFlowClassifier.warm_up runs each one's batch size.
 SERVED_VIEWS = {False: VIEW_SETS["none"], True: VIEW_SETS["flip"]}
 DEFAULT_VIEWS = SERVED_VIEWS[True]
 

@@ -59,7 +59,7 @@ def require(path):
 def shipped_validation_samples():
     """The validation photos of model/ (held out by group, never trained on),
     re-created from its training_config.json; skips when ../shared is absent."""
-    from training.data import model_split
+    from training.data.dataset import model_split
 
     return model_split(SHIPPED_MODEL, require(CARS))[1]
 
@@ -109,7 +109,7 @@ def tiny_savedmodel(tmp_path_factory):
     training exports (no ../shared): labels ``a`` and ``b``, input 32 px, 8 features."""
     import keras
 
-    from training.export import export_savedmodel
+    from training.export.savedmodel import export_savedmodel
     from training.model import FEATURES_LAYER
 
     keras.utils.set_random_seed(0)
@@ -187,7 +187,7 @@ def server_log(tmp_path_factory):
 def server(server_log, examples_dir, tmp_path_factory):
     """`gunicorn wsgi:app` serving model/ on a free loopback port (uploads capped at 1 MiB,
     Prometheus multiprocess mode on, example photos from `examples_dir`, no HOME), once ready."""
-    from benchmarks.harness import free_port
+    from tests.helpers import free_port
 
     port = free_port()
     env = {**os.environ, "BIND": f"127.0.0.1:{port}", "CARCLF_MAX_UPLOAD_MB": "1",

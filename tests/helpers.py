@@ -1,18 +1,21 @@
-"""Helpers the test modules share: the first photos of each class, encoded and synthetic images.
-
-Free ports and multipart bodies: :mod:`benchmarks.harness` (the benchmarks use them too)."""
+"""Helpers the test modules share: the first photos of each class, encoded and synthetic images, free
+ports and multipart bodies, concurrent calls, and carclf run in this process."""
 
 import io
+import socket
+import threading
 
 import numpy as np
+import pytest
 from PIL import Image
+from urllib3 import encode_multipart_formdata
 
 
 def first_per_class(samples, count=1):
     """The first ``count`` samples of each label, in the order of ``samples`` (labels in order of first sight).
 
     Returns:
-        ``list[training.data.Sample]``, the samples of one label side by side.
+        ``list[training.data.dataset.Sample]``, the samples of one label side by side.
     """
     chosen = {}
     for sample in samples:
@@ -44,3 +47,60 @@ def synthetic_dataset(root, classes=("a", "b"), per_class=4, size=(96, 72)):
         for number in range(per_class):
             (root / label / f"{number}.jpg").write_bytes(synthetic_photo(index * 1000 + number, size))
     return root
+
+
+def call_concurrently(fn, inputs):
+    """Call ``fn`` from one thread per input, released together; returns outputs or exceptions, in order."""
+    results = [None] * len(inputs)
+    start = threading.Barrier(len(inputs))
+
+    def caller(index):
+        start.wait()
+        try:
+            results[index] = fn(inputs[index])
+        except Exception as error:  # noqa: BLE001 - checked by the test
+            results[index] = error
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def carclf(*args):
+    """Run ``carclf ARGS`` in this process, as the console script runs it: returns on exit status 0,
+    else its ``SystemExit`` propagates (click printed the error on stderr)."""
+    from training.cli import main
+
+    try:
+        main([str(arg) for arg in args])
+    except SystemExit as exit:
+        if exit.code:
+            raise
+
+
+def carclf_error(capsys, *args):
+    """The error line (``Error: ...``) of ``carclf ARGS``, which must fail: exit status 1, or 2 for a usage error."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as caught:
+        carclf(*args)
+    assert caught.value.code in (1, 2)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: "), lines
+    return lines[-1]
+
+
+def free_port():
+    """A loopback TCP port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def multipart_form(*parts, boundary=None):
+    """A ``multipart/form-data`` body of ``(name, filename or None, bytes)`` parts: a part with a file
+    name is a JPEG file, one without a text field. Returns ``(body bytes, content-type header value)``."""
+    fields = [(name, data if filename is None else (filename, data, "image/jpeg")) for name, filename, data in parts]
+    return encode_multipart_formdata(fields, boundary)

@@ -1,4 +1,4 @@
-"""Cached partial fine-tuning (training/activation_cache.py): the cut, the cache, its datasets, a tiny run."""
+"""Cached partial fine-tuning (training/fitting/activation_cache.py): the cut, the cache, its datasets, a tiny run."""
 
 import json
 import os
@@ -6,20 +6,19 @@ import os
 import keras
 import numpy as np
 import pytest
-from helpers import synthetic_dataset
+from helpers import carclf, synthetic_dataset
 
 from inference.tta import tta_batch
-from training.activation_cache import (
+from training.config import TrainConfig
+from training.data.dataset import load_image, load_samples
+from training.fitting.activation_cache import (
     ActivationCache,
     cache_key,
     cached_dataset,
     cut_layer,
     split_classifier,
 )
-from training.config import TrainConfig
-from training.data import load_image, load_samples
 from training.model import build_classifier
-from training.train import main
 
 SIZE = 64  # small photos keep the backbone quick; its block groups still stand
 
@@ -156,10 +155,10 @@ def test_training_batches_draw_a_cached_view_per_photo_each_epoch_reproducibly(p
 def test_a_tiny_cached_fine_tuning_run_exports_the_model_it_validated(tmp_path, capsys):
     data = synthetic_dataset(tmp_path / "data", classes=("a", "b", "c"), per_class=6)
     out, caches = tmp_path / "out", tmp_path / "caches"
-    arguments = ["--data", str(data), "--out", str(out), "--weights", "none", "--image-size", str(SIZE),
+    arguments = ["train", "--data", str(data), "--out", str(out), "--weights", "none", "--image-size", str(SIZE),
                  "--cache-cut", "5", "--activation-cache-dir", str(caches), "--stage", "top:2:1e-3:1.0",
                  "--val-fraction", "0.34", "--batch-size", "4", "--cached-view", "original", "--cached-view", "hflip"]
-    main(arguments)
+    carclf(*arguments)
     printed = capsys.readouterr().out
     assert "Activation cache: " in printed and "written" in printed
     metrics = json.loads((out / "metrics.json").read_text())

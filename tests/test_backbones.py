@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from tests.conftest import MOBILENET_WEIGHTS, require
-from training.backbones import BACKBONES, WeightsUnavailableError, build_backbone, get_spec
+from training.backbones.catalog import BACKBONES, WeightsUnavailableError, build_backbone, get_spec
 
 
 def online():

@@ -11,8 +11,8 @@ import pytest
 from werkzeug.serving import make_server
 
 from app import create_app
-from benchmarks.harness import free_port
 from tests.conftest import SF_TEST, SHIPPED_MODEL, absent, curl, hold_model_loading, require, shipped_validation_samples
+from tests.helpers import free_port
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402

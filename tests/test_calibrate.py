@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 
 from inference.calibration import METHOD, Calibration
-from inference.classifier import Classifier
+from inference.contract import model_input
+from inference.savedmodel import TensorFlowClassifier
 from inference.tta import predict_views
 from tests.conftest import CARS, SF_TEST, SHARED, SHIPPED_MODEL, require
-from tests.helpers import first_per_class
-from training.calibrate import main
-from training.data import model_split
-from training.known_model import fit_gaussians, read_other_models
-
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+from tests.helpers import carclf_error, first_per_class
+from training.data.dataset import model_split
+from training.evaluation.known_model import fit_gaussians, read_other_models
 
 STANFORD = SHARED / "data" / "stanford-cars"
 ANGLES = {"136_hyundai_accent_sedan_2012": "hyundai_solaris", "187_toyota_camry_sedan_2012": "toyota_camry"}
@@ -26,7 +24,7 @@ ANGLES = {"136_hyundai_accent_sedan_2012": "hyundai_solaris", "187_toyota_camry_
 def calibrated(tmp_path_factory):
     """A copy of model/ calibrated on 4 training photos per class, 20 validation
     photos and 5 whole-scene photos of other models, keeping 90% of validation."""
-    from training.known_model import calibrate
+    from training.evaluation.known_model import calibrate
 
     model = tmp_path_factory.mktemp("calibrated") / "model"
     shutil.copytree(SHIPPED_MODEL, model, ignore=shutil.ignore_patterns("calibration.*"))
@@ -36,19 +34,21 @@ def calibrated(tmp_path_factory):
     return model, val[:20]
 
 
+@pytest.mark.shared
 def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calibrated):
     model, val = calibrated
     calibration = Calibration.load(model)
     assert calibration.method == METHOD and calibration.quantile == 0.9
     assert set(calibration.modes) == {"original", "original+hflip"}
-    classifier = Classifier(model)
+    classifier = TensorFlowClassifier(model)
     for key, views in (("original", ("original",)), ("original+hflip", ("original", "hflip"))):
         report = calibration.modes[key].report
         assert report["validation"]["images"] == 20 and report["unknown"]["images"] == 5
         assert 1 <= report["validation"]["turned_away"] <= 2  # 10% of 20, ties aside
         turned_away = []
         for sample in val:
-            _, _, features = predict_views(classifier, classifier.decode(Path(sample.path).read_bytes(), 10**9), views)
+            image = model_input(Path(sample.path).read_bytes(), classifier.image_size, 10**9)
+            _, _, features = predict_views(classifier, image, views)
             known, distance = classifier.calibration.known_model(features, views)
             assert distance >= 0 and known == (distance <= calibration.modes[key].threshold)
             if not known:
@@ -63,6 +63,7 @@ def test_threshold_keeps_the_quantile_of_validation_and_the_service_agrees(calib
         assert unknown["by_root"] == {"sf-test-photos": {"images": 5, "turned_away": unknown["turned_away"]}}
 
 
+@pytest.mark.shared
 def test_other_models_are_split_by_model_and_other_angles_kept_apart():
     background, measured, angles = read_other_models([require(STANFORD)], ANGLES)
     model_of = {half: {path.parent.name for path in paths}
@@ -75,11 +76,12 @@ def test_other_models_are_split_by_model_and_other_angles_kept_apart():
     assert {Path(sample.path).parent.name: sample.label for sample in angles} == ANGLES
 
 
+@pytest.mark.shared
 def test_a_background_of_other_models_turns_away_more_models_it_never_saw(tmp_path):
     """model/ calibrated on 20 training photos per class and 60 validation
     photos; the relative Mahalanobis comparison gets a background of 60 photos
     of 30 other models and is measured on 60 photos of 30 models it never saw."""
-    from training.known_model import calibrate
+    from training.evaluation.known_model import calibrate
 
     background, measured, _ = read_other_models([require(STANFORD)], ANGLES)
     background = [path for path in background if path.stem[-1] in "02"][:60]
@@ -97,6 +99,7 @@ def test_a_background_of_other_models_turns_away_more_models_it_never_saw(tmp_pa
         comparison["mahalanobis"]["unknown_turned_away"]
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -105,11 +108,9 @@ def test_a_background_of_other_models_turns_away_more_models_it_never_saw(tmp_pa
         (["--model", str(SHIPPED_MODEL), "--unknown", "no/such/folder"], "is not a directory"),
     ],
 )
-def test_cli_errors_are_one_line_and_exit_nonzero(args, message):
-    with pytest.raises(SystemExit) as caught:
-        main([*args, "--data", str(require(CARS))])
-    assert str(caught.value.code).startswith("error: ") and message in str(caught.value.code)
-    assert "\n" not in str(caught.value.code)
+def test_cli_errors_are_one_line_and_exit_nonzero(args, message, capsys):
+    error = carclf_error(capsys, "calibrate", *args, "--data", require(CARS))
+    assert message in error
 
 
 def test_mahalanobis_distances_match_the_definition_on_the_shipped_models_features():

@@ -1,9 +1,9 @@
-"""An interrupted run's folder (training.checkpoints.RunState): which settings make another run."""
+"""An interrupted run's folder (training.fitting.checkpoints.RunState): which settings make another run."""
 
 import pytest
 
-from training.checkpoints import RunState
 from training.config import TrainConfig
+from training.fitting.checkpoints import RunState
 
 
 def test_a_run_resumes_under_another_spelling_of_its_folder_but_not_with_other_settings(tmp_path, monkeypatch):

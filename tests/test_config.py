@@ -1,13 +1,13 @@
-"""The training config: stages, JSON/YAML files, flags over files, clear errors."""
+"""The training config: stages, JSON/YAML files and presets, checkpointed stages (options over files: test_cli)."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from training.config import Stage, TrainConfig, parse_args, read_config_file
-from training.stages import checkpointed_stages
-from training.variants import load_variants
+from training.config import Stage, TrainConfig, read_config_file
+from training.experiments.variants import load_variants
+from training.fitting.stages import checkpointed_stages
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -73,18 +73,6 @@ def test_shipped_model_config_loads():
     assert config.backbone == "EfficientNetLite0" and config.head_init == "probe" and config.deterministic
 
 
-def test_yaml_preset_then_flags_override(tmp_path):
-    config = parse_args(["--config", str(CONFIGS / "progressive.yaml"), "--data", "d1", "--data", "d2",
-                         "--out", "o", "--optimizer", "nadam", "--train-bn", "--class-names", "a,b"])
-    assert config.data == ["d1", "d2"] and config.optimizer == "nadam" and config.train_bn
-    assert config.class_names == ["a", "b"] and config.backbone == "MobileNetV2"
-    assert [config.stage_image_size(s) for s in config.stages] == [224, 224, 288]
-    assert [config.stage_batch_size(s) for s in config.stages] == [32, 32, 16]
-    replaced = parse_args(["--config", str(CONFIGS / "progressive.yaml"), "--data", "d", "--out", "o",
-                           "--stage", "all:2:1e-4:1", "--no-train-bn"])
-    assert replaced.stages == [Stage("all", 2, 1e-4, 1.0)] and not replaced.train_bn
-
-
 def test_every_preset_is_a_valid_config():
     """Presets are configs; variants files (experiments) have their base and every variant checked."""
     for path in CONFIGS.glob("*.yaml"):
@@ -103,36 +91,3 @@ def test_checkpoint_competition_is_limited_to_the_exported_size():
     assert list(checkpointed_stages(stages(224, 224, 288))) == [2]
     assert list(checkpointed_stages(stages(224, 288, 288))) == [1, 2]
     assert list(checkpointed_stages(stages(288, 224, 224))) == [1, 2]
-
-
-@pytest.mark.parametrize(
-    "content, suffix, message",
-    [
-        ("schedule: weekly\n", ".yaml", "schedule 'weekly' is not one of"),
-        ("learning_rte: 0.1\n", ".yaml", "unknown config key"),
-        ("stages: [head:0:1e-3:0]\n", ".yaml", "epochs >= 1"),
-        ("{not json", ".json", "cannot parse"),
-        ("- a list\n", ".yaml", "must hold a mapping"),
-        ("a: 1\n", ".toml", "must end in"),
-    ],
-)
-def test_bad_config_files_exit_with_one_line(tmp_path, capsys, content, suffix, message):
-    path = tmp_path / f"config{suffix}"
-    path.write_text(content)
-    with pytest.raises(SystemExit) as caught:
-        parse_args(["--config", str(path), "--data", "d", "--out", "o"])
-    assert caught.value.code == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert message in error and "Traceback" not in error
-
-
-def test_missing_required_and_bad_flags(capsys):
-    with pytest.raises(SystemExit):
-        parse_args(["--data", "d"])
-    assert "--out is required" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        parse_args(["--data", "d", "--out", "o", "--optimizer", "rmsprop"])
-    assert "invalid choice: 'rmsprop'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        parse_args(["--data", "d", "--out", "o", "--stage", "head:1:fast:0"])
-    assert "argument --stage: stage 'head:1:fast:0': could not convert string to float" in capsys.readouterr().err

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_CLASSES, make_kaggle_tree
-from training.data import class_weights, group_folds, load_image, load_samples, make_dataset, split_by_group
-
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+from training.data.dataset import class_weights, group_folds, load_image, load_samples, make_dataset, split_by_group
 
 
+@pytest.mark.shared
 def test_cars_ru10_loads_from_labels_csv(cars):
     samples, labels = load_samples(cars)
     assert len(samples) == 858 and len(labels) == 10
@@ -18,6 +17,7 @@ def test_cars_ru10_loads_from_labels_csv(cars):
     assert len({s.group for s in samples}) < len(samples)  # near-duplicates share groups
 
 
+@pytest.mark.shared
 def test_split_keeps_groups_apart_is_stratified_and_seeded(cars):
     samples, labels = load_samples(cars)
     train, val = split_by_group(samples, 0.2, seed=42)
@@ -29,6 +29,7 @@ def test_split_keeps_groups_apart_is_stratified_and_seeded(cars):
     assert [s.path for s in split_by_group(samples, 0.2, seed=7)[1]] != [s.path for s in val]
 
 
+@pytest.mark.shared
 def test_image_folder_without_csv(tiny_dataset):
     samples, labels = load_samples(tiny_dataset)
     assert labels == ["kia_rio", "lada_kalina", "mazda_3"] and len(samples) == 12
@@ -43,6 +44,7 @@ def test_bad_roots_raise_clear_errors(tmp_path):
         load_samples(tmp_path)
 
 
+@pytest.mark.shared
 def test_pipeline_batches_resized_pixels_and_one_hot(tiny_dataset):
     samples, labels = load_samples(tiny_dataset)
     pixels, targets = next(iter(make_dataset(samples, labels, 64, batch_size=5, shuffle_seed=1)))
@@ -53,6 +55,7 @@ def test_pipeline_batches_resized_pixels_and_one_hot(tiny_dataset):
     assert first.shape == (64, 64, 3) and first.dtype == np.uint8
 
 
+@pytest.mark.shared
 def test_kaggle_layout_labels_are_category_indices_or_given_names(kaggle_dataset):
     samples, labels = load_samples(kaggle_dataset)
     assert labels == ["0", "1", "2"] and len(samples) == 9
@@ -62,6 +65,7 @@ def test_kaggle_layout_labels_are_category_indices_or_given_names(kaggle_dataset
     assert [s.label for s in named] == [TINY_CLASSES[int(s.label)] for s in samples]
 
 
+@pytest.mark.shared
 def test_kaggle_indices_sort_numerically_and_ids_may_lack_jpg(tmp_path):
     root = make_kaggle_tree(tmp_path, {2: "kia_rio", 10: "mazda_3"}, 2)
     csv = root / "train.csv"
@@ -75,6 +79,7 @@ def test_kaggle_indices_sort_numerically_and_ids_may_lack_jpg(tmp_path):
         load_samples(root)
 
 
+@pytest.mark.shared
 def test_two_roots_merge_and_the_split_holds_out_groups_across_both(tiny_dataset, kaggle_dataset):
     samples, labels = load_samples([tiny_dataset, kaggle_dataset], class_names=list(TINY_CLASSES))
     assert labels == list(TINY_CLASSES) and len(samples) == 21
@@ -85,6 +90,7 @@ def test_two_roots_merge_and_the_split_holds_out_groups_across_both(tiny_dataset
     assert {s.group.split(":")[0] for s in val} == {"0", "1"}  # both roots contribute to validation
 
 
+@pytest.mark.shared
 def test_group_folds_cover_every_photo_once_and_are_seeded(cars):
     samples, _ = load_samples(cars)
     folds = list(group_folds(samples, 5, seed=42))
@@ -97,6 +103,7 @@ def test_group_folds_cover_every_photo_once_and_are_seeded(cars):
     assert [s.path for s in split_by_group(samples, 0.2, seed=42)[1]] == [s.path for s in folds[0][1]]
 
 
+@pytest.mark.shared
 def test_balanced_class_weights_follow_sklearn_formula(cars):
     samples, labels = load_samples(cars)
     weights = class_weights(samples, labels, "balanced")

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from training.config import TrainConfig
-from training.distribute import is_chief, make_strategy, precision
+from training.fitting.distribute import is_chief, make_strategy, precision
 from training.model import build_classifier
 
 

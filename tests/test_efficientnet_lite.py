@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import CARS, require
-from training import efficientnet_lite as lite
-from training.backbones import build_backbone
-from training.data import load_image
+from training.backbones import efficientnet_lite as lite
+from training.backbones.catalog import build_backbone
+from training.backbones.torch_checkpoint import CheckpointError, read_state_dict
+from training.data.dataset import load_image
 from training.model import block_of, set_trainable
-from training.torch_checkpoint import CheckpointError, read_state_dict
 
 # ImageNet classes of cars (synset indices): beach wagon, cab, convertible,
 # grille, jeep, limousine, minivan, pickup, racer, sports car.

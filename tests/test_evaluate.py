@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.classifier import Classifier
+from inference.contract import model_input
+from inference.savedmodel import TensorFlowClassifier
 from inference.tta import VIEW_SETS, predict_views
 from tests.conftest import CARS, SHIPPED_MODEL, shipped_validation_samples
-from tests.helpers import first_per_class
-from training.evaluate import main
-from training.evaluation import evaluate, evaluate_savedmodel
-
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+from tests.helpers import carclf, carclf_error, first_per_class
+from training.evaluation.predictions import evaluate, evaluate_savedmodel
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +27,7 @@ def evaluation(samples):
     return evaluate([SHIPPED_MODEL], samples, {"flip": VIEW_SETS["flip"], "scales": VIEW_SETS["scales"]})
 
 
+@pytest.mark.shared
 def test_metrics_of_the_shipped_model_with_and_without_tta(evaluation, samples):
     metrics = evaluation.metrics
     assert metrics["images"] == 20 and list(metrics["tta"]) == ["flip", "scales"]
@@ -41,10 +40,11 @@ def test_metrics_of_the_shipped_model_with_and_without_tta(evaluation, samples):
     assert metrics["no_tta"]["views"] == ["original"] and metrics["tta"]["scales"]["views"] == list(VIEW_SETS["scales"])
 
 
+@pytest.mark.shared
 def test_probabilities_match_the_classifier_used_by_the_service(evaluation, samples):
-    classifier = Classifier(SHIPPED_MODEL)
+    classifier = TensorFlowClassifier(SHIPPED_MODEL)
     for index in (0, 7, 19):
-        image = classifier.decode(Path(samples[index].path).read_bytes(), max_pixels=10**9)
+        image = model_input(Path(samples[index].path).read_bytes(), classifier.image_size, max_pixels=10**9)
         for name, views in evaluation.views.items():
             served = predict_views(classifier, image, views)[1]
             assert np.allclose(evaluation.probabilities[name][index], served, atol=1e-5)
@@ -52,6 +52,7 @@ def test_probabilities_match_the_classifier_used_by_the_service(evaluation, samp
     assert evaluation.metrics["no_tta"]["accuracy"] == accuracy
 
 
+@pytest.mark.shared
 def test_ensemble_of_the_model_with_itself_equals_the_model(samples, evaluation):
     twice = evaluate([SHIPPED_MODEL, SHIPPED_MODEL], samples[:6], {"flip": VIEW_SETS["flip"]})
     for name in ("none", "flip"):
@@ -60,12 +61,14 @@ def test_ensemble_of_the_model_with_itself_equals_the_model(samples, evaluation)
     assert not any(os.path.isabs(path) for path in twice.metrics["models"])  # no path of this machine
 
 
+@pytest.mark.shared
 def test_evaluate_savedmodel_keeps_the_training_summary(samples):
     metrics = evaluate_savedmodel(SHIPPED_MODEL, samples[:4])
     assert metrics["tta_views"] == ["original", "hflip"] and metrics["accuracy"] == metrics["no_tta"]["accuracy"]
     assert metrics["accuracy_tta"] == metrics["tta"]["accuracy"] and metrics["errors_tta"] == metrics["tta"]["errors"]
 
 
+@pytest.mark.shared
 def test_cli_writes_json_and_a_report_with_readable_pngs(tmp_path, capsys):
     # Real photos, two of them filed under a wrong label: the gallery must show them, most confident first.
     data = tmp_path / "data"
@@ -75,8 +78,8 @@ def test_cli_writes_json_and_a_report_with_readable_pngs(tmp_path, capsys):
         for photo in chosen:
             (data / folder / photo.name).write_bytes(photo.read_bytes())
     report = tmp_path / "report"
-    main(["--model", str(SHIPPED_MODEL), "--data", str(data), "--tta-views", "flip",
-          "--tta-views", "original,zoom_out", "--out", str(tmp_path / "metrics.json"), "--report", str(report)])
+    carclf("evaluate", "--model", SHIPPED_MODEL, "--data", data, "--tta-views", "flip", "--tta-views",
+           "original,zoom_out", "--out", tmp_path / "metrics.json", "--report", report)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["images"] == 4 and metrics["split"] == "all" and Path(metrics["data"]).resolve() == data
     out = capsys.readouterr().out
@@ -97,22 +100,22 @@ def test_cli_writes_json_and_a_report_with_readable_pngs(tmp_path, capsys):
     assert "| flip: original, hflip | 0.500 |" in markdown
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("args, message", [
     (["--tta-views", "spin"], "Unknown TTA view"),
     (["--model", "/nonexistent"], "No SavedModel"),
 ])
-def test_cli_errors_are_one_line(tmp_path, args, message):
-    with pytest.raises(SystemExit) as caught:
-        main(["--model", str(SHIPPED_MODEL), "--data", str(CARS), *args])
-    assert message in str(caught.value.code) and "\n" not in str(caught.value.code)
+def test_cli_errors_are_one_line(tmp_path, args, message, capsys):
+    error = carclf_error(capsys, "evaluate", "--model", SHIPPED_MODEL, "--data", CARS, *args)
+    assert message in error
 
 
-def test_unreadable_photo_is_named(tmp_path):
+@pytest.mark.shared
+def test_unreadable_photo_is_named(tmp_path, capsys):
     (tmp_path / "kia_rio").mkdir()
     (tmp_path / "mazda_3").mkdir()
     (tmp_path / "kia_rio" / "broken.jpg").write_bytes(b"not a jpeg")
     photo = next((CARS / "mazda_3").glob("*.jpg"))
     (tmp_path / "mazda_3" / photo.name).write_bytes(photo.read_bytes())
-    with pytest.raises(SystemExit) as caught:
-        main(["--model", str(SHIPPED_MODEL), "--data", str(tmp_path)])
-    assert "broken.jpg" in str(caught.value.code)
+    error = carclf_error(capsys, "evaluate", "--model", SHIPPED_MODEL, "--data", tmp_path)
+    assert "broken.jpg" in error

@@ -5,10 +5,8 @@ import json
 import pytest
 
 from tests.conftest import MOBILENET_WEIGHTS, require
-from training.experiment import main
-from training.variants import BEGIN, END, load_variants
-
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+from tests.helpers import carclf, carclf_error
+from training.experiments.variants import BEGIN, END, load_variants
 
 VARIANTS = """
 base:
@@ -28,14 +26,15 @@ variants:
 """
 
 
-def test_runner_trains_every_variant_on_the_same_folds_and_writes_the_table(tiny_dataset, tmp_path):
+@pytest.mark.shared
+def test_runner_trains_every_variant_on_the_same_folds_and_writes_the_table(tiny_dataset, tmp_path, capsys):
     variants = tmp_path / "variants.yaml"
     variants.write_text(VARIANTS.format(weights=require(MOBILENET_WEIGHTS)))
     table = tmp_path / "experiments.md"
     table.write_text(f"# My notes\n\nBefore.\n\n{BEGIN}\nold table\n{END}\n\nAfter.\n")
     args = ["--data", str(tiny_dataset), "--variants", str(variants), "--out", str(tmp_path / "exp"),
             "--folds", "2", "--table", str(table)]
-    main([*args, "--views", "scales"])
+    carclf("experiment", *args, "--views", "scales")
     results = [json.loads(line) for line in (tmp_path / "exp" / "results.jsonl").read_text().splitlines()]
     assert sorted((r["variant"], r["fold"]) for r in results) == [("head-only", 0), ("head-only", 1),
                                                                  ("staged", 0), ("staged", 1)]
@@ -59,16 +58,16 @@ def test_runner_trains_every_variant_on_the_same_folds_and_writes_the_table(tiny
     assert all(set(r["tta_sets"]) == {"none", "flip", "scales"} for r in results)
 
     trained = (tmp_path / "exp" / "staged" / "fold0" / "saved_model.pb").stat().st_mtime
-    main([*args, "--views", "crops", "--only", "staged,head-only"])  # all trained: only the new view set is measured
+    # All trained: only the new view set is measured.
+    carclf("experiment", *args, "--views", "crops", "--only", "staged,head-only")
     again = [json.loads(line) for line in (tmp_path / "exp" / "results.jsonl").read_text().splitlines()]
     assert len(again) == 4 and all({"none", "flip", "scales", "crops"} <= set(r["tta_sets"]) for r in again)
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in results]
     assert (tmp_path / "exp" / "staged" / "fold0" / "saved_model.pb").stat().st_mtime == trained
     text = table.read_text()  # the command printed rebuilds the whole table, every variant
     assert "--views crops" in text and "--only" not in text and "| `head-only` |" in text
-    with pytest.raises(SystemExit) as caught:
-        main([*args, "--views", "sideways"])
-    assert "unknown TTA view set(s) ['sideways']" in str(caught.value.code)
+    error = carclf_error(capsys, "experiment", *args, "--views", "sideways")
+    assert "unknown TTA view set(s) ['sideways']" in error
 
 
 def test_variants_are_checked_before_any_training(tmp_path, capsys):
@@ -76,6 +75,5 @@ def test_variants_are_checked_before_any_training(tmp_path, capsys):
     variants.write_text("base: {backbone: MobileNetV2}\nvariants:\n  fast: {schedul: cosine}\n")
     with pytest.raises(ValueError, match="unknown config key"):
         load_variants(variants)
-    with pytest.raises(SystemExit) as caught:
-        main(["--data", str(tmp_path), "--variants", str(variants), "--out", str(tmp_path / "o")])
-    assert "unknown config key(s) schedul" in str(caught.value.code)
+    error = carclf_error(capsys, "experiment", "--data", tmp_path, "--variants", variants, "--out", tmp_path / "o")
+    assert "unknown config key(s) schedul" in error

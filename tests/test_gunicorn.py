@@ -15,9 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 
-from benchmarks.harness import multipart_form
 from tests.conftest import CARS, OPENAPI, curl, require
-from tests.helpers import encode
+from tests.helpers import encode, multipart_form
 
 pytestmark = [pytest.mark.server, pytest.mark.shared]
 

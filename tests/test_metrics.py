@@ -1,16 +1,16 @@
-"""training.metrics on hand-computable inputs."""
+"""training.evaluation.metrics on hand-computable inputs."""
 
 import numpy as np
 import pytest
 
-from training.metrics import (
+from training.evaluation.metrics import (
     classification_metrics,
     expected_calibration_error,
     look_alike_confusions,
     look_alike_key,
     reliability_bins,
 )
-from training.reporting import worst_classes
+from training.evaluation.reports import worst_classes
 
 
 def test_ece_of_a_hand_computed_case():

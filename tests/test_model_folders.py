@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from app.model import ModelLoader
-from inference.classifier import Classifier, ModelLoadError, ModelNotFoundError
+from inference.model_folder import ModelLoadError, ModelNotFoundError
+from inference.savedmodel import TensorFlowClassifier
 from tests.conftest import SHIPPED_MODEL
 
 FIX = "git checkout -- model/"
@@ -44,14 +45,14 @@ BROKEN = {
 def test_a_broken_copy_of_the_model_names_the_file_and_the_fix(tmp_path, kind):
     edit, names = BROKEN[kind]
     with pytest.raises(ModelLoadError) as caught:
-        Classifier(broken_copy(tmp_path, edit))
+        TensorFlowClassifier(broken_copy(tmp_path, edit))
     message = str(caught.value)
     assert names in message and str(tmp_path / "model") in message and FIX in message
 
 
 def test_an_empty_folder_names_the_missing_file(tmp_path):
     with pytest.raises(ModelNotFoundError, match="no saved_model.pb.*CARCLF_MODEL_DIR"):
-        Classifier(tmp_path)
+        TensorFlowClassifier(tmp_path)
 
 
 def test_a_savedmodel_with_other_signatures_is_refused(tmp_path):
@@ -59,11 +60,11 @@ def test_a_savedmodel_with_other_signatures_is_refused(tmp_path):
     module.double = tf.function(lambda x: {"y": 2 * x}, input_signature=[tf.TensorSpec([None], tf.float32)])
     tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.double})
     with pytest.raises(ModelLoadError) as caught:
-        Classifier(tmp_path)
+        TensorFlowClassifier(tmp_path)
     message = str(caught.value)
     assert str(tmp_path / "saved_model.pb") in message and "no 'metadata' signature" in message
     assert "lacks the outputs ['logits', 'probabilities']" in message and "uint8 'images'" in message
-    assert "python -m training.train" in message
+    assert "carclf train" in message
     # a valid SavedModel
     assert np.array_equal(tf.saved_model.load(str(tmp_path)).double(tf.constant([1.0]))["y"], [2.0])
 

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app import create_app
 from app.logs import JsonFormatter
 from app.pages import DEFAULT_PHOTO_HINT
-from inference.runtime import ModelNotFoundError
+from inference.model_folder import ModelNotFoundError
 from tests.conftest import (
     CARS,
     OPENAPI,
@@ -242,7 +242,7 @@ def test_favicon_is_served(client):
 def test_gunicorn_binds_the_loopback_interface_unless_told(monkeypatch):
     for variable in ("BIND", "HOST", "PORT"):
         monkeypatch.delenv(variable, raising=False)
-    for variable in ("CARCLF_BATCH_THREADS", "CARCLF_INTERPRETERS", "CARCLF_INTERPRETER_THREADS",
+    for variable in ("CARCLF_INTERPRETERS", "CARCLF_INTERPRETER_THREADS",
                      "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         monkeypatch.setenv(variable, os.environ.get(variable, "1"))  # restored afterwards: the file sets defaults
     assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == "127.0.0.1:8000"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from training.config import OPTIMIZER_NAMES, Stage, TrainConfig
-from training.optimization import LOSSES, OPTIMIZERS, SCHEDULES, build_loss, build_optimizer, build_schedule
+from training.fitting.optimization import LOSSES, OPTIMIZERS, SCHEDULES, build_loss, build_optimizer, build_schedule
 
 STAGE = Stage("s", epochs=10, learning_rate=1e-3, unfreeze=0)
 STEPS = 20  # per epoch: 200 steps in the stage

@@ -4,12 +4,11 @@ import csv
 
 import pytest
 
-from inference.classifier import Classifier
+from inference.contract import model_input
+from inference.savedmodel import TensorFlowClassifier
 from inference.tta import predict_views
 from tests.conftest import SF_TEST, SHIPPED_MODEL, require
-from training.predict import main
-
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+from tests.helpers import carclf, carclf_error
 
 
 def read_rows(path):
@@ -22,10 +21,11 @@ def read_rows(path):
 @pytest.fixture(scope="module")
 def submission(tmp_path_factory):
     out = tmp_path_factory.mktemp("predict") / "submission.csv"
-    main(["--model", str(SHIPPED_MODEL), "--images", str(require(SF_TEST)), "--out", str(out)])
+    carclf("predict", "--model", SHIPPED_MODEL, "--images", require(SF_TEST), "--out", out)
     return read_rows(out)
 
 
+@pytest.mark.shared
 def test_submission_has_a_row_per_photo_in_kaggle_format(submission):
     names = sorted(path.name for path in SF_TEST.glob("*.jpg"))
     assert len(submission) == 30 and [name for name, _ in submission] == names
@@ -33,29 +33,32 @@ def test_submission_has_a_row_per_photo_in_kaggle_format(submission):
     assert len({category for _, category in submission}) > 1
 
 
+@pytest.mark.shared
 def test_categories_are_label_indices_of_the_tta_prediction(submission):
-    classifier = Classifier(SHIPPED_MODEL)
+    classifier = TensorFlowClassifier(SHIPPED_MODEL)
     for name, category in submission[:5]:
-        image = classifier.decode((SF_TEST / name).read_bytes(), max_pixels=10**9)
+        image = model_input((SF_TEST / name).read_bytes(), classifier.image_size, max_pixels=10**9)
         assert category == int(predict_views(classifier, image)[1].argmax())  # original + hflip, as the service
 
 
+@pytest.mark.shared
 def test_rows_follow_the_sample_submission_and_ensemble_of_itself_agrees(submission, tmp_path):
     order = [name for name, _ in submission][::-1][:12]
     sample = tmp_path / "sample_submission.csv"
     sample.write_text("Id,Category\n" + "".join(f"{name},0\n" for name in order))
     out = tmp_path / "ordered.csv"
-    main(["--model", str(SHIPPED_MODEL), "--model", str(SHIPPED_MODEL), "--images", str(SF_TEST),
-          "--out", str(out), "--sample-submission", str(sample)])
+    carclf("predict", "--model", SHIPPED_MODEL, "--model", SHIPPED_MODEL, "--images", SF_TEST, "--out", out,
+           "--sample-submission", sample)
     assert read_rows(out) == [(name, dict(submission)[name]) for name in order]
 
 
+@pytest.mark.shared
 def test_no_tta_is_the_original_view_alone(submission, tmp_path):
     out = tmp_path / "plain.csv"
-    main(["--model", str(SHIPPED_MODEL), "--images", str(SF_TEST), "--out", str(out), "--no-tta"])
-    classifier = Classifier(SHIPPED_MODEL)
+    carclf("predict", "--model", SHIPPED_MODEL, "--images", SF_TEST, "--out", out, "--no-tta")
+    classifier = TensorFlowClassifier(SHIPPED_MODEL)
     for name, category in read_rows(out)[:5]:
-        image = classifier.decode((SF_TEST / name).read_bytes(), max_pixels=10**9)
+        image = model_input((SF_TEST / name).read_bytes(), classifier.image_size, max_pixels=10**9)
         assert category == int(predict_views(classifier, image, ("original",))[1].argmax())
 
 
@@ -67,21 +70,21 @@ def folder_with_a_broken_photo(tmp_path):
     return tmp_path, photo.name
 
 
+@pytest.mark.shared
 def test_unreadable_image_fails_naming_it_or_is_skipped_on_request(folder_with_a_broken_photo, capsys):
     folder, good = folder_with_a_broken_photo
-    with pytest.raises(SystemExit) as caught:
-        main(["--model", str(SHIPPED_MODEL), "--images", str(folder), "--out", str(folder / "s.csv")])
-    assert "broken.jpg" in str(caught.value.code) and not (folder / "s.csv").exists()
-    main(["--model", str(SHIPPED_MODEL), "--images", str(folder), "--out", str(folder / "s.csv"), "--skip-unreadable"])
+    error = carclf_error(capsys, "predict", "--model", SHIPPED_MODEL, "--images", folder, "--out", folder / "s.csv")
+    assert "broken.jpg" in error and not (folder / "s.csv").exists()
+    carclf("predict", "--model", SHIPPED_MODEL, "--images", folder, "--out", folder / "s.csv", "--skip-unreadable")
     assert [name for name, _ in read_rows(folder / "s.csv")] == [good]
     assert "skipped" in capsys.readouterr().err
 
 
-def test_sample_submission_ids_without_files_fail(folder_with_a_broken_photo, tmp_path):
+@pytest.mark.shared
+def test_sample_submission_ids_without_files_fail(folder_with_a_broken_photo, tmp_path, capsys):
     folder, good = folder_with_a_broken_photo
     sample = tmp_path / "sample.csv"
     sample.write_text(f"Id,Category\n{good},0\nmissing.jpg,0\n")
-    with pytest.raises(SystemExit) as caught:
-        main(["--model", str(SHIPPED_MODEL), "--images", str(folder), "--out", str(tmp_path / "s.csv"),
-              "--sample-submission", str(sample)])
-    assert "missing.jpg" in str(caught.value.code)
+    error = carclf_error(capsys, "predict", "--model", SHIPPED_MODEL, "--images", folder, "--out", tmp_path / "s.csv",
+                         "--sample-submission", sample)
+    assert "missing.jpg" in error

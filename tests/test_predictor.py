@@ -1,4 +1,4 @@
-"""The predictor protocol (inference.predictor): Classifier and Ensemble implement it,
+"""The predictor protocol (inference.predictor): TensorFlowClassifier and Ensemble implement it,
 an ensemble answers as its members averaged, and the service serves one."""
 
 import io
@@ -6,26 +6,29 @@ import os
 
 import numpy as np
 
-from inference.classifier import Classifier
-from inference.ensemble import Ensemble, open_model
+from inference.contract import model_input
+from inference.ensemble import Ensemble
+from inference.loading import load_predictor
 from inference.predictor import Predictor
+from inference.savedmodel import TensorFlowClassifier
 from inference.tta import predict_views
 from tests.conftest import ready_app
 from tests.helpers import synthetic_photo
 
 
 def test_classifier_and_ensemble_are_predictors_and_an_ensemble_is_no_classifier(tiny_savedmodel):
-    assert isinstance(Classifier(tiny_savedmodel), Predictor)
-    ensemble = Ensemble([tiny_savedmodel])
-    assert isinstance(ensemble, Predictor) and not isinstance(ensemble, Classifier)
-    assert type(open_model(str(tiny_savedmodel))) is Classifier
-    assert type(open_model(f"{tiny_savedmodel}{os.pathsep}{tiny_savedmodel}")) is Ensemble
+    classifier = load_predictor(tiny_savedmodel, "tensorflow")
+    assert type(classifier) is TensorFlowClassifier and isinstance(classifier, Predictor)
+    ensemble = load_predictor(f"{tiny_savedmodel}{os.pathsep}{tiny_savedmodel}", "tensorflow")
+    assert type(ensemble) is Ensemble and isinstance(ensemble, Predictor)
+    assert type(load_predictor([tiny_savedmodel, tiny_savedmodel], "tensorflow")) is Ensemble
 
 
 def test_an_ensemble_of_a_model_with_itself_answers_as_the_model(tiny_savedmodel):
-    single, twice = Classifier(tiny_savedmodel), Ensemble([tiny_savedmodel, tiny_savedmodel])
+    single = TensorFlowClassifier(tiny_savedmodel)
+    twice = Ensemble([(str(tiny_savedmodel), single), (str(tiny_savedmodel), TensorFlowClassifier(tiny_savedmodel))])
     twice.warm_up()
-    image = twice.decode(synthetic_photo(1))
+    image = model_input(synthetic_photo(1), twice.image_size)
     assert image.shape == (*single.image_size, 3) and twice.labels == single.labels
     (logits, probabilities, features), alone = predict_views(twice, image), predict_views(single, image)
     np.testing.assert_allclose(probabilities, alone[1], atol=1e-6)

@@ -1,7 +1,7 @@
 """The runtimes without TensorFlow, ONNX Runtime (inference.ort) and LiteRT (inference.litert),
-against the SavedModel on real photos; the conversions' parity checks (training.parity, training.litert_export,
-training.onnx_export); a service on either without TensorFlow; and passes lent first come,
-first served (inference.runtime.PooledPasses)."""
+against the SavedModel on real photos; the conversions' parity checks (training.export.parity, training.export.litert,
+training.export.onnx); a service on either without TensorFlow; and passes lent first come,
+first served (inference.passes.PooledPasses)."""
 
 import json
 import shutil
@@ -14,14 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference.contract import model_input
 from inference.litert import LiteRTClassifier
+from inference.loading import load_predictor
+from inference.model_folder import ModelLoadError, ModelNotFoundError
 from inference.ort import OnnxRuntimeClassifier
+from inference.passes import FifoPool
 from inference.predictor import Predictor
-from inference.runtime import FifoPool, ModelLoadError, ModelNotFoundError, load_predictor
 from inference.tta import DEFAULT_VIEWS, predict_views, tta_batch
 from tests.conftest import ROOT, SHIPPED_MODEL, shipped_validation_samples
-from tests.helpers import synthetic_photo
-from tests.test_batching import call_concurrently
+from tests.helpers import call_concurrently, synthetic_photo
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ LIGHT = {"onnxruntime": (OnnxRuntimeClassifier, "model.onnx"), "litert": (LiteRT
 @pytest.fixture(scope="module")
 def runtimes():
     """The shipped model on every runtime, two passes side by side: ``{"onnxruntime": ..., ...}``."""
-    return {runtime: load_predictor(SHIPPED_MODEL, runtime, interpreters=2)
+    return {runtime: load_predictor(SHIPPED_MODEL, runtime, passes=2)
             for runtime in ("onnxruntime", "litert", "tensorflow")}
 
 
@@ -58,8 +60,7 @@ def test_each_runtime_gives_the_savedmodels_answers_on_real_photos(runtimes, pho
     assert (light.labels, light.image_size, light.metadata) == (
         tensorflow.labels, tensorflow.image_size, tensorflow.metadata)
     for data in photos:
-        image = light.decode(data, max_pixels=40_000_000)
-        assert np.array_equal(image, tensorflow.decode(data, max_pixels=40_000_000))
+        image = model_input(data, light.image_size, max_pixels=40_000_000)
         (_, expected, expected_features), (_, probabilities, features) = (
             predict_views(model, image, views) for model in (tensorflow, light))
         np.testing.assert_allclose(probabilities, expected, atol=1e-4)
@@ -73,7 +74,7 @@ def test_each_runtime_gives_the_savedmodels_answers_on_real_photos(runtimes, pho
 @pytest.mark.parametrize("runtime", LIGHT)
 def test_passes_answer_concurrent_threads_as_if_alone(runtimes, photos, runtime):
     light = runtimes[runtime]
-    images = [light.decode(data, max_pixels=40_000_000) for data in photos[:8]]
+    images = [model_input(data, light.image_size, max_pixels=40_000_000) for data in photos[:8]]
 
     def classify(image):
         return predict_views(light, image)[1]
@@ -87,9 +88,9 @@ def test_passes_answer_concurrent_threads_as_if_alone(runtimes, photos, runtime)
 @pytest.mark.shared
 def test_a_multithreaded_interpreter_answers_as_a_single_threaded_one(runtimes, photos):
     """The service's default (one interpreter, the worker's cores: gunicorn.conf.py) against one thread."""
-    single, threaded = runtimes["litert"], load_predictor(SHIPPED_MODEL, "litert", interpreter_threads=2)
+    single, threaded = runtimes["litert"], load_predictor(SHIPPED_MODEL, "litert", threads=2)
     for data in photos[:6]:
-        image = single.decode(data, max_pixels=40_000_000)
+        image = model_input(data, single.image_size, max_pixels=40_000_000)
         expected, answer = (predict_views(runtime, image) for runtime in (single, threaded))
         np.testing.assert_allclose(answer[1], expected[1], atol=1e-5)
         np.testing.assert_allclose(answer[2], expected[2], atol=1e-4)
@@ -112,7 +113,7 @@ def model_copy(tmp_path, *names):
 @pytest.mark.parametrize("runtime", LIGHT)
 def test_a_folder_without_the_models_file_names_the_command_that_writes_it(tmp_path, runtime):
     load, file = LIGHT[runtime]
-    with pytest.raises(ModelNotFoundError, match=rf"No {file} .*python -m training.convert .*CARCLF_RUNTIME"):
+    with pytest.raises(ModelNotFoundError, match=rf"No {file} .*carclf convert .*CARCLF_RUNTIME"):
         load(model_copy(tmp_path, "metadata.json"))
 
 
@@ -125,7 +126,7 @@ def test_a_truncated_model_file_names_the_file_and_the_fix(tmp_path, runtime, ke
     with pytest.raises(ModelLoadError) as caught:
         load(folder)
     message = str(caught.value)
-    assert str(folder / file) in message and "python -m training.convert" in message
+    assert str(folder / file) in message and "carclf convert" in message
     assert "git checkout -- model/" in message
 
 
@@ -148,8 +149,8 @@ def test_the_committed_conversions_passed_the_parity_check(parity_file):
 
 @pytest.mark.shared
 def test_a_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch, photos):
-    import training.litert_export as litert_export
-    import training.parity as parity
+    import training.export.litert as litert_export
+    import training.export.parity as parity
 
     folder = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, folder, ignore=shutil.ignore_patterns("model.tflite", "metadata.json", "litert_*"))
@@ -168,8 +169,8 @@ def test_a_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch, photo
 
 @pytest.mark.shared
 def test_an_onnx_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch, photos):
-    import training.onnx_export as onnx_export
-    import training.parity as parity
+    import training.export.onnx as onnx_export
+    import training.export.parity as parity
 
     folder = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, folder, ignore=shutil.ignore_patterns("model.onnx", "onnx_*"))
@@ -186,11 +187,11 @@ def test_an_onnx_conversion_that_disagrees_writes_nothing(tmp_path, monkeypatch,
 
 
 def test_the_onnx_conversion_keeps_the_contracts_names_and_the_committed_answers(tmp_path):
-    from training.onnx_export import convert_tflite
+    from training.export.onnx import convert_tflite
 
     folder = model_copy(tmp_path, "metadata.json")
     (folder / "model.onnx").write_bytes(convert_tflite(SHIPPED_MODEL / "model.tflite"))
-    batch = tta_batch(OnnxRuntimeClassifier(folder).decode(synthetic_photo(3)), DEFAULT_VIEWS)
+    batch = tta_batch(model_input(synthetic_photo(3), OnnxRuntimeClassifier(folder).image_size), DEFAULT_VIEWS)
     for got, expected in zip(OnnxRuntimeClassifier(folder).predict(batch),
                              OnnxRuntimeClassifier(SHIPPED_MODEL).predict(batch)):
         np.testing.assert_allclose(got, expected, atol=1e-6)
@@ -230,7 +231,7 @@ def test_the_tensorflow_images_model_folder_keeps_the_savedmodel_only(tmp_path, 
     shutil.copytree(SHIPPED_MODEL, folder)
     subprocess.run([ROOT / "deploy" / "slim-model.sh", "tensorflow", folder], check=True)
     assert not {"model.onnx", "model.tflite"} & {path.name for path in folder.iterdir()}
-    batch = np.stack([runtimes["tensorflow"].decode(synthetic_photo(seed)) for seed in (1, 2)])
+    batch = np.stack([model_input(synthetic_photo(seed), runtimes["tensorflow"].image_size) for seed in (1, 2)])
     slimmed = load_predictor(folder, "tensorflow")
     for got, expected in zip(slimmed.predict(batch), runtimes["tensorflow"].predict(batch)):
         np.testing.assert_allclose(got, expected, atol=1e-6)
@@ -272,7 +273,7 @@ def test_with_two_passes_a_requests_views_run_side_by_side_one_image_each(runtim
         return run(runner, images)
 
     monkeypatch.setattr(predictor, "_run", at_the_barrier)
-    batch = tta_batch(predictor.decode(synthetic_photo(1)), DEFAULT_VIEWS)
+    batch = tta_batch(model_input(synthetic_photo(1), predictor.image_size), DEFAULT_VIEWS)
     outputs = predictor.predict(batch)
     assert rows == [1, 1]
     for got, expected in zip(outputs, load(SHIPPED_MODEL).predict(batch)):

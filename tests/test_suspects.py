@@ -7,11 +7,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import MOBILENET_WEIGHTS, require
-from training.data import load_samples
-from training.label_issues import assign_folds
-from training.suspects import main
-
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
+from tests.helpers import carclf, carclf_error
+from training.data.dataset import load_samples
+from training.evaluation.label_issues import assign_folds
 
 FAST = ["--backbone", "MobileNetV2", "--alpha", "0.35", "--image-size", "96", "--batch-size", "4",
         "--val-fraction", "0.5", "--patience", "1", "--stage", "head:1:1e-3:0"]
@@ -22,6 +20,7 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.shared
 def test_folds_keep_groups_together_and_every_class_in_every_fold(cars):
     samples, labels = load_samples(cars)
     fold_of = assign_folds(samples, 5, seed=42)
@@ -38,11 +37,12 @@ def test_folds_keep_groups_together_and_every_class_in_every_fold(cars):
 @pytest.fixture(scope="module")
 def suspects_run(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("suspects")
-    main(["--data", str(tiny_dataset), "--out", str(out), "--folds", "2",
-          "--weights", str(require(MOBILENET_WEIGHTS)), *FAST])
+    carclf("suspects", "--data", tiny_dataset, "--out", out, "--folds", "2", "--weights", require(MOBILENET_WEIGHTS),
+           *FAST)
     return out
 
 
+@pytest.mark.shared
 def test_two_fold_run_writes_out_of_fold_probabilities_suspects_gallery_and_cleaned_labels(suspects_run, tiny_dataset):
     samples, labels = load_samples(tiny_dataset)
     oof = read_csv(suspects_run / "out_of_fold.csv")
@@ -69,14 +69,14 @@ def test_two_fold_run_writes_out_of_fold_probabilities_suspects_gallery_and_clea
         assert len(fold_data) + len(held_out) == 12 and not {s.path for s in fold_data} & held_out
 
 
-def test_drop_writes_a_dataset_without_the_reviewed_rows(tiny_dataset, tmp_path):
+@pytest.mark.shared
+def test_drop_writes_a_dataset_without_the_reviewed_rows(tiny_dataset, tmp_path, capsys):
     reviewed = tmp_path / "reviewed.csv"
     reviewed.write_text("path,given_label,suggested_label,self_confidence\n"
                         f"kia_rio/{min((tiny_dataset / 'kia_rio').iterdir()).name},kia_rio,mazda_3,0.1\n")
-    main(["--data", str(tiny_dataset), "--drop", str(reviewed), "--out", str(tmp_path / "clean")])
+    carclf("suspects", "--data", tiny_dataset, "--drop", reviewed, "--out", tmp_path / "clean")
     kept, labels = load_samples(tmp_path / "clean")
     assert len(kept) == 11 and labels == ["kia_rio", "lada_kalina", "mazda_3"]
     reviewed.write_text("path\nkia_rio/not_there.jpg\n")
-    with pytest.raises(SystemExit) as caught:
-        main(["--data", str(tiny_dataset), "--drop", str(reviewed), "--out", str(tmp_path / "clean2")])
-    assert "not in the dataset" in str(caught.value.code)
+    error = carclf_error(capsys, "suspects", "--data", tiny_dataset, "--drop", reviewed, "--out", tmp_path / "clean2")
+    assert "not in the dataset" in error

@@ -9,17 +9,15 @@ import keras
 import numpy as np
 import pytest
 
-from inference.classifier import Classifier
+from inference.savedmodel import TensorFlowClassifier
 from inference.tta import predict_views
 from tests.conftest import MOBILENET_WEIGHTS, TINY_CLASSES, ready_app, require
-from training.checkpoints import RunState
-from training.config import TrainConfig, parse_args
-from training.data import load_image, load_samples, make_dataset, split_by_group
+from tests.helpers import carclf, carclf_error
+from training.config import TrainConfig
+from training.data.dataset import load_image, load_samples, make_dataset, split_by_group
+from training.fitting.checkpoints import RunState
+from training.fitting.probe import feature_extractor, fit_linear_probe, fit_projection, head_weights
 from training.model import FEATURES_LAYER, PROJECTION_LAYER, build_classifier
-from training.probe import feature_extractor, fit_linear_probe, fit_projection, head_weights
-from training.train import main
-
-pytestmark = pytest.mark.shared  # real photos or weights from ../shared
 
 TINY = ["--batch-size", "4", "--val-fraction", "0.25", "--patience", "1"]
 STAGES = ["--stage", "head:1:1e-3:0", "--stage", "finetune:1:1e-4:0.5"]
@@ -35,10 +33,11 @@ def mobilenet(out, *roots):
 @pytest.fixture(scope="module")
 def mobilenet_model(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("mobilenet")
-    main([*mobilenet(out, tiny_dataset), "--image-size", "96", *STAGES])
+    carclf("train", *mobilenet(out, tiny_dataset), "--image-size", "96", *STAGES)
     return out
 
 
+@pytest.mark.shared
 def test_mobilenet_run_writes_savedmodel_config_history_and_metrics(mobilenet_model, tiny_dataset):
     files = {path.name for path in mobilenet_model.iterdir()}
     assert {"saved_model.pb", "variables", "training_config.json", "history.json", "metrics.json",
@@ -62,18 +61,20 @@ def test_mobilenet_run_writes_savedmodel_config_history_and_metrics(mobilenet_mo
                                      "val_accuracy": round(max(accuracies), 4)}
 
 
+@pytest.mark.shared
 def test_same_command_and_seed_give_the_same_model(tiny_dataset, tmp_path):
     """Deterministic ops and augmentation drawn in order: two runs, identical outputs."""
     outputs = []
     for run in ("a", "b"):
-        main([*mobilenet(tmp_path / run, tiny_dataset), "--image-size", "64", "--augment", "strong",
-              "--stage", "head:2:1e-2:0", "--stage", "finetune:1:1e-3:0.5"])
-        classifier = Classifier(tmp_path / run)
+        carclf("train", *mobilenet(tmp_path / run, tiny_dataset), "--image-size", "64", "--augment", "strong",
+               "--stage", "head:2:1e-2:0", "--stage", "finetune:1:1e-3:0.5")
+        classifier = TensorFlowClassifier(tmp_path / run)
         outputs.append(classifier.predict(np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), np.uint8)))
     for first, second in zip(*outputs):
         np.testing.assert_array_equal(first, second)
 
 
+@pytest.mark.shared
 def test_an_interrupted_run_goes_on_where_it_left_off(tiny_dataset, tmp_path, monkeypatch, capsys):
     """Interrupted (Ctrl-C) at the end of epoch 3 of 4, the same command goes on from the last backup
     (epoch 2): no second linear probe, epochs 3 and 4 only, and the history holds every epoch."""
@@ -88,11 +89,11 @@ def test_an_interrupted_run_goes_on_where_it_left_off(tiny_dataset, tmp_path, mo
 
     monkeypatch.setattr(RunState, "record_epoch", interrupted_at_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        main(flags)
+        carclf("train", *flags)
     assert (tmp_path / "checkpoints" / "run.json").is_file() and not (tmp_path / "saved_model.pb").exists()
     monkeypatch.undo()
     capsys.readouterr()
-    main(flags)
+    carclf("train", *flags)
     printed = capsys.readouterr().out
     assert "Resuming the interrupted run" in printed and "(1 stage(s) finished)" in printed
     assert "Linear probe" not in printed and "Epoch 2/4" not in printed
@@ -102,8 +103,9 @@ def test_an_interrupted_run_goes_on_where_it_left_off(tiny_dataset, tmp_path, mo
     assert not (tmp_path / "checkpoints").exists()  # removed once the model is exported
 
 
+@pytest.mark.shared
 def test_early_stopping_says_when_it_stopped_and_which_epoch_it_kept(tiny_dataset, tmp_path, capsys):
-    main([*mobilenet(tmp_path, tiny_dataset), "--image-size", "64", "--stage", "head:6:1e-9:0"])
+    carclf("train", *mobilenet(tmp_path, tiny_dataset), "--image-size", "64", "--stage", "head:6:1e-9:0")
     history = json.loads((tmp_path / "history.json").read_text())[0]
     printed = capsys.readouterr().out
     # A learning rate of 1e-9 changes nothing: no gain after epoch 1, patience 1 stops at epoch 2, and no
@@ -113,6 +115,7 @@ def test_early_stopping_says_when_it_stopped_and_which_epoch_it_kept(tiny_datase
     assert f"Kept epoch 0 (stage 'linear-probe', val_accuracy {history['start_val_accuracy']:.4f})" in printed
 
 
+@pytest.mark.shared
 def test_savedmodel_loads_with_tensorflow_alone(mobilenet_model, tmp_path):
     script = f"""
 import json, sys
@@ -135,6 +138,7 @@ print(json.dumps({{"labels": [l.decode() for l in facts["labels"].numpy()],
     assert np.allclose(facts["sums"], 1, atol=1e-5)
 
 
+@pytest.mark.shared
 def test_app_serves_the_freshly_trained_model(mobilenet_model, tiny_dataset):
     client = ready_app({"MODEL_DIR": str(mobilenet_model)}).test_client()
     photo = next((tiny_dataset / "mazda_3").glob("*.jpg"))
@@ -145,27 +149,29 @@ def test_app_serves_the_freshly_trained_model(mobilenet_model, tiny_dataset):
     assert sorted(labels) == ["kia_rio", "lada_kalina", "mazda_3"]
 
 
+@pytest.mark.shared
 def test_efficientnet_tiny_run_from_random_init(tiny_dataset, tmp_path, capsys):
-    main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "EfficientNetB0", "--weights", "none",
-          "--image-size", "64", *TINY, "--stage", "head:1:1e-3:0", "--stage", "all:1:1e-4:1"])
+    carclf("train", "--data", tiny_dataset, "--out", tmp_path, "--backbone", "EfficientNetB0", "--weights", "none",
+           "--image-size", "64", *TINY, "--stage", "head:1:1e-3:0", "--stage", "all:1:1e-4:1")
     out = capsys.readouterr().out  # not a terminal: one plain line per epoch, no progress bar
     training = out[out.index("== Stage 'head'"):out.index("SavedModel written")]  # epochs, then measuring the export
     assert "Epoch 2/2" in training and "val_accuracy" in training
     assert "\b" not in training and "\r" not in training
-    classifier = Classifier(tmp_path)
+    classifier = TensorFlowClassifier(tmp_path)
     assert classifier.labels == ["kia_rio", "lada_kalina", "mazda_3"] and classifier.image_size == (64, 64)
     assert classifier.metadata["backbone"] == "EfficientNetB0"
     probabilities = predict_views(classifier, np.full((80, 120, 3), 128, np.uint8))[1]
     assert probabilities.shape == (3,) and abs(probabilities.sum() - 1) < 1e-5
 
 
+@pytest.mark.shared
 def test_without_a_stage_the_exported_model_is_the_linear_probe(tiny_dataset, tmp_path):
     """stages: [] in a config file: no fine-tuning; the SavedModel's probabilities are the logistic regression's
     fitted on its own features of the training photos (LP-FT's first half alone)."""
     config = tmp_path / "probe.yaml"
     config.write_text("stages: []\n")
     out = tmp_path / "model"
-    main(["--config", str(config), *mobilenet(out, tiny_dataset), "--image-size", "64"])
+    carclf("train", "--config", config, *mobilenet(out, tiny_dataset), "--image-size", "64")
     assert json.loads((out / "history.json").read_text()) == []
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["kept_epoch"] == {"epoch": 0, "stage": "linear-probe", "val_accuracy": None}
@@ -173,7 +179,7 @@ def test_without_a_stage_the_exported_model_is_the_linear_probe(tiny_dataset, tm
     assert "the model is the linear probe" in (out / "report" / "report.md").read_text()
     samples, labels = load_samples([tiny_dataset])
     train, val = split_by_group(samples, 0.25, 42)
-    classifier = Classifier(out)
+    classifier = TensorFlowClassifier(out)
     outputs = [classifier.predict(np.stack([load_image(s.path, 64) for s in part])) for part in (train, val)]
     probe = fit_linear_probe(outputs[0][2], np.array([labels.index(s.label) for s in train]), len(labels))
     mean, variance, kernel, bias = head_weights(probe)
@@ -186,16 +192,17 @@ def test_no_stage_needs_the_probe_head():
         TrainConfig(stages=[], head_init="random")
 
 
+@pytest.mark.shared
 def test_multiscale_features_run_through_export_litert_and_the_known_model_test(tiny_dataset, tmp_path):
     """--multiscale-side: the backbone sees the photo at each side too; the exported features, the LiteRT and
     ONNX copies and the known-model calibration all carry every scale, the input's own first."""
-    main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "EfficientNetLite0", "--image-size", "64",
-          "--multiscale-side", "48", "--multiscale-side", "32", *TINY, "--stage", "head:1:1e-3:0"])
+    carclf("train", "--data", tiny_dataset, "--out", tmp_path, "--backbone", "EfficientNetLite0", "--image-size", "64",
+           "--multiscale-side", "48", "--multiscale-side", "32", *TINY, "--stage", "head:1:1e-3:0")
     for parity_file in ("litert_parity.json", "onnx_parity.json"):
         parity = json.loads((tmp_path / parity_file).read_text())
         assert parity["top1_agreement"] == 1 and parity["max_probability_difference"] < 1e-4
     photos = [load_image(path, 64) for path in sorted(tiny_dataset.glob("*/*.jpg"))[:4]]
-    features = Classifier(tmp_path).predict(np.stack(photos))[2]
+    features = TensorFlowClassifier(tmp_path).predict(np.stack(photos))[2]
     assert features.shape == (4, 3 * 1280)
     single = feature_extractor(TrainConfig(backbone="EfficientNetLite0", image_size=64))
     np.testing.assert_allclose(features[:, :1280], single.predict(np.stack(photos).astype(np.float32), verbose=0),
@@ -205,6 +212,7 @@ def test_multiscale_features_run_through_export_litert_and_the_known_model_test(
     assert saved.multiscale_sides == [48, 32]
 
 
+@pytest.mark.shared
 def test_bilinear_pooling_is_the_pca_projected_signed_sqrt_gram_and_runs_through_export(tiny_dataset, tmp_path):
     """pooling: bilinear: the projection is the PCA of the training photos' maps (decorrelated, largest variance
     first); the features are the upper triangle of the location-averaged Gram matrix of the projected map, signed
@@ -213,8 +221,8 @@ def test_bilinear_pooling_is_the_pca_projected_signed_sqrt_gram_and_runs_through
     config = tmp_path / "bilinear.yaml"
     config.write_text(f"pooling: bilinear\nbilinear_dim: {dim}\nprobe_c: 100\nstages: []\n")
     out = tmp_path / "model"
-    main(["--config", str(config), "--data", str(tiny_dataset), "--out", str(out), "--backbone", "EfficientNetLite0",
-          "--image-size", "64", *TINY])
+    carclf("train", "--config", config, "--data", tiny_dataset, "--out", out, "--backbone", "EfficientNetLite0",
+           "--image-size", "64", *TINY)
     parity = json.loads((out / "litert_parity.json").read_text())
     assert parity["top1_agreement"] == 1 and parity["max_probability_difference"] < 1e-4
     assert np.load(out / "calibration.npz")["original"].shape[1] == dim * (dim + 1) // 2
@@ -239,6 +247,7 @@ def test_bilinear_pooling_is_the_pca_projected_signed_sqrt_gram_and_runs_through
     np.testing.assert_allclose(features, expected, atol=1e-5)
 
 
+@pytest.mark.shared
 def test_the_bilinear_projection_sees_the_same_photos_whatever_the_batch_size(tiny_dataset):
     """Every n-th photo, not every n-th batch: with batches of 3 or 4 the PCA is fitted on the same photos."""
     samples, labels = load_samples([tiny_dataset])
@@ -258,43 +267,21 @@ def test_bilinear_pooling_works_at_one_scale():
         TrainConfig(pooling="bilinear", multiscale_sides=[224])
 
 
+@pytest.mark.shared
 def test_cli_errors_are_one_line_and_exit_nonzero(tiny_dataset, tmp_path, capsys):
-    with pytest.raises(SystemExit) as caught:
-        main(["--data", str(tiny_dataset), "--out", str(tmp_path), "--backbone", "MobileNetV2",
-              "--weights", str(tmp_path / "missing.h5"), *TINY])
-    assert "does not exist" in str(caught.value.code) and "\n" not in str(caught.value.code)
-    assert "--config configs/shipped.yaml" in str(caught.value.code) and "--weights PATH" in str(caught.value.code)
-    with pytest.raises(SystemExit):
-        parse_args(["--data", str(tiny_dataset)])
-    assert "--out is required" in capsys.readouterr().err
+    error = carclf_error(capsys, "train", "--data", tiny_dataset, "--out", tmp_path, "--backbone", "MobileNetV2",
+                         "--weights", tmp_path / "missing.h5", *TINY)
+    assert "does not exist" in error and "--config configs/shipped.yaml" in error and "--weights PATH" in error
+    assert "--out is required" in carclf_error(capsys, "train", "--data", tiny_dataset)
 
 
-def test_help_and_flag_errors_load_no_tensorflow():
-    script = """import sys
-from training.train import main
-def run(*argv):
-    try:
-        main(list(argv))
-    except SystemExit:
-        pass
-run("--help")
-run("--optimizer", "rmsprop")
-print(sorted(name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras", "albumentations", "cv2")))
-run("--backbone", "Nope", "--data", "d", "--out", "o")  # checking a backbone name reads training.backbones (Keras)
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert "usage: python -m training.train" in result.stdout and "--backbone NAME" in result.stdout
-    assert "backbone 'Nope' is not one of: EfficientNetB0" in result.stderr
-    assert "invalid choice: 'rmsprop'" in result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[]"  # the heavy imports wait for training itself
 
-
+@pytest.mark.shared
 def test_progressive_resizing_over_two_roots_with_training_knobs(tiny_dataset, kaggle_dataset, tmp_path):
-    main([*mobilenet(tmp_path, tiny_dataset, kaggle_dataset), "--class-names", ",".join(TINY_CLASSES),
-          "--stage", "head:1:1e-3:0::64", "--stage", "large:2:1e-4:0.5:3:96", "--optimizer", "adamw",
-          "--schedule", "cyclic", "--loss", "focal", "--class-weight", "balanced", "--augment", "strong",
-          "--tensorboard"])
-    classifier = Classifier(tmp_path)
+    carclf("train", *mobilenet(tmp_path, tiny_dataset, kaggle_dataset), "--class-names", ",".join(TINY_CLASSES),
+           "--stage", "head:1:1e-3:0::64", "--stage", "large:2:1e-4:0.5:3:96", "--optimizer", "adamw", "--schedule",
+           "cyclic", "--loss", "focal", "--class-weight", "balanced", "--augment", "strong", "--tensorboard")
+    classifier = TensorFlowClassifier(tmp_path)
     assert classifier.image_size == (96, 96) and classifier.labels == list(TINY_CLASSES)
     history = json.loads((tmp_path / "history.json").read_text())
     assert [(s["stage"]["image_size"], s["stage"]["batch_size"]) for s in history] == [(64, 4), (96, 3)]
@@ -310,13 +297,14 @@ def test_progressive_resizing_over_two_roots_with_training_knobs(tiny_dataset, k
     assert config.data == [str(tiny_dataset), str(kaggle_dataset)] and config.schedule == "cyclic"
 
 
+@pytest.mark.shared
 def test_mirrored_strategy_and_mixed_precision_run_on_cpu(tiny_dataset, tmp_path):
     import keras
 
-    main([*mobilenet(tmp_path, tiny_dataset), "--image-size", "64", "--stage", "head:1:1e-2:0",
-          "--strategy", "mirrored", "--mixed-precision", "on", "--optimizer", "sgd", "--schedule", "exponential"])
+    carclf("train", *mobilenet(tmp_path, tiny_dataset), "--image-size", "64", "--stage", "head:1:1e-2:0", "--strategy",
+           "mirrored", "--mixed-precision", "on", "--optimizer", "sgd", "--schedule", "exponential")
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
-    classifier = Classifier(tmp_path)
+    classifier = TensorFlowClassifier(tmp_path)
     probabilities = predict_views(classifier, np.full((70, 90, 3), 100, np.uint8))[1]
     assert probabilities.dtype == np.float32 and abs(probabilities.sum() - 1) < 1e-5
     assert classifier.image_size == (64, 64)

@@ -1,6 +1,5 @@
-"""Training toolkit: config, data, augmentation, backbones, model, optimization,
-devices, training loop, export, evaluation and experiments.
+"""Training toolkit, one sub-package per concern: ``data``, ``backbones``, ``fitting``, ``export``,
+``evaluation`` and ``experiments``; the model and its head in ``model``, every knob in ``config``.
 
-Entry points: ``python -m training.train``, ``python -m training.evaluate`` and
-``python -m training.experiment``.
+The command: ``carclf`` (:mod:`training.cli`), e.g. ``carclf train``, ``carclf evaluate``, ``carclf experiment``.
 """

@@ -4,37 +4,36 @@ A :class:`TrainConfig` is built from command-line flags and/or a config file
 (``--config``, JSON or YAML, possibly partial: flags override it), and saved
 as ``training_config.json`` next to every exported model so that a run can be
 repeated. Each field's ``metadata["help"]`` is its documentation and its
-``--help`` text (:func:`build_parser` makes the flags of ``python -m
-training.train`` from these fields); ``metadata["choices"]`` lists the accepted values.
+``--help`` text (:mod:`training.cli` makes the options of ``carclf train`` from
+these fields); ``metadata["choices"]`` lists the accepted values, and
+``metadata["flag"]`` how the option differs from what the field's type implies
+(``flag_name``, ``action="append"`` for a repeatable option, ``type``, ``metavar``).
 """
 
-import argparse
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, TypeVar, final
-
-import yaml
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
 # Accepted values of knobs implemented in modules that import TensorFlow, Keras
 # or albumentations (seconds): named here, so that reading a config, and
-# `python -m training.train --help`, import none of them.
-OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "nadam")  # training.optimization.OPTIMIZERS
-LOSSES = ("crossentropy", "focal")  # training/optimization.py
-SCHEDULES = ("onecycle", "cosine", "exponential", "cyclic", "plateau")  # training/optimization.py
-POLICIES = ("light", "strong", "none")  # training/augment.py
-STRATEGIES = ("default", "mirrored", "multiworker")  # training/distribute.py
-PRECISIONS = ("auto", "on", "off")  # training/distribute.py
+# `carclf train --help`, import none of them.
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "nadam")  # training.fitting.optimization.OPTIMIZERS
+LOSSES = ("crossentropy", "focal")  # training/fitting/optimization.py
+SCHEDULES = ("onecycle", "cosine", "exponential", "cyclic", "plateau")  # training/fitting/optimization.py
+POLICIES = ("light", "strong", "none")  # training/data/augment.py
+STRATEGIES = ("default", "mirrored", "multiworker")  # training/fitting/distribute.py
+PRECISIONS = ("auto", "on", "off")  # training/fitting/distribute.py
 
 T = TypeVar("T")
 
 
 class BackboneNames:
-    """The names of :data:`training.backbones.BACKBONES`, read on first use (that module imports Keras)."""
+    """The names of :data:`training.backbones.catalog.BACKBONES`, read on first use (that module imports Keras)."""
 
     def __contains__(self, name: object) -> bool:
         return name in self._names()
@@ -44,7 +43,7 @@ class BackboneNames:
 
     @staticmethod
     def _names() -> tuple[str, ...]:
-        from training.backbones import BACKBONES
+        from training.backbones.catalog import BACKBONES
 
         return tuple(BACKBONES)
 
@@ -122,8 +121,8 @@ def default_stages() -> list[Stage]:
 
 def knob(default: T | Callable[[], T], help: str, choices: Iterable[str] | None = None, **flag: Any) -> T:
     """A config field: its default (a callable makes a ``default_factory``, for
-    lists), help text, accepted values and, in ``flag``, argparse options that
-    differ from those its type implies."""
+    lists), help text, accepted values and, in ``flag``, how its command-line
+    option (:mod:`training.cli`) differs from what its type implies."""
     metadata = {"help": help, "choices": choices, "flag": flag}
     if callable(default):
         return field(default_factory=default, metadata=metadata)
@@ -132,10 +131,10 @@ def knob(default: T | Callable[[], T], help: str, choices: Iterable[str] | None 
 
 @dataclass
 class TrainConfig:
-    """Every knob of ``python -m training.train``, with its default.
+    """Every knob of ``carclf train``, with its default.
 
     Each field is documented by its ``help`` metadata (see the module
-    docstring and ``python -m training.train --help``).
+    docstring and ``carclf train --help``).
 
     Raises:
         ValueError: a value not among a field's choices, a bad stage, or no stage
@@ -197,13 +196,13 @@ class TrainConfig:
     head_init: str = knob("probe", "probe: start the head from logistic regression on the frozen features, then "
                           "fine-tune (LP-FT, Kumar et al. 2022); random: Keras' initialisation",
                           choices=("probe", "random"))
-    optimizer: str = knob("adam", "optimizer (training/optimization.py)", choices=OPTIMIZER_NAMES)
+    optimizer: str = knob("adam", "optimizer (training/fitting/optimization.py)", choices=OPTIMIZER_NAMES)
     weight_decay: float = knob(0.004, "AdamW decoupled weight decay (Loshchilov & Hutter 2019)")
     momentum: float = knob(0.9, "SGD momentum")
     loss: str = knob("crossentropy", "categorical cross-entropy or focal loss (Lin et al. 2017)", choices=LOSSES)
     label_smoothing: float = knob(0.1, "label smoothing of either loss (Szegedy et al. 2016, sec. 7)")
     focal_gamma: float = knob(2.0, "focusing parameter gamma of the focal loss")
-    schedule: str = knob("onecycle", "learning-rate policy within each stage (training/optimization.py)",
+    schedule: str = knob("onecycle", "learning-rate policy within each stage (training/fitting/optimization.py)",
                          choices=SCHEDULES)
     warmup_fraction: float = knob(0.1, "cosine: share of the stage's steps spent warming up linearly")
     decay_rate: float = knob(0.8, "exponential: learning-rate factor per epoch")
@@ -213,7 +212,7 @@ class TrainConfig:
     cache_cut: int = knob(0, "fine-tune on cached activations: the backbone's block groups up to this one (1-6 for "
                           "EfficientNet-Lite0) run once per photo and view and their output is cached; the stages "
                           "train only what is above (a stage's unfreeze counts those layers); 0: every layer runs "
-                          "every step (training/activation_cache.py)")
+                          "every step (training/fitting/activation_cache.py)")
     cached_views: list[str] = knob(
         lambda: ["original", "hflip"],
         "with cache_cut: the TTA views (inference/tta.py) each training photo is cached in; every epoch shows each "
@@ -228,14 +227,15 @@ class TrainConfig:
                                      "$CARCLF_CACHE_DIR/activations, else ~/.cache/car-model-classifier/activations")
     class_weight: str = knob("none", "balanced: weight classes by n_samples / (n_classes * class count)",
                              choices=("none", "balanced"))
-    augment: str = knob("light", "albumentations policy for training images (training/augment.py)", choices=POLICIES)
+    augment: str = knob("light", "albumentations policy for training images (training/data/augment.py)",
+                        choices=POLICIES)
     mixed_precision: str = knob("auto", "mixed_float16 compute: auto (when a GPU is present), on, off",
                                 choices=PRECISIONS)
     strategy: str = knob("default", "tf.distribute strategy: default (one device), mirrored (all local GPUs), "
                          "multiworker (several machines, TF_CONFIG)", choices=STRATEGIES)
     tensorboard: bool = knob(False, "also write TensorBoard logs to OUT/tensorboard")
     resume: bool = knob(True, "go on from OUT/checkpoints where an interrupted run of the same settings left off "
-                        "(training/checkpoints.py); --no-resume starts over")
+                        "(training/fitting/checkpoints.py); --no-resume starts over")
     photo_hint: str = knob("A front or three-quarter view of one car, filling most of the photo, works best.",
                            "which photos the model answers best, stored in its metadata and shown on the page")
     stages: list[Stage] = knob(
@@ -281,7 +281,7 @@ class TrainConfig:
     def stage_image_size(self, stage: Stage | None) -> int:
         """Input side in pixels of ``stage``: its own, else the config's, else the backbone's native size
         (``None``: the config's, else the backbone's)."""
-        from training.backbones import get_spec
+        from training.backbones.catalog import get_spec
 
         return (stage and stage.image_size) or self.image_size or get_spec(self.backbone).input_size
 
@@ -304,6 +304,8 @@ class TrainConfig:
 
     def save(self, path: Path | str) -> None:
         """Write the config to ``path``: YAML for ``.yaml``/``.yml``, else JSON."""
+        import yaml  # pyyaml: the training requirements (the service reads no config file)
+
         path = Path(path)
         text = yaml.safe_dump(self.to_dict(), sort_keys=False) if path.suffix in (".yaml", ".yml") else self.to_json()
         path.write_text(text + ("" if text.endswith("\n") else "\n"))
@@ -335,6 +337,8 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
         FileNotFoundError: no such file.
         ValueError: unknown suffix, unparsable text, or not a mapping.
     """
+    import yaml  # pyyaml: the training requirements (the service reads no config file)
+
     path = Path(path)
     if path.suffix not in CONFIG_SUFFIXES:
         raise ValueError(f"config file '{path}' must end in {', '.join(CONFIG_SUFFIXES)}")
@@ -347,66 +351,3 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"config file '{path}' must hold a mapping of config fields")
     return values
-
-
-def build_parser(description: str | None = None) -> argparse.ArgumentParser:
-    """The ``argparse`` parser of ``python -m training.train``: ``--config`` plus one flag
-    per :class:`TrainConfig` field, ``description`` above them in ``--help``.
-
-    Flags that are not given are absent from the parsed namespace, so that they
-    do not override the config file.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m training.train", description=description, argument_default=argparse.SUPPRESS
-    )
-    parser.add_argument("--config", help="JSON or YAML file of config fields (e.g. configs/*.yaml or a saved "
-                                         "training_config.json); flags override it")
-    for item in dataclasses.fields(TrainConfig):
-        options = dict(item.metadata["flag"])
-        name = options.pop("flag_name", "--" + item.name.replace("_", "-"))
-        # Every knob has a default or a default_factory (mypy sees the factory as possibly MISSING).
-        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[operator]
-        shown = " ".join(map(str, default)) if isinstance(default, list) else default
-        options["help"] = f"{item.metadata['help']} ({f'default: {shown}' if shown != '' else 'required'})"
-        if isinstance(item.metadata["choices"], tuple):  # not the backbones: read late, TrainConfig checks them
-            options["choices"] = item.metadata["choices"]
-        if isinstance(default, bool):
-            options["action"] = argparse.BooleanOptionalAction
-        elif "type" not in options and not isinstance(default, list):
-            options["type"] = type(default)
-        elif not isinstance(options.get("type", int), type):
-            options["type"] = _explained(options["type"])
-        parser.add_argument(name, **options)
-    return parser
-
-
-def _explained(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """``parse`` with its ValueError message shown by argparse (instead of "invalid value")."""
-
-    def checked(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return checked
-
-
-def parse_args(argv: Sequence[str] | None = None, description: str | None = None) -> TrainConfig:
-    """Build a :class:`TrainConfig` from the command line (flags override ``--config``);
-    ``description``: :func:`build_parser`'s.
-
-    Exits with status 2 and a one-line message on a bad flag, config file or value.
-    """
-    parser = build_parser(description)
-    args = vars(parser.parse_args(argv))
-    try:
-        values = read_config_file(args.pop("config")) if "config" in args else {}
-        values.update(args)
-        config = TrainConfig.from_dict(values)
-    except (FileNotFoundError, ValueError) as error:
-        parser.error(str(error))
-    for required in ("data", "out"):
-        if not getattr(config, required):
-            parser.error(f"--{required} is required (or give it in --config)")
-    return config

@@ -7,7 +7,7 @@ from functools import partial
 import keras
 import numpy as np
 
-from training.backbones import build_backbone, get_spec
+from training.backbones.catalog import build_backbone, get_spec
 from training.config import TrainConfig
 
 # The pooled backbone features, before the head's normalisation and dropout.
@@ -40,8 +40,8 @@ def build_classifier(config: TrainConfig, num_classes: int) -> tuple[keras.Model
         inner feature extractor, frozen.
 
     Raises:
-        ValueError, training.backbones.WeightsUnavailableError: see
-            :func:`training.backbones.build_backbone`.
+        ValueError, training.backbones.catalog.WeightsUnavailableError: see
+            :func:`training.backbones.catalog.build_backbone`.
     """
     spec = get_spec(config.backbone)
     backbone = build_backbone(config.backbone, config.weights, None, config.alpha)
@@ -96,7 +96,7 @@ def bilinear_features(maps: keras.KerasTensor, dim: int) -> keras.KerasTensor:
     which parts co-occur, which global average pooling blurs: the difference between
     two years of one model is a grille or a lamp. The map is first projected to ``dim``
     channels by the 1x1 convolution :data:`PROJECTION_LAYER` (set to the PCA of the
-    training photos' maps by :func:`training.probe.fit_projection`), and only the upper
+    training photos' maps by :func:`training.fitting.probe.fit_projection`), and only the upper
     triangle of the symmetric matrix is kept: 8,256 features at ``dim`` 128 instead of
     Lite0's 1280 * 1281 / 2.
 

@@ -1,0 +1,1 @@
+"""Experiments: training variants compared on a fixed group-aware K-fold split."""
