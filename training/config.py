@@ -187,7 +187,7 @@ class TrainConfig:
     memory_budget_gb: float = knob(0.0, "memory in GB (10^9 bytes) the decoded photos and the activations of a "
                                    "feature pass may take: photos are cached in memory while they fit half of it, "
                                    "on disk otherwise, and feature passes are batched to fit the other half; 0: an "
-                                   "eighth of the machine's memory, from 0.5 to 2 GB (training/memory.py)")
+                                   "eighth of the machine's memory, from 0.5 to 1 GB (training/memory.py)")
     val_fraction: float = knob(0.2, "share of near-duplicate groups held out for validation")
     seed: int = knob(42, "seeds the split, weights init, shuffling and augmentation")
     deterministic: bool = knob(True, "deterministic TensorFlow ops (tf.config.experimental.enable_op_determinism): "
