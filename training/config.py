@@ -27,7 +27,7 @@ LOSSES = ("crossentropy", "focal")  # training/fitting/optimization.py
 SCHEDULES = ("onecycle", "cosine", "exponential", "cyclic", "plateau")  # training/fitting/optimization.py
 POLICIES = ("light", "strong", "none")  # training/data/augment.py
 STRATEGIES = ("default", "mirrored", "multiworker")  # training/fitting/distribute.py
-PRECISIONS = ("auto", "on", "off")  # training/fitting/distribute.py
+PRECISIONS = ("auto", "on", "off", "bfloat16")  # training/fitting/distribute.py
 
 T = TypeVar("T")
 
@@ -229,7 +229,9 @@ class TrainConfig:
                              choices=("none", "balanced"))
     augment: str = knob("light", "albumentations policy for training images (training/data/augment.py)",
                         choices=POLICIES)
-    mixed_precision: str = knob("auto", "mixed_float16 compute: auto (when a GPU is present), on, off",
+    mixed_precision: str = knob("auto", "mixed precision: auto (mixed_float16 when a GPU is present, else float32), "
+                                "on (mixed_float16), off (float32), bfloat16 (mixed_bfloat16: oneDNN on CPUs with "
+                                "AVX-512 BF16 or AMX; benchmarks/finetune_throughput.py measures it)",
                                 choices=PRECISIONS)
     strategy: str = knob("default", "tf.distribute strategy: default (one device), mirrored (all local GPUs), "
                          "multiworker (several machines, TF_CONFIG)", choices=STRATEGIES)
