@@ -27,7 +27,7 @@ LOSSES = ("crossentropy", "focal")  # training/fitting/optimization.py
 SCHEDULES = ("onecycle", "cosine", "exponential", "cyclic", "plateau")  # training/fitting/optimization.py
 POLICIES = ("light", "strong", "none")  # training/data/augment.py
 STRATEGIES = ("default", "mirrored", "multiworker")  # training/fitting/distribute.py
-PRECISIONS = ("auto", "on", "off")  # training/fitting/distribute.py
+PRECISIONS = ("auto", "on", "off", "bfloat16")  # training/fitting/distribute.py
 
 T = TypeVar("T")
 
@@ -184,6 +184,10 @@ class TrainConfig:
     probe_c: float = knob(1.0, "inverse L2 strength of the linear probe's logistic regression (scikit-learn's C); "
                           "average-pooled features are standardised first, bilinear ones are already normalised")
     batch_size: int = knob(32, "images per step (global, over all replicas) for stages without their own")
+    memory_budget_gb: float = knob(0.0, "memory in GB (10^9 bytes) the decoded photos and the activations of a "
+                                   "feature pass may take: photos are cached in memory while they fit half of it, "
+                                   "on disk otherwise, and feature passes are batched to fit the other half; 0: an "
+                                   "eighth of the machine's memory, from 0.5 to 1 GB (training/memory.py)")
     val_fraction: float = knob(0.2, "share of near-duplicate groups held out for validation")
     seed: int = knob(42, "seeds the split, weights init, shuffling and augmentation")
     deterministic: bool = knob(True, "deterministic TensorFlow ops (tf.config.experimental.enable_op_determinism): "
@@ -205,11 +209,29 @@ class TrainConfig:
     cycle_epochs: float = knob(4.0, "cyclic: epochs per triangular cycle (lr/10 -> lr -> lr/10)")
     patience: int = knob(4, "epochs without validation-accuracy gain before a stage stops early")
     train_bn: bool = knob(False, "also train BatchNormalization layers when unfreezing")
+    cache_cut: int = knob(0, "fine-tune on cached activations: the backbone's block groups up to this one (1-6 for "
+                          "EfficientNet-Lite0) run once per photo and view and their output is cached; the stages "
+                          "train only what is above (a stage's unfreeze counts those layers); 0: every layer runs "
+                          "every step (training/fitting/activation_cache.py)")
+    cached_views: list[str] = knob(
+        lambda: ["original", "hflip"],
+        "with cache_cut: the TTA views (inference/tta.py) each training photo is cached in; every epoch shows each "
+        "photo in one of them, drawn at random (albumentations is not applied), repeatable",
+        flag_name="--cached-view",
+        dest="cached_views",
+        action="append",
+        metavar="VIEW",
+    )
+    activation_cache_dir: str = knob("", "with cache_cut: where the activation caches are kept and reused by runs of "
+                                     "the same backbone, size, cut, views and photos; default: "
+                                     "$CARCLF_CACHE_DIR/activations, else ~/.cache/car-model-classifier/activations")
     class_weight: str = knob("none", "balanced: weight classes by n_samples / (n_classes * class count)",
                              choices=("none", "balanced"))
     augment: str = knob("light", "albumentations policy for training images (training/data/augment.py)",
                         choices=POLICIES)
-    mixed_precision: str = knob("auto", "mixed_float16 compute: auto (when a GPU is present), on, off",
+    mixed_precision: str = knob("auto", "mixed precision: auto (mixed_float16 when a GPU is present, else float32), "
+                                "on (mixed_float16), off (float32), bfloat16 (mixed_bfloat16: oneDNN on CPUs with "
+                                "AVX-512 BF16 or AMX; benchmarks/finetune_throughput.py measures it)",
                                 choices=PRECISIONS)
     strategy: str = knob("default", "tf.distribute strategy: default (one device), mirrored (all local GPUs), "
                          "multiworker (several machines, TF_CONFIG)", choices=STRATEGIES)
@@ -239,10 +261,24 @@ class TrainConfig:
             raise ValueError("bilinear pooling works at one scale: drop multiscale_sides")
         if any(side < 1 for side in self.multiscale_sides):
             raise ValueError(f"multiscale sides must be positive, got {self.multiscale_sides}")
+        self._check_cache()
         for item in dataclasses.fields(self):
             choices = item.metadata.get("choices")
             if choices and getattr(self, item.name) not in choices:
                 raise ValueError(f"{item.name} '{getattr(self, item.name)}' is not one of: {', '.join(choices)}")
+
+    def _check_cache(self) -> None:
+        from inference.tta import VIEWS  # NumPy and Pillow only
+
+        if self.cache_cut < 0:
+            raise ValueError(f"cache_cut must be 0 (no cache) or a block group, got {self.cache_cut}")
+        unknown = [view for view in self.cached_views if view not in VIEWS]
+        if unknown or not self.cached_views:
+            raise ValueError(f"cached views {unknown or 'none'}: give one or more of {', '.join(VIEWS)}")
+        if self.cache_cut and self.multiscale_sides:
+            raise ValueError("cached fine-tuning works at one scale: drop multiscale_sides or cache_cut")
+        if self.cache_cut and any(stage.image_size not in (None, self.image_size) for stage in self.stages):
+            raise ValueError("cached fine-tuning works at one image size: stages cannot have their own")
 
     def stage_image_size(self, stage: Stage | None) -> int:
         """Input side in pixels of ``stage``: its own, else the config's, else the backbone's native size

@@ -1,6 +1,7 @@
 """Dataset discovery, the group-aware split and the tf.data input pipeline."""
 
 import csv
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -226,6 +227,22 @@ def load_image(path: Path | str, image_size: int) -> np.ndarray:
     return model_input(Path(path).read_bytes(), (image_size, image_size))
 
 
+def decoded_bytes(photos: int, image_size: int) -> int:
+    """Bytes that ``photos`` decoded photos take in :func:`make_dataset`'s cache: ``uint8`` RGB at ``image_size``."""
+    return photos * image_size * image_size * 3
+
+
+def cache_file(samples: Sequence[Sample], image_size: int, budget: int, folder: Path | str) -> str:
+    """Where :func:`make_dataset` keeps ``samples`` decoded: ``""`` (in memory) while they take at most
+    ``budget`` bytes (:func:`decoded_bytes`), else a file prefix in ``folder`` (tf.data's file cache),
+    named by the photos and the size: datasets of the same photos in the same order share it (the
+    first full pass writes it, later ones read it), others never do."""
+    if decoded_bytes(len(samples), image_size) <= budget:
+        return ""
+    photos = hashlib.sha256("\n".join(sample.path for sample in samples).encode()).hexdigest()[:16]
+    return str(Path(folder) / f"decoded-{photos}-{image_size}px")
+
+
 def make_dataset(
     samples: Sequence[Sample],
     labels: Sequence[str],
@@ -233,11 +250,13 @@ def make_dataset(
     batch_size: int,
     augment: Callable[[np.ndarray], np.ndarray] | None = None,
     shuffle_seed: int | None = None,
+    cache: str = "",
 ) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(pixels, one_hot)``.
 
-    Images are decoded once in parallel and cached in memory at
-    ``image_size``; augmentation (albumentations, in a ``tf.numpy_function``)
+    Images are decoded once in parallel and cached at ``image_size``, in
+    memory or in a file (``cache``: :func:`cache_file`; the same pixels either
+    way); augmentation (albumentations, in a ``tf.numpy_function``)
     runs per epoch, one image after the other so that its seeded random
     generator gives every image the same change on every run (parallel calls
     would draw in a different order each time); batches are prefetched.
@@ -249,6 +268,8 @@ def make_dataset(
         batch_size: images per batch.
         augment: ``uint8`` image -> ``uint8`` image callable, or ``None``.
         shuffle_seed: shuffle every epoch with this seed; ``None`` keeps order.
+        cache: ``""``: the decoded photos stay in memory; else the prefix of tf.data's cache files
+            (written by the first full pass, read by the next ones).
 
     Returns:
         dataset of ``float32 (batch, image_size, image_size, 3)`` pixels in
@@ -264,7 +285,7 @@ def make_dataset(
         return tf.ensure_shape(pixels, shape)
 
     dataset = tf.data.Dataset.from_tensor_slices((paths, targets))
-    dataset = dataset.map(lambda p, y: (decode(p), y), num_parallel_calls=tf.data.AUTOTUNE).cache()
+    dataset = dataset.map(lambda p, y: (decode(p), y), num_parallel_calls=tf.data.AUTOTUNE).cache(cache)
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(samples), seed=shuffle_seed, reshuffle_each_iteration=True)
     if augment is not None:

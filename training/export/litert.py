@@ -18,7 +18,7 @@ from typing import Any
 
 from inference.model_folder import TFLITE_FILENAME
 from inference.predictor import Predictor
-from training.export.parity import write_checked
+from training.export.parity import BATCH, write_checked
 
 PARITY_FILENAME = "litert_parity.json"
 
@@ -78,7 +78,7 @@ def convert_savedmodel(model_dir: Path | str) -> bytes:
 
 
 def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
-                 reference: Predictor | None = None) -> dict[str, Any]:
+                 reference: Predictor | None = None, batch_size: int = BATCH) -> dict[str, Any]:
     """Convert the SavedModel in ``model_dir``, check parity on ``photos``, and
     write ``model.tflite``, ``metadata.json`` and ``litert_parity.json`` there.
 
@@ -87,6 +87,7 @@ def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
         photos: paths of real photos (at least one), e.g. the validation split.
         reference: the SavedModel loaded (:class:`inference.savedmodel.TensorFlowClassifier`),
             if the caller has it; loaded from ``model_dir`` otherwise.
+        batch_size: photos per forward pass of the parity check.
 
     Returns:
         the parity figures (:func:`training.export.parity.parity`).
@@ -103,4 +104,4 @@ def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
     reference = reference or TensorFlowClassifier(model_dir)
     tflite = convert_savedmodel(model_dir)
     return write_checked(model_dir, {TFLITE_FILENAME: tflite}, LiteRTClassifier, reference, photos, "litert",
-                         PARITY_FILENAME)
+                         PARITY_FILENAME, batch_size)

@@ -18,7 +18,7 @@ from typing import Any
 
 from inference.model_folder import ONNX_FILENAME, TFLITE_FILENAME
 from inference.predictor import Predictor
-from training.export.parity import write_checked
+from training.export.parity import BATCH, write_checked
 
 OPSET = 17  # ONNX operator set of the conversion (the one measured and shipped)
 PARITY_FILENAME = "onnx_parity.json"
@@ -60,7 +60,7 @@ def convert_tflite(tflite_path: Path) -> bytes:
 
 
 def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
-               reference: Predictor | None = None) -> dict[str, Any]:
+               reference: Predictor | None = None, batch_size: int = BATCH) -> dict[str, Any]:
     """Convert ``model_dir``'s ``model.tflite`` to ONNX, check parity with the SavedModel on
     ``photos``, and write ``model.onnx``, ``metadata.json`` and ``onnx_parity.json`` there.
 
@@ -69,6 +69,7 @@ def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
         photos: paths of real photos (at least one), e.g. the validation split.
         reference: the SavedModel loaded (:class:`inference.savedmodel.TensorFlowClassifier`),
             if the caller has it; loaded from ``model_dir`` otherwise.
+        batch_size: photos per forward pass of the parity check.
 
     Returns:
         the parity figures (:func:`training.export.parity.parity`).
@@ -89,4 +90,4 @@ def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
     reference = reference or TensorFlowClassifier(model_dir)
     onnx = convert_tflite(tflite)
     return write_checked(model_dir, {ONNX_FILENAME: onnx}, lambda folder: OnnxRuntimeClassifier(folder, passes=2),
-                         reference, photos, "onnxruntime", PARITY_FILENAME)
+                         reference, photos, "onnxruntime", PARITY_FILENAME, batch_size)

@@ -22,20 +22,24 @@ from inference.model_folder import METADATA_FILENAME, RUNTIME_NAMES, write_metad
 from inference.predictor import Predictor
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4  # float32 LiteRT measured 7.5e-6 from TensorFlow on 1,181 photos (issue 12)
-BATCH = 32  # photos per forward pass in the parity check
+# Photos per forward pass of the parity check, where no memory budget says (training.memory.feature_batch_size):
+# the shipped model at batch 32 took its runtime to 2.4-3.0 GB, at 8 to 1.3-1.5 GB.
+BATCH = 8
 
 
 class ParityError(ValueError):
     """A conversion answers differently from the SavedModel on real photos."""
 
 
-def parity(reference: Predictor, candidate: Predictor, photos: Sequence[str]) -> dict[str, Any]:
+def parity(reference: Predictor, candidate: Predictor, photos: Sequence[str], batch_size: int = BATCH
+           ) -> dict[str, Any]:
     """Both models' answers on ``photos``, compared.
 
     Args:
         reference, candidate: :class:`inference.predictor.Predictor` objects
             (the SavedModel's and a conversion's) of the same labels and size.
         photos: paths of real photos.
+        batch_size: photos per forward pass.
 
     Returns:
         ``dict``: ``photos``, ``max_probability_difference``,
@@ -45,8 +49,8 @@ def parity(reference: Predictor, candidate: Predictor, photos: Sequence[str]) ->
     """
     differences, feature_differences, disagreements, known_same = [], [], [], []
     test = reference.calibration.test(("original",)) if reference.calibration else None
-    for start in range(0, len(photos), BATCH):
-        paths = photos[start : start + BATCH]
+    for start in range(0, len(photos), batch_size):
+        paths = photos[start : start + batch_size]
         images = np.stack([model_input(Path(path).read_bytes(), reference.image_size, max_pixels=40_000_000)
                            for path in paths])
         _, expected, expected_features = reference.predict(images)
@@ -86,7 +90,7 @@ def check_parity(figures: Mapping[str, Any], runtime: str) -> None:
 
 def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[Path], Predictor],
                   reference: Predictor, photos: Sequence[Path | str], runtime: str,
-                  parity_filename: str) -> dict[str, Any]:
+                  parity_filename: str, batch_size: int = BATCH) -> dict[str, Any]:
     """Write ``files`` (name -> contents) into ``model_dir`` if the model they make answers as
     ``reference`` on ``photos``, and the figures into ``parity_filename``.
 
@@ -98,6 +102,7 @@ def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[P
         photos: paths of real photos (at least one).
         runtime: the candidate's, ``litert`` or ``onnxruntime`` (named in the messages).
         parity_filename: where the figures go, in ``model_dir``.
+        batch_size: photos per forward pass of the check.
 
     Returns:
         the parity figures (:func:`parity`).
@@ -113,7 +118,7 @@ def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[P
         for name, contents in files.items():
             (Path(scratch) / name).write_bytes(contents)
         write_metadata(scratch, reference.labels, reference.image_size, reference.metadata)
-        figures = parity(reference, load(Path(scratch)), [str(path) for path in photos])
+        figures = parity(reference, load(Path(scratch)), [str(path) for path in photos], batch_size)
         check_parity(figures, runtime)
         for name in (*files, METADATA_FILENAME):
             os.replace(Path(scratch) / name, model_dir / name)

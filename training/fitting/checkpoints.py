@@ -26,9 +26,9 @@ if TYPE_CHECKING:  # Keras takes seconds to import: carclf train answers --help 
     import keras
 
 RUN_FILENAME = "run.json"
-# Config fields that do not make another run: whether to resume, and OUT, which holds this folder
-# (the same run may be named by a relative or an absolute path).
-NOT_SETTINGS = frozenset({"resume", "out"})
+# Config fields that do not make another run: whether to resume, OUT, which holds this folder
+# (the same run may be named by a relative or an absolute path), and where the data is kept.
+NOT_SETTINGS = frozenset({"resume", "out", "memory_budget_gb"})
 
 
 class RunState:

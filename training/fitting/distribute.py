@@ -55,7 +55,9 @@ def precision(mode: str) -> Iterator[str]:
     """Set Keras' global dtype policy for the ``with`` block, then restore it.
 
     ``auto`` means ``mixed_float16`` when TensorFlow sees a GPU, ``float32``
-    otherwise (float16 on a CPU is slower, not faster); ``on``/``off`` force it.
+    otherwise (float16 on a CPU is slower, not faster); ``on``/``off`` force it;
+    ``bfloat16`` is ``mixed_bfloat16`` (no loss scaling needed: bfloat16 has
+    float32's exponent range), for CPUs whose oneDNN kernels run it.
     Under ``mixed_float16`` layers compute in float16 and keep float32 weights;
     Keras wraps the optimizer in a ``LossScaleOptimizer`` at ``compile`` (Keras
     mixed-precision guide). The model keeps its logits layer in float32.
@@ -65,7 +67,8 @@ def precision(mode: str) -> Iterator[str]:
     """
     mixed = mode == "on" or (mode == "auto" and bool(tf.config.list_physical_devices("GPU")))
     previous = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if mode == "bfloat16" else
+                                            "mixed_float16" if mixed else "float32")
     try:
         yield keras.mixed_precision.global_policy().name
     finally:

@@ -169,7 +169,7 @@ def fit_projection(model: keras.Model, dataset: tf.data.Dataset, photos: int = P
               .map(lambda _, example: example[0]).batch(batch_size))
     total, outer, count = np.zeros(channels), np.zeros((channels, channels)), 0
     for pixels in chosen:
-        maps = np.asarray(extractor(pixels, training=False), np.float64)
+        maps = np.asarray(extractor.predict_on_batch(pixels), np.float64)
         vectors = maps.reshape(-1, maps.shape[-1])
         total, outer, count = total + vectors.sum(0), outer + vectors.T @ vectors, count + len(vectors)
     mean = total / count
@@ -204,7 +204,8 @@ def init_head_from_probe(model: keras.Model, dataset: tf.data.Dataset, num_class
     feature_batches, target_batches = [], []
     batches, started = int(dataset.cardinality()), time.perf_counter()
     for index, (pixels, one_hot) in enumerate(dataset, 1):
-        feature_batches.append(np.asarray(extractor(pixels, training=False), np.float32))
+        # predict_on_batch runs a compiled graph: called eagerly, the backbone held 8.9 GB at 380 px (issue 30).
+        feature_batches.append(np.asarray(extractor.predict_on_batch(pixels), np.float32))
         target_batches.append(np.argmax(one_hot, axis=1))
         if index % max(1, batches // 4) == 0 or index == batches:  # minutes on a CPU at large sizes
             print(f"Probe features: batch {index}/{batches}, {time.perf_counter() - started:.0f} s", flush=True)

@@ -4,18 +4,26 @@ import json
 import tempfile
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.fitting.checkpoints import RunState
 from training.fitting.stages import checkpointed_stages, fit_stages, kept_epoch
+from training.memory import MemoryLog
 
 if TYPE_CHECKING:  # heavy imports, made inside the functions that need them
+    from collections.abc import Callable
+
     import keras
     import tensorflow as tf
 
     from training.config import Stage, TrainConfig
     from training.data.dataset import Sample
+    from training.fitting.activation_cache import SplitClassifier
+
+    # A stage's (training data, validation data, class weights).
+    StageData = Callable[[Stage], tuple[tf.data.Dataset, tf.data.Dataset, dict[int, float] | None]]
 
 
 def fit_and_export(
@@ -25,9 +33,14 @@ def fit_and_export(
     labels: list[str],
     strategy: "tf.distribute.Strategy | None" = None,
     verbose: int | str = "auto",
+    memory: MemoryLog | None = None,
 ) -> dict[str, Any]:
     """Train on ``train_samples``, select on ``val_samples``, export to
     ``config.out`` and measure the exported SavedModel on ``val_samples``.
+
+    The decoded photos are cached in memory while they fit half of
+    ``config.memory_budget_gb``, else in files in a temporary folder; the
+    linear probe's feature pass is batched to fit the other half.
 
     Args:
         config: :class:`TrainConfig` (``data`` is only recorded).
@@ -35,6 +48,7 @@ def fit_and_export(
         labels: class names in output order.
         strategy: a ``tf.distribute.Strategy``; ``None``: from ``config.strategy``.
         verbose: Keras ``fit`` verbosity.
+        memory: records the peak resident memory of each phase; ``None``: a new one.
 
     Returns:
         the metrics ``dict`` written to ``metrics.json``.
@@ -48,9 +62,10 @@ def fit_and_export(
     import tensorflow as tf
 
     from training.data.augment import build_augmentation
-    from training.data.dataset import class_weights, make_dataset
+    from training.data.dataset import cache_file, class_weights, make_dataset
     from training.fitting.distribute import is_chief, make_strategy, precision
     from training.fitting.probe import init_head_from_probe
+    from training.memory import budget_bytes, feature_batch_size
     from training.model import build_classifier
 
     strategy = strategy or make_strategy(config.strategy)
@@ -59,17 +74,24 @@ def fit_and_export(
         tf.config.experimental.enable_op_determinism()
     augment = build_augmentation(config.augment, config.seed)
     weights = class_weights(train_samples, labels, config.class_weight)
+    memory = memory or MemoryLog()
+    half_budget = budget_bytes(config.memory_budget_gb) // 2
     cache = {}
 
+    def dataset(samples: "list[Sample]", size: int, batch: int, **shuffled: Any) -> "tf.data.Dataset":
+        return make_dataset(samples, labels, size, batch, cache=cache_file(samples, size, half_budget, decoded),
+                            **shuffled)
+
     def datasets(stage: "Stage") -> "tuple[tf.data.Dataset, tf.data.Dataset, dict[int, float] | None]":
-        # One decoded, in-memory cache per (size, batch): stages that share them reuse it.
+        # One decoded cache per (size, batch): stages that share them reuse it.
         key = config.stage_image_size(stage), config.stage_batch_size(stage)
         if key not in cache:
-            cache[key] = (make_dataset(train_samples, labels, *key, augment, config.seed),
-                          make_dataset(val_samples, labels, *key), weights)
+            cache[key] = (dataset(train_samples, *key, augment=augment, shuffle_seed=config.seed),
+                          dataset(val_samples, *key), weights)
         return cache[key]
 
-    with precision(config.mixed_precision) as policy, tempfile.TemporaryDirectory() as scratch:
+    with (precision(config.mixed_precision) as policy, tempfile.TemporaryDirectory() as scratch,
+          tempfile.TemporaryDirectory(prefix="carclf-decoded-") as decoded):
         # Non-chief workers log and checkpoint to scratch: the outputs are the chief's.
         logs = Path(config.out) if is_chief(strategy) else Path(scratch)
         logs.mkdir(parents=True, exist_ok=True)
@@ -79,21 +101,68 @@ def fit_and_export(
         print(f"{config.backbone}: {strategy.num_replicas_in_sync} replica(s), {policy} compute")
         with strategy.scope():
             model, backbone = build_classifier(config, len(labels))
+        # What the probe and the stages fit: the whole classifier on photos, or the part above the cut on
+        # cached activations (training/fitting/activation_cache.py), which shares its backbone layers with the whole.
+        stage_data: StageData
+        if config.cache_cut:
+            with memory.phase("activation cache"):
+                split, stage_data, probe_data = _cached_inputs(config, model, backbone, train_samples, val_samples,
+                                                             labels, 2 * half_budget, weights)
+            fitted, fitted_backbone = split.upper, split.upper_backbone
+        else:
+            size = config.stage_image_size(config.stages[0] if config.stages else None)
+            batch = feature_batch_size(half_budget, [size, *config.multiscale_sides])
+            split, fitted, fitted_backbone, stage_data = None, model, backbone, datasets
+            probe_data = partial(dataset, train_samples, size, batch)
         probe_seconds = 0.0
         if config.head_init == "probe" and not run.started:
             started = time.perf_counter()
-            first = config.stages[0] if config.stages else None
-            plain = make_dataset(train_samples, labels, config.stage_image_size(first), config.stage_batch_size(first))
-            init_head_from_probe(model, plain, len(labels), config.probe_c)
+            with memory.phase("decoding and the linear probe"):
+                init_head_from_probe(fitted, probe_data(), len(labels), config.probe_c)
             probe_seconds = time.perf_counter() - started
         if config.stages:
-            histories = fit_stages(config, model, datasets, backbone, strategy, run, logs, len(train_samples), verbose)
+            with memory.phase("fine-tuning"):
+                histories = fit_stages(config, fitted, stage_data, fitted_backbone, strategy, run, logs,
+                                       len(train_samples), verbose)
         else:
             histories = []
             print("No fine-tuning stage: the model is the linear probe")
-        metrics = _export(config, model, labels, val_samples, train_samples, histories, strategy, probe_seconds)
+        if split:
+            split.copy_head_back()
+        metrics = _export(config, model, labels, val_samples, train_samples, histories, strategy, probe_seconds,
+                          memory)
         run.remove()
         return metrics
+
+
+def _cached_inputs(
+    config: "TrainConfig",
+    model: "keras.Model",
+    backbone: "keras.Model",
+    train_samples: "list[Sample]",
+    val_samples: "list[Sample]",
+    labels: list[str],
+    budget: int,
+    weights: dict[int, float] | None,
+) -> "tuple[SplitClassifier, StageData, Callable[[], tf.data.Dataset]]":
+    """Cached fine-tuning's ``(split classifier, datasets(stage), probe dataset())``: the classifier
+    cut after block group ``config.cache_cut``, the activation caches built or reused
+    (:func:`training.fitting.activation_cache.build_caches`, ``budget`` bytes) and datasets read from them."""
+    from training.fitting.activation_cache import build_caches, cached_dataset, split_classifier
+    from training.memory import feature_batch_size
+
+    split = split_classifier(model, backbone, config.cache_cut)
+    train_cache, val_cache = build_caches(config, split.lower, train_samples, val_samples, budget)
+    train_targets = [labels.index(sample.label) for sample in train_samples]
+    val_targets = [labels.index(sample.label) for sample in val_samples]
+
+    def datasets(stage: "Stage") -> "tuple[tf.data.Dataset, tf.data.Dataset, dict[int, float] | None]":
+        batch = config.stage_batch_size(stage)
+        return (cached_dataset(train_cache, train_targets, len(labels), batch, config.seed),
+                cached_dataset(val_cache, val_targets, len(labels), batch), weights)
+
+    probe_batch = feature_batch_size(budget, [config.export_image_size()])
+    return split, datasets, lambda: cached_dataset(train_cache, train_targets, len(labels), probe_batch)
 
 
 def _export(
@@ -105,6 +174,7 @@ def _export(
     histories: list[dict[str, Any]],
     strategy: "tf.distribute.Strategy",
     probe_seconds: float,
+    memory: MemoryLog,
 ) -> dict[str, Any]:
     """Write the SavedModel and its files (on the chief; other workers write to a
     scratch directory, as every worker must take part in saving) and measure it;
@@ -119,6 +189,7 @@ def _export(
     from training.export.parity import summary
     from training.export.savedmodel import export_savedmodel
     from training.fitting.distribute import is_chief
+    from training.memory import budget_bytes, feature_batch_size
 
     metadata = {
         "name": "car-model-classifier",
@@ -133,26 +204,32 @@ def _export(
             export_savedmodel(model, labels, image_size, metadata, scratch)
         return {}
     out = Path(config.out)
-    export_savedmodel(model, labels, image_size, metadata, out)
+    with memory.phase("SavedModel export"):
+        export_savedmodel(model, labels, image_size, metadata, out)
     photos = [sample.path for sample in val_samples]
+    batch = feature_batch_size(budget_bytes(config.memory_budget_gb) // 2, [image_size, *config.multiscale_sides])
     try:  # each conversion fails the export on disagreement (ParityError)
         reference = TensorFlowClassifier(out)
-        print(summary(write_litert(out, photos, reference), out / TFLITE_FILENAME))
-        print(summary(write_onnx(out, photos, reference), out / ONNX_FILENAME))
+        with memory.phase("LiteRT conversion"):
+            print(summary(write_litert(out, photos, reference, batch), out / TFLITE_FILENAME))
+        with memory.phase("ONNX conversion"):
+            print(summary(write_onnx(out, photos, reference, batch), out / ONNX_FILENAME))
     except (ModelLoadError, ConverterError) as error:
         # The converter gave no usable graph (float16 ops of mixed precision, some randomly initialised
         # EfficientNet builds): the SavedModel stands; serving it on LiteRT or ONNX Runtime is refused.
         print(f"warning: no LiteRT or ONNX copy written ({error}); serve this model with CARCLF_RUNTIME=tensorflow")
+    with memory.phase("evaluation"):
+        evaluation = evaluate_savedmodel(out, val_samples)
     metrics = {
         "validation_images": len(val_samples),
         "train_images": len(train_samples),
         "train_seconds": round(probe_seconds + sum(stage["seconds"] for stage in histories), 1),
         "kept_epoch": kept_epoch(histories, checkpointed_stages(config)),
-        **evaluate_savedmodel(out, val_samples),
+        **evaluation,
     }
     (out / "training_config.json").write_text(config.to_json() + "\n")
     (out / "history.json").write_text(json.dumps(histories, indent=2) + "\n")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_metrics(out, metrics, memory)
     print(f"\nSavedModel written to {out}: validation accuracy {metrics['accuracy']:.3f}, with TTA "
           f"{metrics['accuracy_tta']:.3f} (all figures: {out / 'metrics.json'})")
     return metrics
@@ -179,8 +256,20 @@ def train(config: "TrainConfig") -> dict[str, Any]:
     train_samples, val_samples = split_by_group(samples, config.val_fraction, config.seed)
     print(f"{len(samples)} images, {len(labels)} classes: {len(train_samples)} train / {len(val_samples)} validation "
           f"(split by group); stages: {' '.join(map(str, config.stages)) or 'none (the linear probe)'}")
-    metrics = fit_and_export(config, train_samples, val_samples, labels, strategy)
+    memory = MemoryLog()
+    metrics = fit_and_export(config, train_samples, val_samples, labels, strategy, memory=memory)
     if is_chief(strategy):
-        calibrate(config.out, train_samples, val_samples)
-        print(f"Report: {write_training_report(config.out)}")
+        with memory.phase("known-model calibration"):
+            calibrate(config.out, train_samples, val_samples)
+        with memory.phase("report"):
+            print(f"Report: {write_training_report(config.out)}")
+        write_metrics(Path(config.out), metrics, memory)
+        print(f"Peak resident memory of the run: {metrics['memory']['peak_gb']:.2f} GB")
     return metrics
+
+
+def write_metrics(out: Path, metrics: dict[str, Any], memory: MemoryLog) -> None:
+    """Write ``metrics`` to ``out/metrics.json`` with the run's memory so far as ``metrics["memory"]``
+    (:meth:`training.memory.MemoryLog.summary`: peak resident GB overall and per phase)."""
+    metrics["memory"] = memory.summary()
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
