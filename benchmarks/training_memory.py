@@ -10,7 +10,8 @@ the child's peak resident memory (its ``ru_maxrss`` from ``wait4``, what ``/usr/
 -v`` reports) and the per-phase peaks the run wrote into its ``metrics.json``.
 
 ``feature-pass``: the shipped model's feature pass (EfficientNet-Lite0 at 380 + 300 +
-224 px, graph mode) over 128 training photos at each batch size, a fresh process
+224 px, a compiled graph; ``--eager``: called eagerly, as the linear probe did before)
+over 128 training photos at each batch size, a fresh process
 each; prints the peak and the activation bytes per input pixel that
 ``training.memory.ACTIVATION_BYTES_PER_PIXEL`` rounds up.
 """
@@ -42,7 +43,7 @@ model, _ = build_classifier(config, len(labels))
 extractor = keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output)
 before = resident_bytes()
 for pixels, _ in make_dataset(train[:128], labels, 380, int(sys.argv[2])):
-    extractor.predict_on_batch(pixels)
+    extractor(pixels, training=False) if sys.argv[3] == "eager" else extractor.predict_on_batch(pixels)
 print(before, peak_bytes())
 """
 
@@ -94,7 +95,8 @@ def feature_pass(args: argparse.Namespace) -> None:
     """Print a feature pass's peak per batch size and the activation bytes per input pixel."""
     rows, peaks = [], {}
     for batch in args.batch_sizes:
-        output = subprocess.run([sys.executable, "-c", PASS, args.data, str(batch)], cwd=ROOT, check=True,
+        mode = "eager" if args.eager else "graph"
+        output = subprocess.run([sys.executable, "-c", PASS, args.data, str(batch), mode], cwd=ROOT, check=True,
                                 capture_output=True, text=True).stdout.split()
         before, peaks[batch] = int(output[-2]), int(output[-1])
         rows.append([batch, f"{before / 1e9:.2f}", f"{peaks[batch] / 1e9:.2f}"])
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     measured.set_defaults(measure=runs)
     passes = commands.add_parser("feature-pass", help="one feature pass per batch size")
     passes.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
+    passes.add_argument("--eager", action="store_true", help="call the model eagerly, as the probe did before "
+                        "issue 30 (batch by batch, no compiled graph)")
     passes.set_defaults(measure=feature_pass)
     args = parser.parse_args(argv)
     print(machine_summary())

@@ -7,7 +7,7 @@ from functools import partial
 import keras
 import numpy as np
 
-from training.backbones.catalog import build_backbone, get_spec
+from training.backbones.catalog import BackboneSpec, build_backbone, get_spec
 from training.config import TrainConfig
 
 # The pooled backbone features, before the head's normalisation and dropout.
@@ -43,9 +43,7 @@ def build_classifier(config: TrainConfig, num_classes: int) -> tuple[keras.Model
         ValueError, training.backbones.catalog.WeightsUnavailableError: see
             :func:`training.backbones.catalog.build_backbone`.
     """
-    spec = get_spec(config.backbone)
-    backbone = build_backbone(config.backbone, config.weights, None, config.alpha)
-    backbone.trainable = False
+    spec, backbone = frozen_backbone(config)
     inputs = keras.Input((None, None, 3), name="pixels")
     pixels = keras.layers.Lambda(spec.preprocess_input, name="preprocess_input")(inputs)
     if config.pooling == "bilinear":
@@ -56,6 +54,18 @@ def build_classifier(config: TrainConfig, num_classes: int) -> tuple[keras.Model
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
     logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name=f"{config.backbone}_classifier"), backbone
+
+
+def frozen_backbone(config: TrainConfig) -> tuple[BackboneSpec, keras.Model]:
+    """``config``'s backbone (name, weights, alpha), any input size, every layer frozen, with its spec.
+
+    Raises:
+        ValueError, training.backbones.catalog.WeightsUnavailableError: see
+            :func:`training.backbones.catalog.build_backbone`.
+    """
+    backbone = build_backbone(config.backbone, config.weights, None, config.alpha)
+    backbone.trainable = False
+    return get_spec(config.backbone), backbone
 
 
 def pooled_features(backbone: keras.Model, pixels: keras.KerasTensor, sides: Sequence[int] = ()) -> keras.KerasTensor:

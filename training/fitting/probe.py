@@ -23,10 +23,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from inference.tta import VIEW_SETS, tta_batch
-from training.backbones.catalog import build_backbone, get_spec
 from training.config import TrainConfig
 from training.data.dataset import Sample, load_image
-from training.model import FEATURES_LAYER, PROJECTION_LAYER, pooled_features, set_head
+from training.model import FEATURES_LAYER, PROJECTION_LAYER, frozen_backbone, pooled_features, set_head
 
 # Training photos whose maps the bilinear projection's PCA is fitted on (every n-th photo, in the dataset's order).
 PROJECTION_PHOTOS = 1024
@@ -85,9 +84,7 @@ def feature_extractor(config: TrainConfig) -> keras.Model:
         ValueError, training.backbones.catalog.WeightsUnavailableError: as
             :func:`training.backbones.catalog.build_backbone`.
     """
-    spec = get_spec(config.backbone)
-    backbone = build_backbone(config.backbone, config.weights, None, config.alpha)
-    backbone.trainable = False
+    spec, backbone = frozen_backbone(config)
     inputs = keras.Input((None, None, 3))
     return keras.Model(inputs, pooled_features(backbone, spec.preprocess_input(inputs), config.multiscale_sides))
 
