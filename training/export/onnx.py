@@ -66,10 +66,7 @@ def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
 
     Args:
         model_dir: an export of :mod:`training.export.savedmodel` with its ``model.tflite``.
-        photos: paths of real photos (at least one), e.g. the validation split.
-        reference: the SavedModel loaded (:class:`inference.savedmodel.TensorFlowClassifier`),
-            if the caller has it; loaded from ``model_dir`` otherwise.
-        batch_size: photos per forward pass of the parity check.
+        photos, reference, batch_size: as :func:`training.export.litert.write_litert`'s.
 
     Returns:
         the parity figures (:func:`training.export.parity.parity`).
