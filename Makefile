@@ -35,17 +35,12 @@ $(SERVE_ENV) $(DEV_ENV):
 	@$(PYTHON) -c 'import fcntl, subprocess, sys; lock = open(sys.argv[1], "a"); fcntl.flock(lock, fcntl.LOCK_EX); sys.exit(subprocess.call(sys.argv[2:]))' \
 		$(VENV).lock $(MAKE) --no-print-directory HOLDING_VENV_LOCK=1 $@
 else
-$(SERVE_ENV):
-	@echo "Installing the service's packages (ONNX Runtime, no TensorFlow: about 0.2 GB) into $(VENV)"
+$(SERVE_ENV): WHAT = the service's packages (ONNX Runtime, no TensorFlow: about 0.2 GB)
+$(DEV_ENV): WHAT = the service's, training's and tests' packages (about 2.3 GB, a few minutes)
+$(SERVE_ENV) $(DEV_ENV):
+	@echo "Installing $(WHAT) into $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --require-hashes --only-binary=:all: --progress-bar on -r requirements-serve.txt
-	$(INSTALL_PROJECT)
-	@touch $@
-
-$(DEV_ENV):
-	@echo "Installing the service's, training's and tests' packages (about 2.3 GB, a few minutes) into $(VENV)"
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --require-hashes --only-binary=:all: --progress-bar on -r requirements-dev.txt
+	$(BIN)/python -m pip install --require-hashes --only-binary=:all: --progress-bar on -r $<
 	$(INSTALL_PROJECT)
 	@touch $@
 endif
