@@ -464,7 +464,8 @@ def calibrate(model: str, data: str, unknown: tuple[str, ...], other_models: tup
         train_samples, val_samples = model_split(model, data)
         unknown_photos, other_angle_photos = read_unknown(unknown, dict(other_angle))
         background, measured, more_angles = read_other_models(other_models, dict(other_angle))
-        calibration = run(model, train_samples, val_samples, unknown_photos + measured, quantile or DEFAULT_QUANTILE,
+        calibration = run(model, train_samples, val_samples, unknown_photos + measured,
+                          DEFAULT_QUANTILE if quantile is None else quantile,
                           other_angle_photos + more_angles, [*unknown, *other_models], background)
     except (FileNotFoundError, ModelNotFoundError, ValueError) as error:
         _fail(error)
