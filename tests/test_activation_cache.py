@@ -24,7 +24,7 @@ SIZE = 64  # small photos keep the backbone quick; its block groups still stand
 
 
 def tiny_classifier(**settings):
-    config = TrainConfig(data=["unused"], out="unused", weights="none", image_size=SIZE, stages=[], **settings)
+    config = TrainConfig(data=["unused"], out="unused", weights="none", image_size=SIZE, **{"stages": [], **settings})
     keras.utils.set_random_seed(0)
     return build_classifier(config, num_classes=3)
 
@@ -177,3 +177,15 @@ def test_cached_fine_tuning_refuses_what_the_cache_cannot_hold():
         TrainConfig(data=["x"], out="y", cache_cut=5, stages=["a:1:1e-3:1:8:224", "b:1:1e-3:1:8:448"])
     with pytest.raises(ValueError, match="cached views"):
         TrainConfig(data=["x"], out="y", cache_cut=5, cached_views=["sideways"])
+
+
+@pytest.mark.parametrize("head_init", ["probe", "random"])
+def test_a_probe_started_head_keeps_its_standardisation_while_fine_tuning(head_init):
+    model, _ = tiny_classifier(head_init=head_init, stages=["top:1:1e-3:1"])
+    before = [weights.copy() for weights in model.get_layer("head_bn").get_weights()]
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    pixels = np.random.default_rng(1).uniform(0, 255, (4, SIZE, SIZE, 3)).astype(np.float32)
+    model.train_on_batch(pixels, np.eye(3)[[0, 1, 2, 0]])
+    after = model.get_layer("head_bn").get_weights()
+    unchanged = all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert unchanged == (head_init == "probe")  # the probe's scaler stays; a random head's BN learns
