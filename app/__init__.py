@@ -2,10 +2,10 @@
 
 ``create_app()`` is the application factory; ``wsgi.py`` calls it once per
 gunicorn worker, which then loads and warms up the model in a background
-thread (:mod:`app.model`) while already answering ``/healthz``.
+thread (``app.model``) while already answering ``/healthz``.
 
 Importing this package is light (Flask only): gunicorn's master imports
-:mod:`app.logs` for its log format; the model's runtime (ONNX Runtime, LiteRT or
+``app.logs`` for its log format; the model's runtime (ONNX Runtime, LiteRT or
 TensorFlow) loads in the workers.
 """
 
@@ -35,12 +35,12 @@ def create_app(overrides: dict | None = None) -> Flask:
     """Build the app from the environment and start loading the model.
 
     Args:
-        overrides: optional ``dict`` of config keys (see :mod:`app.config`)
+        overrides: optional ``dict`` of config keys (see ``app.config``)
             applied over the environment, e.g. ``{"MODEL_DIR": "..."}`` in tests
             (several directories joined by ``os.pathsep``: their ensemble).
 
     Returns:
-        a ``flask.Flask`` app; its :class:`app.model.ModelLoader` is
+        a ``flask.Flask`` app; its ``app.model.ModelLoader`` is
         ``app.extensions["model"]`` (``.wait()`` blocks until it is ready).
 
     Raises:

@@ -22,7 +22,7 @@ OPENAPI = os.path.join(os.path.dirname(__file__), "openapi.json")
 
 
 def loader() -> ModelLoader:
-    """The app's :class:`app.model.ModelLoader`."""
+    """The app's ``app.model.ModelLoader``."""
     return current_app.extensions["model"]
 
 
@@ -80,14 +80,14 @@ def run_model(classifier: Predictor, image: np.ndarray,
     """The one call from ``/predict`` into the model (timed for ``/metrics``).
 
     Args:
-        classifier: the served :class:`inference.predictor.Predictor`.
+        classifier: the served ``inference.predictor.Predictor``.
         image: ``uint8 (height, width, 3)`` RGB.
         views: TTA view names, run as one batch.
 
     Returns:
         ``(logits, probabilities, features)``, ``float32`` ``(num_classes,)``,
         ``(num_classes,)`` and ``(F,)``, averaged over ``views``
-        (:func:`inference.tta.predict_views`).
+        (``inference.tta.predict_views``).
     """
     with monitoring.INFERENCE_SECONDS.time():
         return predict_views(classifier, image, views)

@@ -45,7 +45,7 @@ _boolean.__name__ = "boolean (1/0, true/false)"
 
 
 def runtime(raw: str) -> str:
-    """One of :data:`inference.RUNTIMES` (any case)."""
+    """One of ``inference.RUNTIMES`` (any case)."""
     name = raw.strip().lower()
     if name not in RUNTIMES:
         raise ValueError(raw)
@@ -67,7 +67,7 @@ def directory(raw: str) -> str:
 
 def directories(raw: str) -> str:
     """One or more directories joined by ``os.pathsep`` (an ensemble of models), each made
-    absolute by :func:`directory`, joined again."""
+    absolute by ``directory``, joined again."""
     return os.pathsep.join(directory(part) for part in raw.split(os.pathsep))
 
 

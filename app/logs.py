@@ -1,14 +1,14 @@
 """One log stream: every line the service writes is one JSON object, on stderr.
 
 The app's own records, gunicorn's (``gunicorn.error``; its access log is off,
-as the app logs a JSON line per request: :mod:`app.monitoring`), and those of
+as the app logs a JSON line per request: ``app.monitoring``), and those of
 the libraries (TensorFlow's Python side, Python warnings) all go to one
-handler on the root logger with :class:`JsonFormatter`. TensorFlow's C++ side
+handler on the root logger with ``JsonFormatter``. TensorFlow's C++ side
 prints text of its own, so ``TF_CPP_MIN_LOG_LEVEL`` is set to ``2`` (errors
 only) before TensorFlow is imported (``app/__init__.py``).
 
 This module imports nothing heavy: gunicorn's master process reads
-:data:`GUNICORN_LOGCONFIG` (``gunicorn.conf.py``), and TensorFlow must load
+``GUNICORN_LOGCONFIG`` (``gunicorn.conf.py``), and TensorFlow must load
 only in the workers, after the fork.
 """
 
@@ -61,7 +61,7 @@ def configure_logging(level: str) -> None:
     """Send every logger's records to stderr as JSON lines, the ``carclf`` ones at ``level``.
 
     Adds the JSON handler to the root logger unless it is there already
-    (under gunicorn, from :data:`GUNICORN_LOGCONFIG`), and routes Python
+    (under gunicorn, from ``GUNICORN_LOGCONFIG``), and routes Python
     warnings through logging. Call it before importing TensorFlow: TensorFlow
     adds a text handler of its own when the root logger has none.
     """

@@ -1,7 +1,7 @@
 """The served model, loaded in a background thread so the process answers at once.
 
 ``/healthz`` answers while the runtime (ONNX Runtime, LiteRT or TensorFlow,
-:func:`inference.loading.load_predictor`) loads and warms up the model; ``/readyz`` and
+``inference.loading.load_predictor``) loads and warms up the model; ``/readyz`` and
 ``/predict`` answer 503 until it is ready.
 """
 
@@ -20,17 +20,17 @@ log = logging.getLogger("carclf.model")
 LOADING, READY, FAILED = "loading", "ready", "failed"
 
 class ModelLoader:
-    """Loads and warms up the served model off the request path (:func:`inference.loading.load_predictor`):
-    one model on the chosen runtime, or an :class:`inference.ensemble.Ensemble` for several directories.
+    """Loads and warms up the served model off the request path (``inference.loading.load_predictor``):
+    one model on the chosen runtime, or an ``inference.ensemble.Ensemble`` for several directories.
 
-    Call :meth:`start` after the process forked (gunicorn imports ``wsgi.py``
+    Call ``start`` after the process forked (gunicorn imports ``wsgi.py``
     in each worker, without ``preload_app``): a thread does not survive a fork.
 
     Args:
         model_dir: the model folder, or several joined by ``os.pathsep`` (an ensemble).
         runtime: ``"onnxruntime"``, ``"litert"`` or ``"tensorflow"``.
         passes, threads: ONNX Runtime and LiteRT: forward passes side by side and CPU threads of
-            each (:func:`inference.loading.load_predictor`).
+            each (``inference.loading.load_predictor``).
 
     Attributes:
         model_dir: the model folder, or several joined by ``os.pathsep``.
@@ -71,7 +71,7 @@ class ModelLoader:
             self._done.set()
 
     def wait(self, timeout: float | None = None) -> str:
-        """Block until loading ended (or ``timeout`` seconds passed); returns :attr:`state`."""
+        """Block until loading ended (or ``timeout`` seconds passed); returns ``state``."""
         self._done.wait(timeout)
         return self.state
 

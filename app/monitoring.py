@@ -2,7 +2,7 @@
 
 Every request gets an id (the client's ``X-Request-ID`` when it is a sane
 token, else a new one), returned in the ``X-Request-ID`` header and written
-in its log line. Logs are one JSON object per line on stderr (:mod:`app.logs`).
+in its log line. Logs are one JSON object per line on stderr (``app.logs``).
 
 Under gunicorn with several workers, each worker counts for itself: set
 ``PROMETHEUS_MULTIPROC_DIR`` to an empty, writable directory (wiped before

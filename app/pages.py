@@ -20,7 +20,7 @@ DEFAULT_PHOTO_HINT = ("Works best with the car seen from the front and filling m
 
 def example_names() -> list[str]:
     """File names of the example photos in ``CARCLF_EXAMPLES_DIR`` (sorted, at most
-    :data:`MAX_EXAMPLES`); none when it is unset or not a directory."""
+    ``MAX_EXAMPLES``); none when it is unset or not a directory."""
     folder = current_app.config["EXAMPLES_DIR"]
     if not folder or not Path(folder).is_dir():
         return []
@@ -30,7 +30,7 @@ def example_names() -> list[str]:
 
 def photo_hint(classifier: Predictor | None) -> str:
     """Which photos the model reads best: its metadata's ``photo_hint`` (a sentence written at
-    training time), else :data:`DEFAULT_PHOTO_HINT` (also while the model loads)."""
+    training time), else ``DEFAULT_PHOTO_HINT`` (also while the model loads)."""
     hint = classifier.metadata.get("photo_hint") if classifier else None
     return hint if isinstance(hint, str) and hint.strip() else DEFAULT_PHOTO_HINT
 
@@ -123,7 +123,7 @@ def docs() -> str:
 
 @blueprint.get("/examples/<name>")
 def example(name: str) -> Response:
-    """One example photo; 404 for anything not listed by :func:`example_names`."""
+    """One example photo; 404 for anything not listed by ``example_names``."""
     if name not in example_names():
         abort(404)
     return send_from_directory(current_app.config["EXAMPLES_DIR"], name)

@@ -19,7 +19,7 @@ HEADERS = {
 
 
 def register(app: Flask) -> None:
-    """Add :data:`HEADERS` to every response of ``app``."""
+    """Add ``HEADERS`` to every response of ``app``."""
 
     @app.after_request
     def _secure(response: Response) -> Response:

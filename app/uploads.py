@@ -1,6 +1,6 @@
 """Reading a /predict request: the images (multipart, JSON base64 or a raw image body) and the options.
 
-Uploads never touch the disk: :class:`InMemoryRequest` keeps every multipart
+Uploads never touch the disk: ``InMemoryRequest`` keeps every multipart
 file in memory (the body is capped by ``MAX_CONTENT_LENGTH`` before parsing).
 """
 
@@ -117,7 +117,7 @@ def json_body() -> Any:
     Checked on the raw body first: at most ``MAX_FILES`` + 1 objects, at most
     4 strings per image plus 16, at most 64 bytes of structure (everything
     outside strings) per image plus 1 KiB, nesting at most
-    :data:`JSON_MAX_DEPTH` deep.
+    ``JSON_MAX_DEPTH`` deep.
 
     Returns:
         the parsed JSON value (``dict`` for a valid request).

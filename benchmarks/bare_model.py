@@ -8,12 +8,12 @@ and prints the first call's time (one-time per-shape cost, what warm-up must
 pay) and the median of the following calls, per batch and per image:
 
 - ``signature``: the SavedModel's ``serving_default`` concrete function, the
-  way :class:`inference.savedmodel.TensorFlowClassifier` calls it, by ``--callers``
+  way ``inference.savedmodel.TensorFlowClassifier`` calls it, by ``--callers``
   threads side by side (times per batch are then wall time over calls: what
   sets the throughput); with ``--runtime litert``, ``model.tflite`` on
-  LiteRT instead (:class:`inference.litert.LiteRTClassifier`, one
+  LiteRT instead (``inference.litert.LiteRTClassifier``, one
   single-threaded interpreter per caller), with ``--runtime onnxruntime``,
-  ``model.onnx`` on ONNX Runtime (:class:`inference.ort.OnnxRuntimeClassifier`,
+  ``model.onnx`` on ONNX Runtime (``inference.ort.OnnxRuntimeClassifier``,
   one session, one single-threaded pass per caller), TensorFlow not imported;
 - ``predict``: the naive baseline, one Keras ``Model.predict`` call per batch on
   the same SavedModel wrapped in ``keras.layers.TFSMLayer`` (what a Keras
@@ -66,7 +66,7 @@ def load_signature(model_dir):
 
 def load_call(model_dir, runtime, callers):
     """``(batch -> probabilities, (height, width))`` of the model on ``runtime``
-    (``tensorflow``: :func:`signature_call`; ``litert``: one interpreter per caller;
+    (``tensorflow``: ``signature_call``; ``litert``: one interpreter per caller;
     ``onnxruntime``: one session, as many passes at once as callers)."""
     if runtime == "tensorflow":
         signature, image_size = load_signature(model_dir)
@@ -77,7 +77,7 @@ def load_call(model_dir, runtime, callers):
 
 def model_inputs(photos, image_size):
     """JPEG ``photos`` as the model's input of ``image_size`` ``(height, width)``, as the service
-    makes it (:func:`inference.contract.model_input`).
+    makes it (``inference.contract.model_input``).
 
     Returns:
         ``uint8`` array ``(len(photos), height, width, 3)``.
@@ -130,13 +130,13 @@ def measure(signature, images, batch_sizes, min_seconds=0.5, callers=(1,), predi
     """Forward times of the bare model.
 
     Args:
-        signature: ``batch -> probabilities`` from :func:`signature_call`.
-        images: model inputs from :func:`model_inputs`.
+        signature: ``batch -> probabilities`` from ``signature_call``.
+        images: model inputs from ``model_inputs``.
         batch_sizes: images per batch.
         callers: numbers of threads calling ``signature`` side by side (see
-            :func:`time_calls`), each measured.
+            ``time_calls``), each measured.
         predict: optional ``batch -> probabilities`` from
-            :func:`benchmarks.harness.keras_predict_call`, measured with one caller.
+            ``benchmarks.harness.keras_predict_call``, measured with one caller.
 
     Returns:
         ``list`` of ``dict`` with ``images``, ``views`` (per image), ``rows``

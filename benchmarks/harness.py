@@ -48,7 +48,7 @@ def real_photo_paths(count, target_bytes=100_000):
 
 
 def real_photos(count, target_bytes=100_000):
-    """The encoded files of :func:`real_photo_paths`: ``list[bytes]``."""
+    """The encoded files of ``real_photo_paths``: ``list[bytes]``."""
     return [path.read_bytes() for path in real_photo_paths(count, target_bytes)]
 
 
@@ -84,7 +84,7 @@ def table(headers, rows):
 
 
 def multipart(data, filename="car.jpg", field="file"):
-    """A ``multipart/form-data`` body with one file field (:func:`multipart_form`).
+    """A ``multipart/form-data`` body with one file field (``multipart_form``).
 
     Returns:
         ``(body bytes, content-type header value)``.
@@ -248,7 +248,7 @@ def load(host, port, path, bodies, concurrency, requests, timeout=60):
     own keep-alive connection, cycling through ``bodies``.
 
     Args:
-        bodies: ``list`` of ``(body bytes, content type)`` from :func:`multipart`.
+        bodies: ``list`` of ``(body bytes, content type)`` from ``multipart``.
 
     Returns:
         ``dict``: ``latencies_s`` (``np.ndarray`` of successful requests, in

@@ -81,7 +81,7 @@ def raw(server, data, timeout=10.0, started=None):
 
 
 class Tricklers:
-    """``count`` connections from :data:`HOSTILE` that send a request a few bytes at a time,
+    """``count`` connections from ``HOSTILE`` that send a request a few bytes at a time,
     reconnecting whenever the server closes one, until stopped (a context manager).
 
     Args:
@@ -152,7 +152,7 @@ def probe_slow(server, photo, clients, seconds):
 
 
 def probe_bombs(server):
-    """16 concurrent PNG bombs of each :data:`BOMB_SIZES`: answers and the worker's added peak RSS."""
+    """16 concurrent PNG bombs of each ``BOMB_SIZES``: answers and the worker's added peak RSS."""
     rows = []
     for name, size in BOMB_SIZES.items():
         data = flat_png(*size)
@@ -208,7 +208,7 @@ MALFORMED = {name: closing(data) for name, data in {
 
 
 def probe_malformed(server):
-    """Each :data:`MALFORMED` request: status, error code, and whether the worker survived."""
+    """Each ``MALFORMED`` request: status, error code, and whether the worker survived."""
     before = {worker.pid for worker in server.workers()}
     rows = []
     for name, data in MALFORMED.items():

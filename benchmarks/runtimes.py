@@ -62,7 +62,7 @@ for line in sys.stdin:
 
 
 class Child:
-    """One runtime in its own process (see :data:`CHILD`).
+    """One runtime in its own process (see ``CHILD``).
 
     Attributes:
         spawn_s: seconds from starting the process to its first prediction.

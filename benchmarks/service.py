@@ -19,7 +19,7 @@ threads: model, HTTP, decoding). The same run measures the bare model (see
 
 For the two targets (a lone client, and several clients' throughput), the
 bare model on ONNX Runtime and LiteRT is also timed in this process between
-blocks of the service's requests (:class:`InterleavedBare`), so that both
+blocks of the service's requests (``InterleavedBare``), so that both
 sides of the ratio see the same minutes of the host; the targets are held
 against the fastest of those setups by its median over the blocks, and the
 ratios against the reference measured before the variants are printed
@@ -91,7 +91,7 @@ class InterleavedBare:
     minutes before the service would put that drift into the ratios. And the
     setups are timed one by one, each for about half a second, so the service
     is held against the fastest setup's median over the blocks
-    (:func:`bare_figures`), not against the best setup of each block, whose
+    (``bare_figures``), not against the best setup of each block, whose
     luckiest half second favours the bare side (by about 0.01 in the
     8-client ratio: docs/performance.md).
 
@@ -130,7 +130,7 @@ class InterleavedBare:
 
     def photos_per_second(self, tta, batch_sizes):
         """Photos per second (with their views) of every setup at each of ``batch_sizes``
-        photos per call (:func:`benchmarks.harness.time_calls`), in a fixed order."""
+        photos per call (``benchmarks.harness.time_calls``), in a fixed order."""
         figures = []
         for count in batch_sizes:
             batch = np.concatenate([self._batches[tta][i % len(self._batches[tta])] for i in range(count)])
@@ -141,11 +141,11 @@ class InterleavedBare:
 
 
 def interleaved_load(server, path, bodies, clients, requests, block, bare_block):
-    """:func:`benchmarks.harness.load` in blocks of ``block`` requests, each
+    """``benchmarks.harness.load`` in blocks of ``block`` requests, each
     followed by ``bare_block(requests in the block)`` (a list of rows, one figure per bare setup).
 
     Returns:
-        :func:`benchmarks.harness.load`'s ``dict`` over all blocks (throughput
+        ``benchmarks.harness.load``'s ``dict`` over all blocks (throughput
         over the blocks' time only), plus ``bare``: every row of ``bare_block``, one array.
     """
     latencies, failures, bare, elapsed, client_cpu = [], [], [], 0.0, 0.0
@@ -162,7 +162,7 @@ def interleaved_load(server, path, bodies, clients, requests, block, bare_block)
 
 
 def measured_load(server, path, bodies, clients, requests, bare, tta):
-    """One load level; with ``bare`` (an :class:`InterleavedBare`), the bare
+    """One load level; with ``bare`` (an ``InterleavedBare``), the bare
     model is timed between blocks: after each block of a lone client's
     ``len(bodies)`` requests, the forward of the same photos' views (``bare``:
     seconds per forward, one row per photo); after each block of ``16 * clients``
@@ -181,12 +181,12 @@ def run_variant(name, bodies, concurrency, requests, env=None, tta_modes=(True, 
     """Start one variant, load it at each concurrency with TTA on and off.
 
     Args:
-        bare: an :class:`InterleavedBare` timed between blocks of requests (:func:`measured_load`), or ``None``.
+        bare: an ``InterleavedBare`` timed between blocks of requests (``measured_load``), or ``None``.
 
     Returns:
         ``dict``: ``cold_start_s``, ``ready_path``, ``workers``, ``restarts``,
         ``peak_rss`` (bytes, largest over workers) and ``runs``: ``{(tta, clients): load() result}``
-        (with ``bare``, each also has the interleaved ``bare`` figures, :func:`measured_load`).
+        (with ``bare``, each also has the interleaved ``bare`` figures, ``measured_load``).
     """
     app, variant_env = VARIANTS[name]
     with Server(app, {**variant_env, **(env or {})}) as server:
@@ -223,7 +223,7 @@ BARE_SETUPS = {  # name: (runtime, environment, callers side by side)
 
 def bare_reference(model_dir, concurrency, photos):
     """The bare model's best figures, from ``benchmarks/bare_model.py`` run in a
-    subprocess per runtime and thread setup of :data:`BARE_SETUPS`.
+    subprocess per runtime and thread setup of ``BARE_SETUPS``.
 
     Returns:
         ``{(tta, images): (latency seconds, seconds per batch at best throughput)}``:
@@ -261,12 +261,12 @@ def bare_figures(run, bare, tta, clients, best_window=False):
     requests join at best, bare photos per second at best, which are interleaved)``.
 
     A lone client's forward and several clients' photos per second are the
-    figures timed between the run's blocks (:func:`measured_load`) when it has
+    figures timed between the run's blocks (``measured_load``) when it has
     them: the fastest setup's median over the photos or blocks (with
     ``best_window``, the estimator used before 2026-11-27: the median over
     the photos or blocks of the fastest setup in each); the others come from
-    the reference measured before the variants (:func:`bare_reference`,
-    :func:`best_throughput`).
+    the reference measured before the variants (``bare_reference``,
+    ``best_throughput``).
     """
     latency, throughput = bare[tta, clients][0], best_throughput(bare, tta)
     interleaved = run.get("bare")
@@ -316,9 +316,9 @@ def report(results, bare):
 
 
 def target_ratios(results, bare, reference="interleaved"):
-    """The two target ratios (:data:`TARGETS`) of each variant measured with TTA at 1 and 8 clients:
+    """The two target ratios (``TARGETS``) of each variant measured with TTA at 1 and 8 clients:
     ``{variant: (lone p50 over the bare forward of one request's views, 8-client requests/s over the
-    bare best photos/s)}``, against :func:`bare_figures` (``reference`` ``"interleaved"``, or
+    bare best photos/s)}``, against ``bare_figures`` (``reference`` ``"interleaved"``, or
     ``"best window"``: its ``best_window``) or the reference measured before the variants (``"before"``)."""
     ratios = {}
     for name, result in results.items():

@@ -32,7 +32,7 @@ METHOD = "nearest_neighbour_features"
 
 
 def mode_key(views: Sequence[str]) -> str:
-    """The key of a TTA setting in :attr:`Calibration.modes`, e.g. ``original+hflip``."""
+    """The key of a TTA setting in ``Calibration.modes``, e.g. ``original+hflip``."""
     return "+".join(views)
 
 
@@ -83,10 +83,10 @@ class Calibration:
     """The contents of ``calibration.json``.
 
     Attributes:
-        method: :data:`METHOD`.
+        method: ``METHOD``.
         quantile: share of validation photos inside the threshold (e.g. 0.99).
         labels: class names in output order (checked against the model's).
-        modes: :func:`mode_key` of a TTA setting -> :class:`KnownModelTest`.
+        modes: ``mode_key`` of a TTA setting -> ``KnownModelTest``.
     """
 
     method: str
@@ -95,7 +95,7 @@ class Calibration:
     modes: dict
 
     def test(self, views: Sequence[str]) -> KnownModelTest | None:
-        """The :class:`KnownModelTest` for these TTA views, or ``None`` if not calibrated."""
+        """The ``KnownModelTest`` for these TTA views, or ``None`` if not calibrated."""
         return self.modes.get(mode_key(views))
 
     def known_model(self, features: np.ndarray, views: Sequence[str]) -> tuple[bool | None, float | None]:

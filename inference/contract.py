@@ -1,22 +1,22 @@
 """The model contract: what an exported SavedModel takes and gives, and how image bytes become its input.
 
-Written by :mod:`training.export.savedmodel`, read by :class:`inference.savedmodel.TensorFlowClassifier`
+Written by ``training.export.savedmodel``, read by ``inference.savedmodel.TensorFlowClassifier``
 and the benchmarks; docs/runtimes.md describes it for people.
 
-- :data:`SERVING_SIGNATURE` takes :data:`INPUT`, ``uint8 (batch, height, width, 3)``
-  RGB, and returns :data:`OUTPUTS`: ``logits`` and ``probabilities``, ``float32
+- ``SERVING_SIGNATURE`` takes ``INPUT``, ``uint8 (batch, height, width, 3)``
+  RGB, and returns ``OUTPUTS``: ``logits`` and ``probabilities``, ``float32
   (batch, num_classes)``, and ``features``, ``float32 (batch, F)``, the pooled
-  backbone features of the known-model test (:mod:`inference.calibration`).
-- :data:`METADATA_SIGNATURE` takes nothing and returns :data:`METADATA_OUTPUTS`:
+  backbone features of the known-model test (``inference.calibration``).
+- ``METADATA_SIGNATURE`` takes nothing and returns ``METADATA_OUTPUTS``:
   ``labels`` ``string (num_classes,)``, ``image_size`` ``int32 (2,)`` as
-  ``(height, width)``, ``metadata_json`` ``string ()``; :meth:`ModelFacts.from_savedmodel` reads them.
+  ``(height, width)``, ``metadata_json`` ``string ()``; ``ModelFacts.from_savedmodel`` reads them.
 
-:func:`model_input` turns encoded bytes into the model's input, the same way
-for training photos (:func:`training.data.dataset.load_image`) and uploads
-(:mod:`app.api`): decoded by
-:func:`inference.images.decode_image` (JPEG draft mode and Pillow's ``reduce``
+``model_input`` turns encoded bytes into the model's input, the same way
+for training photos (``training.data.dataset.load_image``) and uploads
+(``app.api``): decoded by
+``inference.images.decode_image`` (JPEG draft mode and Pillow's ``reduce``
 toward the input size), then one resize to exactly the input size with
-Pillow's bilinear filter (:func:`inference.images.resize`), the kernel the
+Pillow's bilinear filter (``inference.images.resize``), the kernel the
 shipped model was trained with. The SavedModel's own resize (bilinear,
 antialiased) then meets an image of its size already and changes nothing.
 """
@@ -41,9 +41,9 @@ SIGNATURES = {SERVING_SIGNATURE: frozenset(OUTPUTS[:2]), METADATA_SIGNATURE: fro
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """What a model says about itself: a SavedModel's :data:`METADATA_SIGNATURE`
-    (:meth:`from_savedmodel`), or its conversions' ``metadata.json``
-    (:func:`inference.model_folder.read_metadata`).
+    """What a model says about itself: a SavedModel's ``METADATA_SIGNATURE``
+    (``from_savedmodel``), or its conversions' ``metadata.json``
+    (``inference.model_folder.read_metadata``).
 
     Attributes:
         labels: class names, in the order of the outputs.
@@ -57,7 +57,7 @@ class ModelFacts:
 
     @classmethod
     def from_savedmodel(cls, module: Any) -> "ModelFacts":
-        """Call the :data:`METADATA_SIGNATURE` of a loaded SavedModel (``tf.saved_model.load``'s result)."""
+        """Call the ``METADATA_SIGNATURE`` of a loaded SavedModel (``tf.saved_model.load``'s result)."""
         facts = module.signatures[METADATA_SIGNATURE]()
         return cls(
             labels=[label.decode() for label in facts["labels"].numpy()],
@@ -71,9 +71,9 @@ def model_input(data: bytes, image_size: tuple[int, int], max_pixels: int = DEFA
     """Encoded image bytes as the model's input: decoded, upright, RGB, resized to ``image_size``.
 
     Args:
-        data: the encoded file (:data:`inference.images.FORMATS`).
+        data: the encoded file (``inference.images.FORMATS``).
         image_size: ``(height, width)`` of the model's input.
-        max_pixels, max_full_pixels: :func:`inference.images.decode_image`'s limits.
+        max_pixels, max_full_pixels: ``inference.images.decode_image``'s limits.
 
     Returns:
         ``uint8`` array ``(height, width, 3)``.

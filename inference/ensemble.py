@@ -1,6 +1,6 @@
-"""Several models as one :class:`inference.predictor.Predictor`: their probabilities are averaged.
+"""Several models as one ``inference.predictor.Predictor``: their probabilities are averaged.
 
-Imports no runtime: the members come loaded (:func:`inference.loading.load_predictor` opens
+Imports no runtime: the members come loaded (``inference.loading.load_predictor`` opens
 several model folders as their ensemble), so that an ensemble on ONNX Runtime or LiteRT imports
 no TensorFlow."""
 
@@ -18,7 +18,7 @@ class LabelMismatchError(ValueError):
 
 class Ensemble:
     """Averages the probabilities of models that share their label list: an
-    :class:`inference.predictor.Predictor` of member predictors.
+    ``inference.predictor.Predictor`` of member predictors.
 
     A SavedModel resizes images to its own input size inside, and ONNX Runtime and LiteRT
     members are given images resized to theirs, so members of different input sizes (e.g. 224 and
@@ -36,9 +36,9 @@ class Ensemble:
         metadata: the single member's metadata; for several, ``{"name": the
             first's, "version": the versions joined by ``+``, "members": [member metadata...]}``.
         metrics: the single member's training metrics; ``{}`` for several.
-        calibration: the single member's :class:`inference.calibration.Calibration`;
+        calibration: the single member's ``inference.calibration.Calibration``;
             ``None`` for several (each member's test measures its own features).
-        resizes_input: ``False``: :meth:`predict` takes images of :attr:`image_size`.
+        resizes_input: ``False``: ``predict`` takes images of ``image_size``.
 
     Raises:
         ValueError: no member given.
@@ -88,7 +88,7 @@ class Ensemble:
                 np.concatenate(features, axis=1))
 
     def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
-        """Warm every member up on images of the ensemble's :attr:`image_size` (``image_size`` is ignored)."""
+        """Warm every member up on images of the ensemble's ``image_size`` (``image_size`` is ignored)."""
         for member in self.members:
             member.warm_up(self.image_size)
 

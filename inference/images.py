@@ -61,11 +61,11 @@ class ImageDecodeError(ValueError):
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_size: tuple[int, int] | None = None,
                  max_full_pixels: int | None = None) -> np.ndarray:
-    """Decode encoded image bytes (one of :data:`FORMATS`) to RGB.
+    """Decode encoded image bytes (one of ``FORMATS``) to RGB.
 
     The pixel count is checked from the header, before any pixel is decoded,
     so decompression bombs are refused cheaply; decodes over
-    :data:`LARGE_DECODE_PIXELS` run at most :data:`LARGE_DECODE_SLOTS` at a
+    ``LARGE_DECODE_PIXELS`` run at most ``LARGE_DECODE_SLOTS`` at a
     time per process (the others wait). EXIF orientation is applied;
     grayscale, palette, CMYK, RGBA (alpha dropped) and 16-bit images become
     8-bit RGB; animated images give their first frame.
@@ -131,7 +131,7 @@ def _check_full_size(image: Image.Image, limit: int) -> None:
 
 def _decode(image: Image.Image, min_size: tuple[int, int] | None) -> np.ndarray:
     """Decode the opened ``image`` to RGB ``uint8 (height, width, 3)``: turned upright, then
-    shrunk toward ``min_size`` while still in its decoded mode when :meth:`Image.reduce`
+    shrunk toward ``min_size`` while still in its decoded mode when ``Image.reduce``
     takes it, so that a large image is held at full size once (twice when turned or
     converted), never in the copies a conversion of the full image would make."""
     if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:

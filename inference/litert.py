@@ -51,12 +51,12 @@ def load_interpreter(model: bytes, threads: int = 1) -> Any:
 
 class LiteRTClassifier(PooledPasses):
     """A car-model classifier backed by ``model.tflite`` (see the module docstring): an
-    :class:`inference.predictor.Predictor`.
+    ``inference.predictor.Predictor``.
 
     LiteRT's interpreters may not be called by two threads at once, and each
     holds its own copy of the packed weights and activations: the classifier keeps ``interpreters`` of
     them, lent to one serving thread at a time, and splits a request's TTA
-    views across them (:class:`inference.passes.PooledPasses`).
+    views across them (``inference.passes.PooledPasses``).
 
     Args:
         model_dir: the model folder: ``model.tflite``, ``metadata.json`` and,
@@ -70,7 +70,7 @@ class LiteRTClassifier(PooledPasses):
             (``gunicorn.conf.py``; docs/performance.md, "Settings chosen by
             measurement").
 
-    Attributes and errors are :class:`inference.passes.PooledPasses`' (its
+    Attributes and errors are ``inference.passes.PooledPasses``' (its
     ``_open``), of the folder's ``model.tflite``.
     """
 
@@ -87,7 +87,7 @@ class LiteRTClassifier(PooledPasses):
         return logits, probabilities, features
 
     def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
-        """:meth:`inference.passes.PooledPasses.warm_up`, XNNPACK's line to stderr logged."""
+        """``inference.passes.PooledPasses.warm_up``, XNNPACK's line to stderr logged."""
         # A process's first forward pass prints "INFO: Created TensorFlow Lite XNNPACK delegate for
         # CPU." from C++ straight to stderr, which no setting turns off: captured at the file
         # descriptor and logged, so that the service's log stays one JSON object per line. The

@@ -1,6 +1,6 @@
 """Opening a model: the predictor of one model folder on a runtime, or the ensemble of several.
 
-Nothing in :mod:`inference` imports this module, and it imports the chosen
+Nothing in ``inference`` imports this module, and it imports the chosen
 runtime only (importing it imports none): the service on ONNX Runtime or
 LiteRT never imports TensorFlow.
 """
@@ -17,14 +17,14 @@ from inference.predictor import Predictor
 
 def load_predictor(model_dirs: Path | str | Sequence[Path | str], runtime: str = DEFAULT_RUNTIME,
                    passes: int = 1, threads: int = 1) -> Predictor:
-    """The model of a folder on ``runtime``, or the :class:`inference.ensemble.Ensemble` of several.
+    """The model of a folder on ``runtime``, or the ``inference.ensemble.Ensemble`` of several.
 
     Args:
         model_dirs: the model folder, several joined by ``os.pathsep`` (as in
             ``CARCLF_MODEL_DIR``), or a list of folders: their ensemble, each member on ``runtime``.
-        runtime: ``"onnxruntime"`` (:class:`inference.ort.OnnxRuntimeClassifier`),
-            ``"litert"`` (:class:`inference.litert.LiteRTClassifier`) or
-            ``"tensorflow"`` (:class:`inference.savedmodel.TensorFlowClassifier`).
+        runtime: ``"onnxruntime"`` (``inference.ort.OnnxRuntimeClassifier``),
+            ``"litert"`` (``inference.litert.LiteRTClassifier``) or
+            ``"tensorflow"`` (``inference.savedmodel.TensorFlowClassifier``).
         passes: ONNX Runtime and LiteRT: forward passes that may run side by side
             (LiteRT: one interpreter each); ignored by TensorFlow.
         threads: ONNX Runtime and LiteRT: CPU threads of each pass; ignored by TensorFlow.

@@ -1,11 +1,11 @@
 """A model folder's files: which each runtime loads, their errors, ``metadata.json`` and what lies beside the model.
 
-A model folder holds the SavedModel (TensorFlow, :mod:`inference.savedmodel`)
+A model folder holds the SavedModel (TensorFlow, ``inference.savedmodel``)
 and, beside it, its float32 conversions ``model.onnx`` (ONNX Runtime,
-:mod:`inference.ort`) and ``model.tflite`` (LiteRT, :mod:`inference.litert`)
+``inference.ort``) and ``model.tflite`` (LiteRT, ``inference.litert``)
 with ``metadata.json``, written by ``carclf convert``; optionally
 ``metrics.json`` (training's validation figures) and the calibration of the
-known-model test (:mod:`inference.calibration`). Imports no runtime.
+known-model test (``inference.calibration``). Imports no runtime.
 """
 
 import json
@@ -53,7 +53,7 @@ def require_model(model_dir: Path | str, runtime: str) -> None:
         ModelNotFoundError: no ``saved_model.pb`` (``tensorflow``), or no
             ``model.tflite`` (``litert``) or ``model.onnx`` (``onnxruntime``)
             or ``metadata.json`` (the message gives the command that writes them).
-        ValueError: ``runtime`` is not one of :data:`RUNTIMES`.
+        ValueError: ``runtime`` is not one of ``RUNTIMES``.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
@@ -72,7 +72,7 @@ def require_model(model_dir: Path | str, runtime: str) -> None:
 
 def read_metadata(model_dir: Path | str) -> ModelFacts:
     """``metadata.json`` of ``model_dir``: what the SavedModel's ``metadata`` signature returns
-    (:meth:`inference.contract.ModelFacts.from_savedmodel`).
+    (``inference.contract.ModelFacts.from_savedmodel``).
 
     Raises:
         ModelLoadError: the file is unreadable or lacks a field.
@@ -87,7 +87,7 @@ def read_metadata(model_dir: Path | str) -> ModelFacts:
 
 
 def write_metadata(model_dir: Path | str, labels: list[str], image_size: tuple[int, int], metadata: dict) -> None:
-    """Write ``metadata.json`` into ``model_dir`` (read by :func:`read_metadata`).
+    """Write ``metadata.json`` into ``model_dir`` (read by ``read_metadata``).
 
     Args:
         labels: class names in output order.
@@ -106,7 +106,7 @@ def read_beside(model_dir: Path | str, labels: list[str]) -> tuple[dict, Calibra
 
     Returns:
         ``(metrics, calibration)``: the ``dict`` of ``metrics.json`` (validation
-        accuracy; empty when absent) and the :class:`inference.calibration.Calibration`
+        accuracy; empty when absent) and the ``inference.calibration.Calibration``
         of ``calibration.json`` (``None`` when absent).
 
     Raises:

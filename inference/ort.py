@@ -69,11 +69,11 @@ def load_session(path: Path, threads: int = 1) -> onnxruntime.InferenceSession:
 
 class OnnxRuntimeClassifier(PooledPasses):
     """A car-model classifier backed by ``model.onnx`` (see the module docstring): an
-    :class:`inference.predictor.Predictor`.
+    ``inference.predictor.Predictor``.
 
     One session runs up to ``passes`` forward passes at a time, lent to the
     serving threads first come, first served, and a request's TTA views are
-    split across them (:class:`inference.passes.PooledPasses`): more passes at
+    split across them (``inference.passes.PooledPasses``): more passes at
     once would only add activations, not speed, on the worker's cores.
 
     Args:
@@ -83,7 +83,7 @@ class OnnxRuntimeClassifier(PooledPasses):
             thread with ``threads=1``).
         threads: CPU threads of each pass.
 
-    Attributes and errors are :class:`inference.passes.PooledPasses`' (its
+    Attributes and errors are ``inference.passes.PooledPasses``' (its
     ``_open``), of the folder's ``model.onnx``.
     """
 

@@ -3,9 +3,9 @@
 A runtime whose passes cannot all run at once on one object (LiteRT's
 interpreters) or that should not run more passes side by side than the
 worker has cores (ONNX Runtime's one session) lends a few runners to the
-serving threads through :class:`FifoPool`; :class:`PooledPasses` reads the
-model folder (:mod:`inference.model_folder`) and implements the
-:class:`inference.predictor.Predictor` protocol on those runners.
+serving threads through ``FifoPool``; ``PooledPasses`` reads the
+model folder (``inference.model_folder``) and implements the
+``inference.predictor.Predictor`` protocol on those runners.
 """
 
 import threading
@@ -64,19 +64,19 @@ class FifoPool:
 
 
 class PooledPasses:
-    """An :class:`inference.predictor.Predictor` whose forward passes run on a few runners lent
-    first come, first served (:class:`FifoPool`), so that memory follows the
+    """An ``inference.predictor.Predictor`` whose forward passes run on a few runners lent
+    first come, first served (``FifoPool``), so that memory follows the
     passes that run side by side, not the serving threads. With several
     runners, a batch of several images (a request's TTA views) is split into
     single images that run side by side, from a pool of as many threads: a
     lone request's views take one single-threaded pass's time, and each pass
     only ever holds the activations of one image. Subclasses call
-    :meth:`_open` with what makes their runners and implement :meth:`_run`.
+    ``_open`` with what makes their runners and implement ``_run``.
 
     Attributes:
         labels, image_size, metadata, metrics, calibration: as
-            :class:`inference.predictor.Predictor`, read from the model folder by :meth:`_open`.
-        resizes_input: ``False``: the runners take images of :attr:`image_size` only.
+            ``inference.predictor.Predictor``, read from the model folder by ``_open``.
+        resizes_input: ``False``: the runners take images of ``image_size`` only.
     """
 
     labels: list[str]
@@ -114,7 +114,7 @@ class PooledPasses:
         self._side_by_side = ThreadPoolExecutor(len(lent), "passes") if len(lent) > 1 else None
 
     def _run(self, runner: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One forward pass of ``images`` (``uint8``, contiguous) on ``runner``: :meth:`predict`'s outputs."""
+        """One forward pass of ``images`` (``uint8``, contiguous) on ``runner``: ``predict``'s outputs."""
         raise NotImplementedError
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,14 +122,14 @@ class PooledPasses:
         busy); with several runners, one image per pass, side by side.
 
         Args:
-            images: ``uint8`` array ``(batch, height, width, 3)``, RGB, of :attr:`image_size`.
+            images: ``uint8`` array ``(batch, height, width, 3)``, RGB, of ``image_size``.
 
         Returns:
             ``(logits, probabilities, features)``: ``float32`` arrays
             ``(batch, num_classes)``, ``(batch, num_classes)`` and ``(batch, F)``.
 
         Raises:
-            ValueError: images of another size than :attr:`image_size`.
+            ValueError: images of another size than ``image_size``.
         """
         if images.shape[1:3] != self.image_size:
             raise ValueError(f"images of {images.shape[1:3]} pixels; the model takes {self.image_size}")
@@ -140,7 +140,7 @@ class PooledPasses:
         return logits, probabilities, features
 
     def _forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`predict`'s outputs for ``images`` in one pass, on an idle runner."""
+        """``predict``'s outputs for ``images`` in one pass, on an idle runner."""
         runner = self._pool.take()
         try:
             return self._run(runner, np.ascontiguousarray(images, dtype=np.uint8))
@@ -149,10 +149,10 @@ class PooledPasses:
 
     def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
         """Run every distinct runner once at each batch size a service request meets (the
-        views of a TTA mode, :data:`inference.tta.SERVED_VIEWS`; one image with
+        views of a TTA mode, ``inference.tta.SERVED_VIEWS``; one image with
         several runners, which split batches), so that no request pays for
         allocating tensors or packing the weights. ``image_size`` is ignored: the
-        runners take :attr:`image_size` only (an ensemble resizes for them)."""
+        runners take ``image_size`` only (an ensemble resizes for them)."""
         blank = np.zeros((1, *self.image_size, 3), dtype=np.uint8)
         runners = [self._pool.take() for _ in range(self._runners)]
         largest = 1 if self._side_by_side else max(map(len, SERVED_VIEWS.values()))

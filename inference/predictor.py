@@ -1,13 +1,13 @@
 """The predictor protocol: the one type of model the service and the training tools see.
 
-Implemented by :class:`inference.ort.OnnxRuntimeClassifier` (``model.onnx`` on
+Implemented by ``inference.ort.OnnxRuntimeClassifier`` (``model.onnx`` on
 ONNX Runtime, the service's default runtime),
-:class:`inference.litert.LiteRTClassifier` (``model.tflite`` on LiteRT),
-:class:`inference.savedmodel.TensorFlowClassifier` (the SavedModel on
-TensorFlow) and :class:`inference.ensemble.Ensemble` (several predictors,
-averaged); :func:`inference.loading.load_predictor` opens one. Images reach
-:meth:`Predictor.predict` through :func:`inference.contract.model_input`
-(encoded bytes to the model's input), and :func:`inference.tta.predict_views`
+``inference.litert.LiteRTClassifier`` (``model.tflite`` on LiteRT),
+``inference.savedmodel.TensorFlowClassifier`` (the SavedModel on
+TensorFlow) and ``inference.ensemble.Ensemble`` (several predictors,
+averaged); ``inference.loading.load_predictor`` opens one. Images reach
+``Predictor.predict`` through ``inference.contract.model_input``
+(encoded bytes to the model's input), and ``inference.tta.predict_views``
 runs one image's TTA views through it, the one prediction path of the service
 and the tools.
 """
@@ -25,14 +25,14 @@ class Predictor(Protocol):
 
     Attributes:
         labels: class names, in the order of the outputs' last axis.
-        image_size: ``(height, width)`` in pixels of the images :meth:`predict` takes.
+        image_size: ``(height, width)`` in pixels of the images ``predict`` takes.
         metadata: ``dict`` of training facts (name, version, backbone...).
         metrics: ``dict`` from ``metrics.json`` beside the model (validation
             accuracy), empty when absent.
-        calibration: :class:`inference.calibration.Calibration` from
+        calibration: ``inference.calibration.Calibration`` from
             ``calibration.json`` beside the model, or ``None`` when absent.
-        resizes_input: whether :meth:`predict` takes images of any size (the
-            SavedModel resizes inside) or only of :attr:`image_size` (ONNX Runtime, LiteRT).
+        resizes_input: whether ``predict`` takes images of any size (the
+            SavedModel resizes inside) or only of ``image_size`` (ONNX Runtime, LiteRT).
     """
 
     labels: list[str]
@@ -46,19 +46,19 @@ class Predictor(Protocol):
         """Run the model on a batch.
 
         Args:
-            images: ``uint8`` array ``(batch, height, width, 3)``, RGB, of :attr:`image_size`.
+            images: ``uint8`` array ``(batch, height, width, 3)``, RGB, of ``image_size``.
 
         Returns:
             ``(logits, probabilities, features)``: ``float32`` arrays ``(batch,
             num_classes)``, ``(batch, num_classes)`` (rows summing to 1) and
             ``(batch, F)`` (the features of the known-model test,
-            :mod:`inference.calibration`).
+            ``inference.calibration``).
         """
         ...
 
     def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
         """Run the model once at every batch size a service request can meet (the views of
-        a TTA mode, :data:`inference.tta.SERVED_VIEWS`), on images of ``image_size``
-        (default :attr:`image_size`; an ensemble's members get the ensemble's), so that no
+        a TTA mode, ``inference.tta.SERVED_VIEWS``), on images of ``image_size``
+        (default ``image_size``; an ensemble's members get the ensemble's), so that no
         request pays a first call's cost."""
         ...

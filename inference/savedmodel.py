@@ -1,5 +1,5 @@
-"""The served model on TensorFlow: a SavedModel of :mod:`inference.contract` (exported by
-:mod:`training.export.savedmodel`) as an :class:`inference.predictor.Predictor`."""
+"""The served model on TensorFlow: a SavedModel of ``inference.contract`` (exported by
+``training.export.savedmodel``) as an ``inference.predictor.Predictor``."""
 
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,13 @@ def load_savedmodel(model_dir: Path | str) -> Any:
         model_dir: the SavedModel directory (``pathlib.Path`` or ``str``).
 
     Returns:
-        the loaded module, with the signatures of :mod:`inference.contract`.
+        the loaded module, with the signatures of ``inference.contract``.
 
     Raises:
         inference.model_folder.ModelNotFoundError: no ``saved_model.pb`` (e.g. an empty folder).
         inference.model_folder.ModelLoadError: ``saved_model.pb`` empty or truncated, the weights in
             ``variables/`` missing, truncated or damaged, or signatures other
-            than those of :mod:`inference.contract`.
+            than those of ``inference.contract``.
     """
     model_dir = Path(model_dir)
     require_savedmodel(model_dir)
@@ -75,11 +75,11 @@ def _check_signatures(module: Any, graph: Path) -> None:
 
 class TensorFlowClassifier:
     """A car-model classifier backed by an exported SavedModel: an
-    :class:`inference.predictor.Predictor`, its signatures those of :mod:`inference.contract`.
+    ``inference.predictor.Predictor``, its signatures those of ``inference.contract``.
 
     The signature is a concrete function (fixed input signature), so no call
     traces or retraces a graph; TensorFlow's kernels (oneDNN) are still built
-    the first time each batch size is seen, which :meth:`warm_up` pays.
+    the first time each batch size is seen, which ``warm_up`` pays.
 
     Args:
         model_dir: the SavedModel directory.
@@ -90,13 +90,13 @@ class TensorFlowClassifier:
         metadata: ``dict`` read from the SavedModel (name, version, backbone...).
         metrics: ``dict`` from ``metrics.json`` beside it (validation accuracy),
             empty when absent.
-        calibration: :class:`inference.calibration.Calibration` from
+        calibration: ``inference.calibration.Calibration`` from
             ``calibration.json`` beside it, or ``None`` when absent.
         resizes_input: ``True``: the SavedModel resizes its input.
 
     Raises:
         inference.model_folder.ModelNotFoundError: ``model_dir`` has no ``saved_model.pb``.
-        inference.model_folder.ModelLoadError: a broken SavedModel (:func:`load_savedmodel`).
+        inference.model_folder.ModelLoadError: a broken SavedModel (``load_savedmodel``).
         ValueError: ``calibration.json`` is malformed or names other labels.
     """
 
@@ -118,7 +118,7 @@ class TensorFlowClassifier:
         Returns:
             ``(logits, probabilities, features)``: ``float32`` arrays
             ``(batch, num_classes)``, ``(batch, num_classes)`` and
-            ``(batch, F)`` (pooled backbone features, :mod:`inference.calibration`).
+            ``(batch, F)`` (pooled backbone features, ``inference.calibration``).
         """
         outputs = self._serve(**{INPUT: tf.convert_to_tensor(images, dtype=tf.uint8)})
         logits, probabilities, features = (outputs[name].numpy() for name in OUTPUTS)
@@ -126,14 +126,14 @@ class TensorFlowClassifier:
 
     def warm_up(self, image_size: tuple[int, int] | None = None) -> None:
         """Run the model once at every batch size a service request can meet
-        (the views of a TTA mode, :data:`inference.tta.SERVED_VIEWS`), so that
+        (the views of a TTA mode, ``inference.tta.SERVED_VIEWS``), so that
         none pays the first call's cost (the oneDNN kernels of a new batch size).
         Each size also keeps some memory: other view sets, used offline, pay
         their first call instead.
 
         Args:
             image_size: ``(height, width)`` of the images it will be given; default
-                :attr:`image_size` (an ensemble's members get the ensemble's).
+                ``image_size`` (an ensemble's members get the ensemble's).
         """
         blank = np.zeros((1, *(image_size or self.image_size), 3), dtype=np.uint8)
         for rows in range(1, max(map(len, SERVED_VIEWS.values())) + 1):

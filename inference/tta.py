@@ -10,7 +10,7 @@ Every view maps an image ``uint8 (height, width, 3)`` to an array of the same
 shape and dtype, so that all views of one image stack into a single batch: crops are
 resized back to the image's size and the zoomed-out view is padded back to it.
 Resizing is Pillow's antialiased bilinear filter, as before the model
-(:func:`inference.images.resize`), not TensorFlow's: serving on LiteRT imports
+(``inference.images.resize``), not TensorFlow's: serving on LiteRT imports
 no TensorFlow.
 """
 
@@ -85,7 +85,7 @@ DEFAULT_VIEWS = SERVED_VIEWS[True]
 
 
 def parse_views(text: str) -> tuple[str, ...]:
-    """Views named by ``text``: a key of :data:`VIEW_SETS` or view names
+    """Views named by ``text``: a key of ``VIEW_SETS`` or view names
     joined by commas (e.g. ``original,hflip,zoom_out``).
 
     Returns:
@@ -102,7 +102,7 @@ def parse_views(text: str) -> tuple[str, ...]:
 
 
 def _unknown_views(views: Sequence[str]) -> str | None:
-    """A message naming the views that are not in :data:`VIEWS`, or ``None``."""
+    """A message naming the views that are not in ``VIEWS``, or ``None``."""
     unknown = [name for name in views if name not in VIEWS]
     return f"Unknown TTA view(s) {unknown}; known views: {', '.join(VIEWS)}" if unknown else None
 
@@ -112,13 +112,13 @@ def tta_batch(image: np.ndarray, views: Sequence[str] = DEFAULT_VIEWS) -> np.nda
 
     Args:
         image: ``uint8`` array ``(height, width, 3)``, RGB.
-        views: names from :data:`VIEWS`, in batch order.
+        views: names from ``VIEWS``, in batch order.
 
     Returns:
         ``uint8`` array ``(len(views), height, width, 3)``.
 
     Raises:
-        KeyError: a view name that is not in :data:`VIEWS`.
+        KeyError: a view name that is not in ``VIEWS``.
     """
     problem = _unknown_views(views)
     if problem:
@@ -132,9 +132,9 @@ def predict_views(predictor: Predictor, image: np.ndarray,
     prediction path of the service and the training tools.
 
     Args:
-        predictor: an :class:`inference.predictor.Predictor`.
+        predictor: an ``inference.predictor.Predictor``.
         image: ``uint8`` array ``(height, width, 3)`` of its ``image_size``, RGB.
-        views: names from :data:`VIEWS`, run as one batch; ``("original",)`` turns TTA off.
+        views: names from ``VIEWS``, run as one batch; ``("original",)`` turns TTA off.
 
     Returns:
         ``(logits, probabilities, features)``, ``float32`` arrays

@@ -43,14 +43,14 @@ STRICT = os.environ.get("CI") == "true" or os.environ.get("CARCLF_STRICT") == "1
 
 
 def absent(message):
-    """Skip the calling test, saying why something it needs is absent; fail instead when :data:`STRICT`."""
+    """Skip the calling test, saying why something it needs is absent; fail instead when ``STRICT``."""
     if STRICT:
         pytest.fail(f"{message} (a failure, not a skip, under CI=true or CARCLF_STRICT=1)")
     pytest.skip(message)
 
 
 def require(path):
-    """``path``, a file or folder from ../shared; :func:`absent` when it is not there."""
+    """``path``, a file or folder from ../shared; ``absent`` when it is not there."""
     if not path.exists():
         absent(f"{path} is absent (real data and weights live in ../shared; set CARCLF_SHARED to elsewhere)")
     return path

@@ -41,7 +41,7 @@ def synthetic_photo(seed, size=(96, 72)):
 
 
 def synthetic_dataset(root, classes=("a", "b"), per_class=4, size=(96, 72)):
-    """An ImageFolder of :func:`synthetic_photo` JPEGs: ``root/<class>/<n>.jpg``; returns ``root``."""
+    """An ImageFolder of ``synthetic_photo`` JPEGs: ``root/<class>/<n>.jpg``; returns ``root``."""
     for index, label in enumerate(classes):
         (root / label).mkdir(parents=True)
         for number in range(per_class):

@@ -103,7 +103,7 @@ def test_the_filter_drops_tensorflows_notices_and_keeps_everything_else():
 
 
 class _Written:
-    """What a :class:`_NativeLogFilter` passes on."""
+    """What a ``_NativeLogFilter`` passes on."""
 
     def __init__(self):
         self.text = ""

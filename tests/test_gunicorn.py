@@ -24,7 +24,7 @@ BOUNDARY = "carclf-test-boundary"
 
 
 def multipart(*parts):
-    """A multipart/form-data body of ``(name, filename or None, bytes)`` parts, boundary :data:`BOUNDARY`."""
+    """A multipart/form-data body of ``(name, filename or None, bytes)`` parts, boundary ``BOUNDARY``."""
     return multipart_form(*parts, boundary=BOUNDARY)[0]
 
 

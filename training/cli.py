@@ -49,7 +49,7 @@ NATIVE_LOGGERS = ("tensorflow", "absl", "h5py")
 
 
 class _NativeLogFilter(io.TextIOBase):
-    """A text stream that writes the lines it is given to ``out``, less :data:`NATIVE_LOG_LINE`'s."""
+    """A text stream that writes the lines it is given to ``out``, less ``NATIVE_LOG_LINE``'s."""
 
     def __init__(self, out: TextIO) -> None:
         self._out, self._partial = out, ""
@@ -74,7 +74,7 @@ class _NativeLogFilter(io.TextIOBase):
 @contextlib.contextmanager
 def native_logs_hidden() -> Iterator[None]:
     """Within the block, what C++ code and Python write to the process's stderr (file
-    descriptor 2) passes through :class:`_NativeLogFilter` (wurlitzer reads the pipe)."""
+    descriptor 2) passes through ``_NativeLogFilter`` (wurlitzer reads the pipe)."""
     from wurlitzer import pipes
 
     with os.fdopen(os.dup(2), "w") as original:
@@ -95,7 +95,7 @@ def _quiet(verbose: bool) -> None:
 
 def _hide_native_logs() -> None:
     """For the rest of the running subcommand (one that imports TensorFlow, called before it does so),
-    :func:`_quiet` and :func:`native_logs_hidden`, unless ``--verbose``."""
+    ``_quiet`` and ``native_logs_hidden``, unless ``--verbose``."""
     ctx = click.get_current_context()
     verbose = ctx.find_root().params["verbose"]
     _quiet(verbose)
@@ -135,7 +135,7 @@ class _Parsed(click.ParamType):
 
 
 def _train_option(item: dataclasses.Field) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The click option of a :class:`training.config.TrainConfig` field, from its ``metadata``:
+    """The click option of a ``training.config.TrainConfig`` field, from its ``metadata``:
     help, choices and, in ``flag``, the flag's name, repetition, type and metavar."""
     flag = dict(item.metadata["flag"])
     name = flag.get("flag_name", "--" + item.name.replace("_", "-"))
@@ -164,7 +164,7 @@ def _train_option(item: dataclasses.Field) -> Callable[[Callable[..., Any]], Cal
 
 
 def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--config`` and one option per :class:`training.config.TrainConfig` field."""
+    """``--config`` and one option per ``training.config.TrainConfig`` field."""
     for item in reversed(dataclasses.fields(TrainConfig)):
         command = _train_option(item)(command)
     return click.option("--config", "config_file", metavar="FILE",
@@ -173,7 +173,7 @@ def train_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def train_config(ctx: click.Context) -> TrainConfig:
-    """The :class:`training.config.TrainConfig` of the options given (they override ``--config``).
+    """The ``training.config.TrainConfig`` of the options given (they override ``--config``).
 
     Raises:
         click.UsageError: a bad config file or value, or no ``--data``/``--out``.

@@ -1,10 +1,10 @@
 """The training configuration: every knob with its default, in one place.
 
-A :class:`TrainConfig` is built from command-line flags and/or a config file
+A ``TrainConfig`` is built from command-line flags and/or a config file
 (``--config``, JSON or YAML, possibly partial: flags override it), and saved
 as ``training_config.json`` next to every exported model so that a run can be
 repeated. Each field's ``metadata["help"]`` is its documentation and its
-``--help`` text (:mod:`training.cli` makes the options of ``carclf train`` from
+``--help`` text (``training.cli`` makes the options of ``carclf train`` from
 these fields); ``metadata["choices"]`` lists the accepted values, and
 ``metadata["flag"]`` how the option differs from what the field's type implies
 (``flag_name``, ``action="append"`` for a repeatable option, ``type``, ``metavar``).
@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 
 class BackboneNames:
-    """The names of :data:`training.backbones.catalog.BACKBONES`, read on first use (that module imports Keras)."""
+    """The names of ``training.backbones.catalog.BACKBONES``, read on first use (that module imports Keras)."""
 
     def __contains__(self, name: object) -> bool:
         return name in self._names()
@@ -108,7 +108,7 @@ class Stage:
 
     @classmethod
     def coerce(cls, value: "Stage | str | dict[str, Any]") -> "Stage":
-        """A :class:`Stage` from a Stage, a ``NAME:EPOCHS:...`` string or a dict of its fields."""
+        """A ``Stage`` from a Stage, a ``NAME:EPOCHS:...`` string or a dict of its fields."""
         if isinstance(value, cls):
             return value
         return cls.parse(value) if isinstance(value, str) else cls(**value)
@@ -122,7 +122,7 @@ def default_stages() -> list[Stage]:
 def knob(default: T | Callable[[], T], help: str, choices: Iterable[str] | None = None, **flag: Any) -> T:
     """A config field: its default (a callable makes a ``default_factory``, for
     lists), help text, accepted values and, in ``flag``, how its command-line
-    option (:mod:`training.cli`) differs from what its type implies."""
+    option (``training.cli``) differs from what its type implies."""
     metadata = {"help": help, "choices": choices, "flag": flag}
     if callable(default):
         return field(default_factory=default, metadata=metadata)
@@ -315,7 +315,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Self:
         """Build from a dict such as a parsed ``training_config.json``; stages may
-        be dicts of :class:`Stage` fields or ``NAME:EPOCHS:...`` strings.
+        be dicts of ``Stage`` fields or ``NAME:EPOCHS:...`` strings.
 
         Raises:
             ValueError: an unknown key or a bad value.
@@ -333,7 +333,7 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     """Read a (possibly partial) config file: JSON, or YAML for ``.yaml``/``.yml``.
 
     Returns:
-        ``dict`` of :class:`TrainConfig` fields (not yet validated).
+        ``dict`` of ``TrainConfig`` fields (not yet validated).
 
     Raises:
         FileNotFoundError: no such file.

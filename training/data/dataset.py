@@ -163,7 +163,7 @@ def group_folds(samples: Sequence[Sample], n_folds: int, seed: int) -> Iterator[
 
 def split_by_group(samples: Sequence[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Hold out whole near-duplicate groups for validation, stratified by label:
-    the first of ``round(1 / val_fraction)`` :func:`group_folds`.
+    the first of ``round(1 / val_fraction)`` ``group_folds``.
 
     Args:
         samples: ``list[Sample]``.
@@ -216,7 +216,7 @@ def class_weights(samples: Iterable[Sample], labels: Sequence[str], mode: str) -
 
 def load_image(path: Path | str, image_size: int) -> np.ndarray:
     """A file as the model's input, exactly as the service turns an upload into it
-    (:func:`inference.contract.model_input`).
+    (``inference.contract.model_input``).
 
     Returns:
         ``uint8`` array ``(image_size, image_size, 3)``.
@@ -228,13 +228,13 @@ def load_image(path: Path | str, image_size: int) -> np.ndarray:
 
 
 def decoded_bytes(photos: int, image_size: int) -> int:
-    """Bytes that ``photos`` decoded photos take in :func:`make_dataset`'s cache: ``uint8`` RGB at ``image_size``."""
+    """Bytes that ``photos`` decoded photos take in ``make_dataset``'s cache: ``uint8`` RGB at ``image_size``."""
     return photos * image_size * image_size * 3
 
 
 def cache_file(samples: Sequence[Sample], image_size: int, budget: int, folder: Path | str) -> str:
-    """Where :func:`make_dataset` keeps ``samples`` decoded: ``""`` (in memory) while they take at most
-    ``budget`` bytes (:func:`decoded_bytes`), else a file prefix in ``folder`` (tf.data's file cache),
+    """Where ``make_dataset`` keeps ``samples`` decoded: ``""`` (in memory) while they take at most
+    ``budget`` bytes (``decoded_bytes``), else a file prefix in ``folder`` (tf.data's file cache),
     named by the photos and the size: datasets of the same photos in the same order share it (the
     first full pass writes it, later ones read it), others never do."""
     if decoded_bytes(len(samples), image_size) <= budget:
@@ -255,7 +255,7 @@ def make_dataset(
     """A batched ``tf.data.Dataset`` of ``(pixels, one_hot)``.
 
     Images are decoded once in parallel and cached at ``image_size``, in
-    memory or in a file (``cache``: :func:`cache_file`; the same pixels either
+    memory or in a file (``cache``: ``cache_file``; the same pixels either
     way); augmentation (albumentations, in a ``tf.numpy_function``)
     runs per epoch, one image after the other so that its seeded random
     generator gives every image the same change on every run (parallel calls

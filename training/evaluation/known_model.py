@@ -27,8 +27,8 @@ SERVED = tuple(dict.fromkeys(view for views in SERVED_VIEWS.values() for view in
 
 
 def view_outputs(classifier: TensorFlowClassifier, paths: Sequence[Path | str]) -> tuple[np.ndarray, ...]:
-    """Logits, probabilities and features of every view of :data:`SERVED` of each photo
-    (:func:`training.evaluation.predictions.tta_outputs`, decoded as the service does).
+    """Logits, probabilities and features of every view of ``SERVED`` of each photo
+    (``training.evaluation.predictions.tta_outputs``, decoded as the service does).
 
     Returns:
         ``(logits, probabilities, features)``, ``float32`` arrays
@@ -91,7 +91,7 @@ def fit_gaussians(features: np.ndarray, classes: np.ndarray, components: int = D
         components: eigenvectors kept apart.
 
     Returns:
-        :class:`Gaussians` with ``m`` centres.
+        ``Gaussians`` with ``m`` centres.
     """
     num_classes = int(classes.max()) + 1
     means = np.stack([features[classes == c].mean(axis=0) for c in range(num_classes)])
@@ -118,7 +118,7 @@ def fit_test(train_features: np.ndarray, val_features: np.ndarray, quantile: flo
         quantile: share of validation photos to keep inside the threshold.
 
     Returns:
-        :class:`inference.calibration.KnownModelTest`.
+        ``inference.calibration.KnownModelTest``.
     """
     test = KnownModelTest(train_features, threshold=0.0)
     # Midway between two photos, so that rounding never moves a validation photo across it.
@@ -127,7 +127,7 @@ def fit_test(train_features: np.ndarray, val_features: np.ndarray, quantile: flo
 
 
 def mean_outputs(outputs: Sequence[np.ndarray], views: Sequence[str], index: int) -> np.ndarray:
-    """Output ``index`` (0 logits, 1 probabilities, 2 features) of :func:`view_outputs`
+    """Output ``index`` (0 logits, 1 probabilities, 2 features) of ``view_outputs``
     averaged over the TTA ``views``: ``(n, width)``."""
     return outputs[index][:, [SERVED.index(view) for view in views]].mean(axis=1)
 
@@ -142,11 +142,11 @@ def scores(
     """Known-model scores of each photo, higher = more like a known model.
 
     Args:
-        outputs: :func:`view_outputs` of the photos.
+        outputs: ``view_outputs`` of the photos.
         views: the TTA setting.
-        test: its :class:`inference.calibration.KnownModelTest`.
-        mahalanobis: :class:`Gaussians` of the known classes.
-        background: :class:`Gaussians` of other car models, or ``None``.
+        test: its ``inference.calibration.KnownModelTest``.
+        mahalanobis: ``Gaussians`` of the known classes.
+        background: ``Gaussians`` of other car models, or ``None``.
 
     Returns:
         ``dict`` of ``(n,)`` arrays: the negated score of ``test``;
@@ -209,9 +209,9 @@ def other_angle_outcomes(
     """What the service answers for photos of known models seen otherwise.
 
     Args:
-        outputs: :func:`view_outputs` of the photos.
+        outputs: ``view_outputs`` of the photos.
         views: the TTA setting.
-        test: its :class:`inference.calibration.KnownModelTest`.
+        test: its ``inference.calibration.KnownModelTest``.
         targets: ``(n,)`` int class index of each photo.
 
     Returns:
@@ -256,7 +256,7 @@ def calibrate(
     """Fit and write ``calibration.json`` for the SavedModel in ``model_dir``.
 
     Args:
-        model_dir: SavedModel directory (written by :mod:`training.export.savedmodel`).
+        model_dir: SavedModel directory (written by ``training.export.savedmodel``).
         train_samples, val_samples: the model's own split (``training.data.dataset.Sample`` lists).
         unknown_paths: photos of car models the model does not know (measured
             only; also counted per folder of ``unknown_roots`` they lie under,
@@ -270,7 +270,7 @@ def calibrate(
             background is fitted on; empty: no such comparison.
 
     Returns:
-        the :class:`inference.calibration.Calibration` written.
+        the ``inference.calibration.Calibration`` written.
 
     Raises:
         ModelNotFoundError: no SavedModel in ``model_dir``.

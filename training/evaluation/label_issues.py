@@ -21,7 +21,7 @@ from training.fitting.run import train
 
 def assign_folds(samples: Sequence[Sample], folds: int, seed: int) -> np.ndarray:
     """The fold of every sample: whole near-duplicate groups per fold,
-    stratified by label (:func:`training.data.dataset.group_folds`).
+    stratified by label (``training.data.dataset.group_folds``).
 
     Returns:
         ``int`` array ``(len(samples),)`` of fold indices in ``[0, folds)``.
@@ -40,7 +40,7 @@ def assign_folds(samples: Sequence[Sample], folds: int, seed: int) -> np.ndarray
 
 def write_labels_csv(samples: Iterable[Sample], root: Path | str) -> Path:
     """Write ``root/labels.csv`` (``path,label,group``, absolute paths) so that
-    ``root`` is a dataset :func:`training.data.dataset.load_samples` reads.
+    ``root`` is a dataset ``training.data.dataset.load_samples`` reads.
 
     Returns:
         ``root`` as a ``Path``.
@@ -61,7 +61,7 @@ def out_of_fold_probabilities(
 
     Args:
         samples: ``list[training.data.dataset.Sample]``; labels: all class names.
-        config: :class:`training.config.TrainConfig` for every fold model
+        config: ``training.config.TrainConfig`` for every fold model
             (its ``data`` and ``out`` are replaced per fold).
         folds: number of folds.
         work_dir: the fold datasets and models go to ``work_dir/fold<k>/``.

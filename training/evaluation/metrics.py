@@ -122,7 +122,7 @@ def look_alike_key(label: str) -> str:
 
 def look_alike_confusions(probabilities: ArrayLike, targets: ArrayLike, labels: Sequence[str]) -> dict[str, Any]:
     """How many mistakes confuse look-alike classes: the same make, model and body
-    in another year (classes whose :func:`look_alike_key` is shared).
+    in another year (classes whose ``look_alike_key`` is shared).
 
     Args:
         probabilities: ``float`` array ``(n, len(labels))``.

@@ -31,7 +31,7 @@ PathT = TypeVar("PathT", bound=Path | str)
 
 @dataclass
 class Evaluation:
-    """What :func:`evaluate` measured, for JSON and for :mod:`training.evaluation.reports`.
+    """What ``evaluate`` measured, for JSON and for ``training.evaluation.reports``.
 
     Attributes:
         labels: class names in output order.
@@ -40,7 +40,7 @@ class Evaluation:
         views: ``{set name: tuple of view names}``; ``none`` is no TTA.
         probabilities: ``{set name: float32 array (n, num_classes)}``, the
             probabilities averaged over the set's views (and the models).
-        metrics: JSON-ready ``dict``, see :func:`evaluate`.
+        metrics: JSON-ready ``dict``, see ``evaluate``.
     """
 
     labels: list[str]
@@ -71,15 +71,15 @@ def tta_outputs(
     showing a progress bar: the per-image loop of evaluation, calibration and submissions.
 
     Args:
-        predictor: an :class:`inference.predictor.Predictor`.
+        predictor: an ``inference.predictor.Predictor``.
         paths: image files.
-        views: view names (:data:`inference.tta.VIEWS`).
+        views: view names (``inference.tta.VIEWS``).
         skipped: a list to which the message of each unreadable image is appended, the
             image then left out; ``None``: an unreadable image raises.
 
     Yields:
         ``(path, image, outputs)`` per readable image, in order: the image as
-        :func:`read_image` decodes it, ``uint8 (height, width, 3)``, and
+        ``read_image`` decodes it, ``uint8 (height, width, 3)``, and
         ``predictor.predict``'s ``(logits, probabilities, features)`` of its views,
         ``float32`` ``(len(views), num_classes)`` (features: ``F`` last).
 
@@ -103,17 +103,17 @@ def tta_outputs(
 def view_probabilities(
     predictor: Predictor, paths: Sequence[Path | str], views: Sequence[str]
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Probabilities of every TTA view of every image (:func:`tta_outputs`).
+    """Probabilities of every TTA view of every image (``tta_outputs``).
 
     Args:
-        predictor: an :class:`inference.predictor.Predictor`.
+        predictor: an ``inference.predictor.Predictor``.
         paths: image files.
-        views: view names (:data:`inference.tta.VIEWS`).
+        views: view names (``inference.tta.VIEWS``).
 
     Returns:
         ``(probabilities, images)``: ``float32`` array ``(len(paths),
-        len(views), num_classes)``, and the first :data:`LATENCY_IMAGES`
-        decoded images (for :func:`latency_ms`).
+        len(views), num_classes)``, and the first ``LATENCY_IMAGES``
+        decoded images (for ``latency_ms``).
 
     Raises:
         inference.images.ImageDecodeError: an unreadable image.
@@ -130,10 +130,10 @@ def view_probabilities(
 def latency_ms(predictor: Predictor, images: Sequence[np.ndarray], views: Sequence[str]) -> float:
     """Median milliseconds to classify one decoded image with ``views``:
     building the views and running the model(s), after a warm-up on the
-    first :data:`WARM_UP_IMAGES` images.
+    first ``WARM_UP_IMAGES`` images.
 
     Args:
-        predictor: as in :func:`view_probabilities`.
+        predictor: as in ``view_probabilities``.
         images: decoded ``uint8`` images ``(height, width, 3)``.
         views: view names.
 
@@ -160,7 +160,7 @@ def mistakes(
     paths: list[str], targets: np.ndarray, probabilities: np.ndarray, labels: list[str]
 ) -> list[dict[str, str | float]]:
     """Wrong predictions, most confident first, as ``{file, path, label, predicted, probability}``
-    (``file``: the file name; ``path``: :func:`shown_path`)."""
+    (``file``: the file name; ``path``: ``shown_path``)."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != targets)
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")]
@@ -186,18 +186,18 @@ def evaluate(
 
     Args:
         model_dirs: SavedModel directories (several: their probabilities are
-            averaged, see :class:`inference.ensemble.Ensemble`).
+            averaged, see ``inference.ensemble.Ensemble``).
         samples: ``list[training.data.dataset.Sample]`` whose labels the models know.
         view_sets: ``{name: tuple of view names}``; the no-TTA set
             ``none: ("original",)`` is always measured too.
 
     Returns:
-        :class:`Evaluation` whose ``metrics`` are ``{"models", "images",
+        ``Evaluation`` whose ``metrics`` are ``{"models", "images",
         "labels", "no_tta": {...}, "tta": {name: {...}}}``, each block holding
-        ``views``, :func:`training.evaluation.metrics.classification_metrics`,
-        ``latency_ms`` (per image, see :func:`latency_ms`) and ``errors``
-        (:func:`mistakes`) and ``look_alikes``
-        (:func:`training.evaluation.metrics.look_alike_confusions`).
+        ``views``, ``training.evaluation.metrics.classification_metrics``,
+        ``latency_ms`` (per image, see ``latency_ms``) and ``errors``
+        (``mistakes``) and ``look_alikes``
+        (``training.evaluation.metrics.look_alike_confusions``).
 
     Raises:
         inference.model_folder.ModelNotFoundError: no SavedModel in a directory.
@@ -252,10 +252,10 @@ def evaluate_savedmodel(
     Returns:
         ``dict``: ``accuracy`` and ``accuracy_tta`` (fractions in [0, 1]),
         ``tta_views``, ``errors_tta`` (the TTA mistakes), and the full blocks
-        ``no_tta`` and ``tta`` described in :func:`evaluate`.
+        ``no_tta`` and ``tta`` described in ``evaluate``.
 
     Raises:
-        As :func:`evaluate`.
+        As ``evaluate``.
     """
     model_dirs = model_dir if isinstance(model_dir, (list, tuple)) else [model_dir]
     metrics = evaluate(model_dirs, samples, {"tta": tuple(views)}).metrics

@@ -1,11 +1,11 @@
 """PNG plots (matplotlib, Agg backend) and short Markdown summaries.
 
-- After training, :func:`write_training_report` (called by
-  :func:`training.fitting.run.train` after export, and by ``carclf report``)
+- After training, ``write_training_report`` (called by
+  ``training.fitting.run.train`` after export, and by ``carclf report``)
   writes ``<model>/report/``: ``learning_curves.png`` (loss, accuracy and
   learning rate per epoch, stages marked) and ``report.md``.
 - After evaluation (``carclf evaluate ... --report DIR``),
-  :func:`write_evaluation_report` writes ``confusion_matrix.png``,
+  ``write_evaluation_report`` writes ``confusion_matrix.png``,
   ``mistakes.png`` (the most confident mistakes), ``reliability.png`` and
   ``report.md`` to ``DIR``.
 
@@ -59,7 +59,7 @@ def plot_learning_curves(history: Sequence[Mapping[str, Any]], path: PathT) -> P
         history: a parsed ``history.json``: ``list`` of per-stage ``dict`` with
             ``stage`` (``name``, ``learning_rate``...), and per-epoch lists
             ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` and, when
-            recorded (:class:`LearningRateLogger`), ``learning_rate``.
+            recorded (``LearningRateLogger``), ``learning_rate``.
         path: PNG file to write.
 
     Returns:
@@ -137,7 +137,7 @@ def plot_gallery(entries: Sequence[tuple[Path | str, str]], path: PathT, title: 
 
     Args:
         entries: ``list`` of ``(image path, caption)``; the first
-            :data:`GALLERY_SIZE` are drawn.
+            ``GALLERY_SIZE`` are drawn.
         path: PNG file to write.
         title: figure title; an empty ``entries`` draws the title alone.
         columns: thumbnails per row.
@@ -190,7 +190,7 @@ def plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]],
 
 def summary_table(metrics: Mapping[str, Any]) -> str:
     """A Markdown table of the key figures of
-    :attr:`training.evaluation.predictions.Evaluation.metrics`, one row per TTA view set."""
+    ``training.evaluation.predictions.Evaluation.metrics``, one row per TTA view set."""
     rows = ["| TTA views | accuracy | top-2 | top-5 | macro-F1 | ECE | latency (ms/image) |",
             "|---|---|---|---|---|---|---|"]
     for name, block in [("none", metrics["no_tta"]), *metrics["tta"].items()]:
@@ -247,7 +247,7 @@ def write_evaluation_report(evaluation: "Evaluation", out_dir: Path | str) -> Pa
     service's, by default), or no TTA when none was measured.
 
     Args:
-        evaluation: a :class:`training.evaluation.predictions.Evaluation`.
+        evaluation: a ``training.evaluation.predictions.Evaluation``.
         out_dir: directory to write to (created); photos are drawn into it, so
             keep it out of the repository (e.g. ``runs/``).
 

@@ -21,7 +21,7 @@ def submission_ids(images_dir: Path | str, sample_submission: Path | str | None 
 
     Returns:
         ``list[str]``: the sample's Ids in its order, else the image files of
-        ``images_dir`` (by suffix, :data:`training.data.dataset.IMAGE_SUFFIXES`)
+        ``images_dir`` (by suffix, ``training.data.dataset.IMAGE_SUFFIXES``)
         sorted by name.
 
     Raises:
@@ -58,7 +58,7 @@ def predict_categories(
     """The predicted class index of every image, averaged over TTA ``views``.
 
     Args:
-        predictor: an :class:`inference.predictor.Predictor`.
+        predictor: an ``inference.predictor.Predictor``.
         images_dir: folder holding the files ``ids``.
         ids: file names.
         views: TTA view names; ``("original",)`` for none.

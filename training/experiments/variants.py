@@ -52,7 +52,7 @@ def load_variants(path: Path | str) -> tuple[dict[str, Any], dict[str, dict[str,
 
 
 def config_fields(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """A variant's changes without its ``method``: the :class:`TrainConfig` fields."""
+    """A variant's changes without its ``method``: the ``TrainConfig`` fields."""
     return {key: value for key, value in changes.items() if key != "method"}
 
 
@@ -68,7 +68,7 @@ def describe(changes: Mapping[str, Any]) -> str:
 
 
 def changed_fields(config: TrainConfig) -> dict[str, Any]:
-    """The fields of ``config`` that differ from :class:`TrainConfig`'s defaults,
+    """The fields of ``config`` that differ from ``TrainConfig``'s defaults,
     except ``out``: what identifies a run (knobs added later keep old runs valid)."""
     defaults = TrainConfig().to_dict()
     return {key: value for key, value in config.to_dict().items() if key != "out" and value != defaults[key]}
@@ -83,12 +83,12 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 def measure(model_dir: Path | str, held_out: Sequence[Sample], view_sets: Iterable[str]) -> dict[str, Any]:
     """Held-out accuracy of a fold's SavedModel without TTA and with TTA view sets
-    (:func:`training.evaluation.predictions.evaluate`, one pass over the union of the views).
+    (``training.evaluation.predictions.evaluate``, one pass over the union of the views).
 
     Args:
         model_dir: the fold's SavedModel.
         held_out: the fold's ``list[training.data.dataset.Sample]``.
-        view_sets: names from :data:`inference.tta.VIEW_SETS`; ``flip`` (the
+        view_sets: names from ``inference.tta.VIEW_SETS``; ``flip`` (the
             table's TTA column) is always measured.
 
     Returns:
@@ -109,10 +109,10 @@ def run_fold(
     view_sets: Iterable[str],
 ) -> dict[str, Any]:
     """Train ``config`` on ``rest`` (split again by group for validation) and
-    :func:`measure` the exported model on ``held_out``.
+    ``measure`` the exported model on ``held_out``.
 
     Returns:
-        ``dict``: :func:`measure`'s, ``val_accuracy`` (inner validation),
+        ``dict``: ``measure``'s, ``val_accuracy`` (inner validation),
         ``train_seconds``, ``epochs`` (trained) and ``kept_epoch`` (the one
         exported, counted over all stages; 0: the linear probe).
     """
@@ -146,7 +146,7 @@ def run_experiment(
     models (no training); then write the table.
 
     Args:
-        data: dataset root(s), as for :func:`training.data.dataset.load_samples`.
+        data: dataset root(s), as for ``training.data.dataset.load_samples``.
         variants_path: the variants file.
         out: output directory.
         folds: number of group folds, >= 2.
@@ -154,7 +154,7 @@ def run_experiment(
         only: variant names to run (``None``: all); the table shows all recorded.
         table: Markdown file for the table; ``None``: ``OUT/experiments.md``.
         command: the command line to print in the table's notes.
-        view_sets: TTA view sets (:data:`inference.tta.VIEW_SETS`) measured
+        view_sets: TTA view sets (``inference.tta.VIEW_SETS``) measured
             on each held-out fold besides ``flip``.
         classes: only the first ``classes`` labels (in the data's label
             order) and their photos, for a quicker comparison; ``None``: all.

@@ -1,13 +1,13 @@
 """float32 LiteRT beside an exported SavedModel, refused unless it answers as the SavedModel does.
 
-:func:`write_litert` writes ``model.tflite`` (the ``serving_default``
+``write_litert`` writes ``model.tflite`` (the ``serving_default``
 signature, frozen, without its resize: the service resizes before the model)
 and ``metadata.json`` (the ``metadata`` signature's labels, input size and
-training facts), which :class:`inference.litert.LiteRTClassifier` serves with
+training facts), which ``inference.litert.LiteRTClassifier`` serves with
 no TensorFlow. ``carclf convert`` runs it on an existing model,
-:func:`training.fitting.run.fit_and_export` at the end of every export.
+``training.fitting.run.fit_and_export`` at the end of every export.
 
-The parity check (:mod:`training.export.parity`) refuses the conversion unless it
+The parity check (``training.export.parity``) refuses the conversion unless it
 gives the SavedModel's answers on real photos; its figures go to
 ``litert_parity.json`` beside the model.
 """
@@ -36,7 +36,7 @@ def convert_savedmodel(model_dir: Path | str) -> bytes:
     without a warning.
 
     Args:
-        model_dir: an export of :mod:`training.export.savedmodel`.
+        model_dir: an export of ``training.export.savedmodel``.
 
     Returns:
         ``bytes`` of the ``.tflite`` flatbuffer: signature ``serving_default``,
@@ -45,7 +45,7 @@ def convert_savedmodel(model_dir: Path | str) -> bytes:
 
     Raises:
         inference.model_folder.ModelNotFoundError, inference.model_folder.ModelLoadError:
-            no usable SavedModel (:func:`inference.savedmodel.load_savedmodel`).
+            no usable SavedModel (``inference.savedmodel.load_savedmodel``).
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -83,14 +83,14 @@ def write_litert(model_dir: Path | str, photos: Sequence[Path | str],
     write ``model.tflite``, ``metadata.json`` and ``litert_parity.json`` there.
 
     Args:
-        model_dir: an export of :mod:`training.export.savedmodel`.
+        model_dir: an export of ``training.export.savedmodel``.
         photos: paths of real photos (at least one), e.g. the validation split.
-        reference: the SavedModel loaded (:class:`inference.savedmodel.TensorFlowClassifier`),
+        reference: the SavedModel loaded (``inference.savedmodel.TensorFlowClassifier``),
             if the caller has it; loaded from ``model_dir`` otherwise.
         batch_size: photos per forward pass of the parity check.
 
     Returns:
-        the parity figures (:func:`training.export.parity.parity`).
+        the parity figures (``training.export.parity.parity``).
 
     Raises:
         inference.model_folder.ModelNotFoundError, inference.model_folder.ModelLoadError: no usable SavedModel.

@@ -1,12 +1,12 @@
 """float32 ONNX beside the LiteRT model, refused unless it answers as the SavedModel does.
 
-:func:`write_onnx` converts ``model.tflite`` (written by
-:func:`training.export.litert.write_litert`, the SavedModel's frozen
+``write_onnx`` converts ``model.tflite`` (written by
+``training.export.litert.write_litert``, the SavedModel's frozen
 ``serving_default`` signature without its resize) to ``model.onnx`` with
 tf2onnx, under the ``.tflite`` signature's names (``images`` ->
 ``logits``, ``probabilities``, ``features``), which
-:class:`inference.ort.OnnxRuntimeClassifier` serves with no TensorFlow.
-The same parity check as LiteRT's (:mod:`training.export.parity`)
+``inference.ort.OnnxRuntimeClassifier`` serves with no TensorFlow.
+The same parity check as LiteRT's (``training.export.parity``)
 refuses it unless it gives the SavedModel's answers; its figures go to
 ``onnx_parity.json``.
 """
@@ -32,7 +32,7 @@ def convert_tflite(tflite_path: Path) -> bytes:
     are renamed to the signature's names, the model contract's.
 
     Args:
-        tflite_path: a ``.tflite`` of :func:`training.export.litert.convert_savedmodel`.
+        tflite_path: a ``.tflite`` of ``training.export.litert.convert_savedmodel``.
 
     Returns:
         ``bytes`` of the ONNX ``ModelProto``: ``images`` ``uint8 (batch,
@@ -65,11 +65,11 @@ def write_onnx(model_dir: Path | str, photos: Sequence[Path | str],
     ``photos``, and write ``model.onnx``, ``metadata.json`` and ``onnx_parity.json`` there.
 
     Args:
-        model_dir: an export of :mod:`training.export.savedmodel` with its ``model.tflite``.
-        photos, reference, batch_size: as :func:`training.export.litert.write_litert`'s.
+        model_dir: an export of ``training.export.savedmodel`` with its ``model.tflite``.
+        photos, reference, batch_size: as ``training.export.litert.write_litert``'s.
 
     Returns:
-        the parity figures (:func:`training.export.parity.parity`).
+        the parity figures (``training.export.parity.parity``).
 
     Raises:
         FileNotFoundError: no ``model.tflite`` there.

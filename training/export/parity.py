@@ -1,11 +1,11 @@
 """The parity check: a conversion of the SavedModel is written only if it answers as the SavedModel does.
 
-:func:`write_checked` writes a conversion's files into the model folder only
+``write_checked`` writes a conversion's files into the model folder only
 if, on the same decoded real photos, every photo gets the same top class and
 the same known-model answer from both models, and no probability differs by
-more than :data:`MAX_PROBABILITY_DIFFERENCE`; otherwise nothing is written
-(:class:`ParityError`). The figures (:func:`parity`) go to a JSON file beside
-the model. :mod:`training.export.litert` and :mod:`training.export.onnx` run it.
+more than ``MAX_PROBABILITY_DIFFERENCE``; otherwise nothing is written
+(``ParityError``). The figures (``parity``) go to a JSON file beside
+the model. ``training.export.litert`` and ``training.export.onnx`` run it.
 """
 
 import json
@@ -36,7 +36,7 @@ def parity(reference: Predictor, candidate: Predictor, photos: Sequence[str], ba
     """Both models' answers on ``photos``, compared.
 
     Args:
-        reference, candidate: :class:`inference.predictor.Predictor` objects
+        reference, candidate: ``inference.predictor.Predictor`` objects
             (the SavedModel's and a conversion's) of the same labels and size.
         photos: paths of real photos.
         batch_size: photos per forward pass.
@@ -72,8 +72,8 @@ def parity(reference: Predictor, candidate: Predictor, photos: Sequence[str], ba
 
 
 def check_parity(figures: Mapping[str, Any], runtime: str) -> None:
-    """Raise :class:`ParityError` unless ``figures`` (:func:`parity`) show the same answers
-    (``runtime``: the candidate's, a key of :data:`inference.model_folder.RUNTIME_NAMES`)."""
+    """Raise ``ParityError`` unless ``figures`` (``parity``) show the same answers
+    (``runtime``: the candidate's, a key of ``inference.model_folder.RUNTIME_NAMES``)."""
     problems = []
     if figures["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE:
         problems.append(f"probabilities differ by up to {figures['max_probability_difference']:.2e} "
@@ -98,14 +98,14 @@ def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[P
         model_dir: the model folder.
         files: what the candidate runtime loads, beside ``metadata.json`` (written too).
         load: the candidate runtime's class, called with a folder holding ``files``.
-        reference: the SavedModel's :class:`inference.predictor.Predictor`.
+        reference: the SavedModel's ``inference.predictor.Predictor``.
         photos: paths of real photos (at least one).
         runtime: the candidate's, ``litert`` or ``onnxruntime`` (named in the messages).
         parity_filename: where the figures go, in ``model_dir``.
         batch_size: photos per forward pass of the check.
 
     Returns:
-        the parity figures (:func:`parity`).
+        the parity figures (``parity``).
 
     Raises:
         ParityError: the two disagree; nothing is written.

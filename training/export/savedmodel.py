@@ -1,9 +1,9 @@
 """Export a trained classifier as a self-contained TensorFlow SavedModel.
 
-Its signatures are the model contract, :mod:`inference.contract` (loadable
+Its signatures are the model contract, ``inference.contract`` (loadable
 with ``tf.saved_model.load`` alone, no project code). Images of any size are
 resized inside (bilinear, antialiased: a no-op for the input of
-:func:`inference.contract.model_input`, already of the model's size), and the
+``inference.contract.model_input``, already of the model's size), and the
 backbone's normalisation happens inside too.
 """
 
@@ -42,13 +42,13 @@ class _ServingModule(tf.Module):
 def export_savedmodel(
     model: keras.Model, labels: list[str], image_size: int, metadata: dict[str, Any], out_dir: Path | str
 ) -> None:
-    """Write ``model`` as a SavedModel of :mod:`inference.contract` in ``out_dir``.
+    """Write ``model`` as a SavedModel of ``inference.contract`` in ``out_dir``.
 
     Args:
         model: Keras model mapping float32 pixels ``[0, 255]``
             ``(batch, image_size, image_size, 3)`` to logits, with a
-            :data:`training.model.FEATURES_LAYER` layer
-            (:func:`training.model.build_classifier`).
+            ``training.model.FEATURES_LAYER`` layer
+            (``training.model.build_classifier``).
         labels: class names in output order, ``list[str]``.
         image_size: square input side in pixels the images are resized to.
         metadata: JSON-serialisable ``dict`` stored in the model (backbone,

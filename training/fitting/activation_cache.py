@@ -5,7 +5,7 @@ computes the same activations every epoch. With ``cache_cut: N`` the backbone
 is cut after its block group ``N`` (EfficientNet's and EfficientNet-Lite's
 ``block{N}{a,b,...}``: whole blocks only, as for freezing): the part below (the
 "lower" model, preprocessing included) runs once over every training photo in
-each of ``cached_views`` (TTA views, :mod:`inference.tta`) and over every
+each of ``cached_views`` (TTA views, ``inference.tta``) and over every
 validation photo as it is, and its output is kept as ``float16`` in a file;
 the stages then train the part above the cut and the head (the "upper" model,
 which shares its layers, so its weights with the full model that is
@@ -68,9 +68,9 @@ class SplitClassifier:
             ``(batch, h, w, c)`` at the cut (preprocessing and the frozen lower blocks).
         upper: activations ``(batch, h, w, c)`` -> logits ``(batch, num_classes)``, float32.
             It shares the backbone's layers with the full classifier; its head is a copy
-            (:meth:`copy_head_back`), so that the head's named layers (``head_pool``...) give
+            (``copy_head_back``), so that the head's named layers (``head_pool``...) give
             this model's tensors to the linear probe.
-        upper_backbone: the backbone's part above the cut, for :func:`training.model.set_trainable`.
+        upper_backbone: the backbone's part above the cut, for ``training.model.set_trainable``.
         heads: ``(full classifier's head layer, upper's copy)`` pairs.
     """
 
@@ -86,13 +86,13 @@ class SplitClassifier:
 
 
 def split_classifier(model: keras.Model, backbone: keras.Model, group: int) -> SplitClassifier:
-    """Cut ``model`` (:func:`training.model.build_classifier`, one scale: a chain of single-input layers
+    """Cut ``model`` (``training.model.build_classifier``, one scale: a chain of single-input layers
     before and after its backbone) after block group ``group``.
 
     ``upper(lower(pixels))`` computes ``model(pixels)`` (the same layers, the same weights).
 
     Raises:
-        ValueError: a bad ``group`` (:func:`cut_layer`).
+        ValueError: a bad ``group`` (``cut_layer``).
     """
     cut = backbone.get_layer(cut_layer(backbone, group)).output
     lower_backbone = keras.Model(backbone.input, cut, name="lower_backbone")
@@ -136,9 +136,9 @@ class ActivationCache:
 
     Args:
         folder: where the cache lives (made if missing).
-        key: its name (:func:`cache_key`).
+        key: its name (``cache_key``).
         paths: the photos, in row order.
-        views: TTA view names (:data:`inference.tta.VIEWS`), in column order.
+        views: TTA view names (``inference.tta.VIEWS``), in column order.
         image_size: the side the photos are decoded to, in pixels, as the service does.
     """
 
@@ -154,7 +154,7 @@ class ActivationCache:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """``(photos, views, h, w, c)``; only once :meth:`build` has run."""
+        """``(photos, views, h, w, c)``; only once ``build`` has run."""
         return tuple(json.loads(self.meta_path.read_text())["shape"])
 
     @property

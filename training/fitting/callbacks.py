@@ -38,7 +38,7 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """After each epoch: records it in the run's state (:class:`training.fitting.checkpoints.RunState`,
+    """After each epoch: records it in the run's state (``training.fitting.checkpoints.RunState``,
     for resuming) and prints its time, its training throughput and the time left.
 
     The time left is the mean epoch time of the current stage times the epochs
@@ -46,7 +46,7 @@ class EpochProgress(keras.callbacks.Callback):
     where later stages train more (or fewer) layers.
 
     Args:
-        run: the :class:`training.fitting.checkpoints.RunState`.
+        run: the ``training.fitting.checkpoints.RunState``.
         images_per_epoch: training images per epoch.
         total_epochs: the run's last epoch (counted across stages, 1-based).
     """

@@ -36,7 +36,7 @@ class RunState:
 
     Args:
         directory: the checkpoints folder (``OUT/checkpoints``).
-        config: the run's config as a ``dict`` (:meth:`training.config.TrainConfig.to_dict`).
+        config: the run's config as a ``dict`` (``training.config.TrainConfig.to_dict``).
         resume: continue from ``directory`` when it holds a run of the same
             config; ``False``: remove it and start over.
 
@@ -74,7 +74,7 @@ class RunState:
     @property
     def finished_stages(self) -> list[dict[str, Any]]:
         """The histories of the finished stages, in order (``dict`` as
-        :func:`training.fitting.stages.fit_stages` returns)."""
+        ``training.fitting.stages.fit_stages`` returns)."""
         return self.state["stages"]
 
     @property

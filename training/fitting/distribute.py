@@ -25,7 +25,7 @@ from training.config import PRECISIONS, STRATEGIES  # noqa: F401 (the accepted n
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The ``tf.distribute.Strategy`` named ``name`` (one of :data:`STRATEGIES`).
+    """The ``tf.distribute.Strategy`` named ``name`` (one of ``STRATEGIES``).
 
     Raises:
         ValueError: ``multiworker`` without a ``TF_CONFIG`` environment variable.

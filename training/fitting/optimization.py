@@ -1,6 +1,6 @@
 """Optimizers, losses and learning-rate schedules, chosen by name in the config.
 
-Every builder takes a :class:`training.config.TrainConfig`; the names here are
+Every builder takes a ``training.config.TrainConfig``; the names here are
 the accepted values of its ``optimizer``, ``loss`` and ``schedule`` fields.
 """
 
@@ -31,10 +31,10 @@ def build_optimizer(
     """A fresh Keras optimizer named by ``config.optimizer``.
 
     Args:
-        config: :class:`training.config.TrainConfig` (``optimizer``,
+        config: ``training.config.TrainConfig`` (``optimizer``,
             ``weight_decay``, ``momentum``).
         learning_rate: a float or a ``LearningRateSchedule`` (see
-            :func:`build_schedule`).
+            ``build_schedule``).
     """
     return OPTIMIZERS[config.optimizer](config, learning_rate)
 
@@ -72,13 +72,13 @@ def build_schedule(
       steps (Goyal et al. 2017), then cosine decay to 0 (Loshchilov & Hutter
       2017, "SGDR", without restarts).
     - ``exponential``: ``lr * config.decay_rate ** (step / steps_per_epoch)``.
-    - ``cyclic``: :class:`TriangularCyclicalLearningRate` between ``lr / 10``
+    - ``cyclic``: ``TriangularCyclicalLearningRate`` between ``lr / 10``
       and ``lr``, ``config.cycle_epochs`` epochs per cycle.
     - ``plateau``: constant ``lr``; ReduceLROnPlateau (a callback) lowers it.
 
     Args:
-        config: :class:`training.config.TrainConfig`.
-        stage: :class:`training.config.Stage` (``epochs``, ``learning_rate``).
+        config: ``training.config.TrainConfig``.
+        stage: ``training.config.Stage`` (``epochs``, ``learning_rate``).
         steps_per_epoch: optimizer steps (batches) per epoch, >= 1.
 
     Returns:

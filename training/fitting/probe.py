@@ -5,8 +5,8 @@ al. 2019, "Do Better ImageNet Models Transfer Better?", sec. 3, logistic
 regression on penultimate features); as the head's starting point it is the
 first half of LP-FT (Kumar et al. 2022, "Fine-Tuning can Distort Pretrained
 Features and Underperform Out-of-Distribution": linear probe, then fine-tune),
-``head_init: probe`` in :class:`training.config.TrainConfig`. Images are
-decoded and resized as the service does (:func:`training.data.dataset.load_image`);
+``head_init: probe`` in ``training.config.TrainConfig``. Images are
+decoded and resized as the service does (``training.data.dataset.load_image``);
 average-pooled features are standardised (bilinear ones are already
 normalised), then scikit-learn's L2-regularised multinomial logistic
 regression is fitted.
@@ -58,7 +58,7 @@ def fit_linear_probe(
 
 
 def head_weights(probe: Pipeline) -> tuple[np.ndarray, ...]:
-    """The probe as the classifier head's weights (:func:`training.model.set_head`).
+    """The probe as the classifier head's weights (``training.model.set_head``).
 
     Returns:
         ``(mean, variance, kernel, bias)``: the scaler's ``(F,)`` mean and
@@ -74,7 +74,7 @@ def head_weights(probe: Pipeline) -> tuple[np.ndarray, ...]:
 
 def feature_extractor(config: TrainConfig) -> keras.Model:
     """The frozen backbone of ``config`` with global average pooling
-    (multi-scale with ``config.multiscale_sides``: :func:`training.model.pooled_features`).
+    (multi-scale with ``config.multiscale_sides``: ``training.model.pooled_features``).
 
     Returns:
         ``keras.Model`` mapping float32 RGB pixels ``[0, 255]``
@@ -82,7 +82,7 @@ def feature_extractor(config: TrainConfig) -> keras.Model:
 
     Raises:
         ValueError, training.backbones.catalog.WeightsUnavailableError: as
-            :func:`training.backbones.catalog.build_backbone`.
+            ``training.backbones.catalog.build_backbone``.
     """
     spec, backbone = frozen_backbone(config)
     inputs = keras.Input((None, None, 3))
@@ -144,14 +144,14 @@ def run_probe(
 
 
 def fit_projection(model: keras.Model, dataset: tf.data.Dataset, photos: int = PROJECTION_PHOTOS) -> None:
-    """Set bilinear pooling's projection (:data:`training.model.PROJECTION_LAYER`) to the
+    """Set bilinear pooling's projection (``training.model.PROJECTION_LAYER``) to the
     principal components of the backbone's channel vectors at every location of about
     ``photos`` training photos, every ``n``-th photo of ``dataset`` in its order (the
     same photos whatever the batch size): centred, then projected on the leading
     eigenvectors of their covariance (largest first).
 
     Args:
-        model: from :func:`training.model.build_classifier` with ``pooling: bilinear``.
+        model: from ``training.model.build_classifier`` with ``pooling: bilinear``.
         dataset: ``(pixels, one_hot)`` batches of the training photos, in a fixed order.
         photos: about how many photos to use.
     """
@@ -181,15 +181,15 @@ def fit_projection(model: keras.Model, dataset: tf.data.Dataset, photos: int = P
 def init_head_from_probe(model: keras.Model, dataset: tf.data.Dataset, num_classes: int, c: float = 1.0) -> None:
     """LP-FT's first half: fit the linear probe on the frozen backbone's
     features of ``dataset`` (no augmentation) and start the head from it
-    (:mod:`training.fitting.probe`, :func:`training.model.set_head`); with bilinear
-    pooling, its projection is fitted first (:func:`fit_projection`) and the
+    (``training.fitting.probe``, ``training.model.set_head``); with bilinear
+    pooling, its projection is fitted first (``fit_projection``) and the
     features, already normalised, are not standardised.
 
     Args:
-        model: from :func:`training.model.build_classifier`, backbone frozen.
+        model: from ``training.model.build_classifier``, backbone frozen.
         dataset: ``(pixels, one_hot)`` batches of the training photos.
         num_classes: number of classes.
-        c: :func:`fit_linear_probe`'s.
+        c: ``fit_linear_probe``'s.
 
     Raises:
         ValueError: a class without a training photo.

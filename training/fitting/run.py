@@ -43,7 +43,7 @@ def fit_and_export(
     linear probe's feature pass is batched to fit the other half.
 
     Args:
-        config: :class:`TrainConfig` (``data`` is only recorded).
+        config: ``TrainConfig`` (``data`` is only recorded).
         train_samples, val_samples: ``list[training.data.dataset.Sample]``, disjoint groups.
         labels: class names in output order.
         strategy: a ``tf.distribute.Strategy``; ``None``: from ``config.strategy``.
@@ -147,7 +147,7 @@ def _cached_inputs(
 ) -> "tuple[SplitClassifier, StageData, Callable[[], tf.data.Dataset]]":
     """Cached fine-tuning's ``(split classifier, datasets(stage), probe dataset())``: the classifier
     cut after block group ``config.cache_cut``, the activation caches built or reused
-    (:func:`training.fitting.activation_cache.build_caches`, ``budget`` bytes) and datasets read from them."""
+    (``training.fitting.activation_cache.build_caches``, ``budget`` bytes) and datasets read from them."""
     from training.fitting.activation_cache import build_caches, cached_dataset, split_classifier
     from training.memory import feature_batch_size
 
@@ -270,6 +270,6 @@ def train(config: "TrainConfig") -> dict[str, Any]:
 
 def write_metrics(out: Path, metrics: dict[str, Any], memory: MemoryLog) -> None:
     """Write ``metrics`` to ``out/metrics.json`` with the run's memory so far as ``metrics["memory"]``
-    (:meth:`training.memory.MemoryLog.summary`: peak resident GB overall and per phase)."""
+    (``training.memory.MemoryLog.summary``: peak resident GB overall and per phase)."""
     metrics["memory"] = memory.summary()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

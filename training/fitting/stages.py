@@ -39,19 +39,19 @@ def fit_stages(
     """Run every stage not finished yet; return the per-stage histories and leave the best weights loaded.
 
     Args:
-        config: :class:`TrainConfig`.
-        model, backbone: from :func:`training.model.build_classifier`, built in
+        config: ``TrainConfig``.
+        model, backbone: from ``training.model.build_classifier``, built in
             ``strategy.scope()``; the head already initialised (``head_init``)
             unless ``run`` has started.
         datasets: ``callable(stage) -> (train_data, val_data, class_weight)``.
         strategy: the ``tf.distribute.Strategy`` the model was built under.
-        run: :class:`training.fitting.checkpoints.RunState`: what an interrupted run of
+        run: ``training.fitting.checkpoints.RunState``: what an interrupted run of
             this config finished (its stages are skipped, its weights loaded),
             and where this one records its epochs and best weights.
         logs: the directory of ``training_log.csv`` and ``tensorboard/``.
         images_per_epoch: training images per epoch, for the printed throughput.
         verbose: Keras ``fit`` verbosity (0, 1 progress bar, 2 one line per epoch; ``"auto"``:
-            :func:`training.fitting.callbacks.progress_verbosity`).
+            ``training.fitting.callbacks.progress_verbosity``).
 
     Returns:
         ``list`` of ``dict`` per stage: the stage's fields (batch and image
