@@ -109,7 +109,7 @@ def feature_pass(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the chosen measurement."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.training_memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cars-ru10"), help="dataset root")
     commands = parser.add_subparsers(dest="command", required=True)
     measured = commands.add_parser("runs", help="training runs on the photos repeated")
