@@ -78,7 +78,8 @@ def measure(config: TrainConfig, cut: int | None, batch: int, steps: int) -> dic
 
 def main(argv: list[str] | None = None) -> None:
     """Print the table."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.finetune_throughput", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.finetune_throughput",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=448, help="input side in pixels")
     parser.add_argument("--cuts", type=int, nargs="+", default=[4, 5, 6], help="block groups to cut after")
     parser.add_argument("--batch", type=int, default=32, help="images per step")
