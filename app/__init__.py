@@ -44,10 +44,11 @@ def create_app(overrides: dict | None = None) -> Flask:
         ``app.extensions["model"]`` (``.wait()`` blocks until it is ready).
 
     Raises:
-        ValueError: a malformed environment variable.
+        ValueError: a malformed environment variable, or ``PRECISION`` int8 on a
+            runtime that serves float32 only.
         inference.model_folder.ModelNotFoundError: ``MODEL_DIR`` lacks what
-            ``RUNTIME`` loads (checked at once, so a wrong path fails the
-            start, not later).
+            ``RUNTIME`` loads at ``PRECISION`` (checked at once, so a wrong path
+            fails the start, not later).
     """
     settings = {**settings_from_env(), **(overrides or {})}
     configure_logging(settings["LOG_LEVEL"])  # before TensorFlow's import, which adds a text handler otherwise
@@ -66,12 +67,12 @@ def create_app(overrides: dict | None = None) -> Flask:
         # Flask's documented way to wrap its WSGI callable (mypy sees a method assigned).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
     for model_dir in app.config["MODEL_DIR"].split(os.pathsep):  # several: an ensemble
-        require_model(model_dir, app.config["RUNTIME"])
+        require_model(model_dir, app.config["RUNTIME"], app.config["PRECISION"])
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
     monitoring.register(app)
     security.register(app)
     errors.register(app)
     app.extensions["model"] = ModelLoader(app.config["MODEL_DIR"], app.config["RUNTIME"], app.config["INTERPRETERS"],
-                                          app.config["INTERPRETER_THREADS"]).start()
+                                          app.config["INTERPRETER_THREADS"], app.config["PRECISION"]).start()
     return app

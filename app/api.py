@@ -105,7 +105,8 @@ def top_predictions(labels: list[str], probabilities: np.ndarray, k: int) -> lis
 
 @blueprint.get("/v1/models/<name>")
 def model_metadata(name: str) -> Response:
-    """What the served model is: labels, input size, version, training metrics, known-model thresholds.
+    """What the served model is: labels, input size, version, precision (float32 or int8), training
+    metrics, known-model thresholds (those of its precision).
 
     Returns:
         200 JSON; 404 ``model_not_found`` for another name; 503 while loading.
@@ -119,6 +120,7 @@ def model_metadata(name: str) -> Response:
         **classifier.metadata,
         labels=classifier.labels,
         input_size={"height": height, "width": width},
+        precision=loader().precision,
         default_tta_views=list(SERVED_VIEWS[current_app.config["DEFAULT_TTA"]]),
         training_metrics={key: value for key, value in classifier.metrics.items() if key != "errors_tta"},
         known_model_test=classifier.calibration.summary() if classifier.calibration else None,

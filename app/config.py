@@ -14,6 +14,7 @@
 | CARCLF_LOG_LEVEL        | INFO         | level of the JSON logs on stderr                    |
 | CARCLF_LOAD_WAIT_S      | 30           | how long /predict waits for a model still loading before 503 |
 | CARCLF_RUNTIME | onnxruntime | onnxruntime: model.onnx on ONNX Runtime; litert: model.tflite on LiteRT (neither imports TensorFlow); tensorflow: the SavedModel |
+| CARCLF_PRECISION | float32 | float32, or int8: model.int8.onnx (ONNX Runtime only) with its own known-model threshold (docs/int8.md; float32 until measured) |
 | CARCLF_INTERPRETERS | 1 | ONNX Runtime, LiteRT: passes side by side (LiteRT: one interpreter each; gunicorn.conf.py: ONNX Runtime cores per worker, LiteRT 1) |
 | CARCLF_INTERPRETER_THREADS | 1 | ONNX Runtime, LiteRT: CPU threads of each pass (gunicorn.conf.py: ONNX Runtime 1, LiteRT cores per worker) |
 
@@ -21,11 +22,11 @@
 """
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from inference import DEFAULT_RUNTIME, RUNTIMES
+from inference import DEFAULT_PRECISION, DEFAULT_RUNTIME, PRECISIONS, RUNTIMES
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 
@@ -44,15 +45,21 @@ def _boolean(text: str) -> bool:
 _boolean.__name__ = "boolean (1/0, true/false)"
 
 
-def runtime(raw: str) -> str:
-    """One of ``inference.RUNTIMES`` (any case)."""
-    name = raw.strip().lower()
-    if name not in RUNTIMES:
-        raise ValueError(raw)
-    return name
+def one_of(names: Sequence[str], what: str) -> Callable[[str], str]:
+    """A parser of one of ``names`` (any case), named ``what (a or b)`` in the error messages."""
+
+    def parse(raw: str) -> str:
+        name = raw.strip().lower()
+        if name not in names:
+            raise ValueError(raw)
+        return name
+
+    parse.__name__ = f"{what} ({' or '.join(names)})"
+    return parse
 
 
-runtime.__name__ = f"runtime ({' or '.join(RUNTIMES)})"
+runtime = one_of(RUNTIMES, "runtime")  # inference.RUNTIMES
+precision = one_of(PRECISIONS, "precision")  # inference.PRECISIONS
 
 
 def directory(raw: str) -> str:
@@ -85,6 +92,7 @@ SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     "LOG_LEVEL": ("CARCLF_LOG_LEVEL", "INFO", str),
     "LOAD_WAIT_S": ("CARCLF_LOAD_WAIT_S", 30.0, float),
     "RUNTIME": ("CARCLF_RUNTIME", DEFAULT_RUNTIME, runtime),
+    "PRECISION": ("CARCLF_PRECISION", DEFAULT_PRECISION, precision),
     "INTERPRETERS": ("CARCLF_INTERPRETERS", 1, int),
     "INTERPRETER_THREADS": ("CARCLF_INTERPRETER_THREADS", 1, int),
 }

@@ -10,7 +10,7 @@ import threading
 import time
 
 from app.errors import ApiError
-from inference import DEFAULT_RUNTIME
+from inference import DEFAULT_PRECISION, DEFAULT_RUNTIME
 from inference.loading import load_predictor
 from inference.model_folder import ModelLoadError
 from inference.predictor import Predictor
@@ -31,15 +31,19 @@ class ModelLoader:
         runtime: ``"onnxruntime"``, ``"litert"`` or ``"tensorflow"``.
         passes, threads: ONNX Runtime and LiteRT: forward passes side by side and CPU threads of
             each (``inference.loading.load_predictor``).
+        precision: ``"float32"`` or ``"int8"`` (ONNX Runtime only).
 
     Attributes:
         model_dir: the model folder, or several joined by ``os.pathsep``.
+        precision: as given.
         state: ``"loading"``, ``"ready"`` or ``"failed"``.
     """
 
-    def __init__(self, model_dir: str, runtime: str = DEFAULT_RUNTIME, passes: int = 1, threads: int = 1) -> None:
+    def __init__(self, model_dir: str, runtime: str = DEFAULT_RUNTIME, passes: int = 1, threads: int = 1,
+                 precision: str = DEFAULT_PRECISION) -> None:
         self.model_dir = model_dir
         self.runtime = runtime
+        self.precision = precision
         self._passes, self._threads = passes, threads
         self.state = LOADING
         self._classifier: Predictor | None = None
@@ -54,7 +58,7 @@ class ModelLoader:
     def _load(self) -> None:
         started = time.perf_counter()
         try:
-            classifier = load_predictor(self.model_dir, self.runtime, self._passes, self._threads)
+            classifier = load_predictor(self.model_dir, self.runtime, self._passes, self._threads, self.precision)
             classifier.warm_up()
         except Exception as error:  # any failure must reach /readyz, not vanish with the thread
             self._error, self.state = error, FAILED
@@ -65,7 +69,7 @@ class ModelLoader:
             self._classifier, self.state = classifier, READY
             seconds = round(time.perf_counter() - started, 2)
             log.info("model ready", extra={"fields": {"model_dir": str(self.model_dir), "seconds": seconds,
-                                                       "runtime": self.runtime,
+                                                       "runtime": self.runtime, "precision": self.precision,
                                                        "version": classifier.metadata.get("version")}})
         finally:
             self._done.set()

@@ -17,3 +17,7 @@ runtime only.
 # read by gunicorn's master too) name them without importing NumPy or Pillow.
 RUNTIMES = ("onnxruntime", "litert", "tensorflow")
 DEFAULT_RUNTIME = "onnxruntime"
+# The served model's arithmetic: its float32 copies, or the int8 conversion of model.onnx (ONNX Runtime
+# only: docs/int8.md). float32 until measurements on a quiet machine choose (docs/int8.md).
+PRECISIONS = ("float32", "int8")
+DEFAULT_PRECISION = "float32"

@@ -17,6 +17,12 @@ unit vectors (5.3 MB per TTA setting for 686 photos of 3,840 features, about a
 third less compressed), used in float32; the threshold is
 computed from the stored vectors, so the service scores exactly as the
 calibration did.
+
+The int8 model (``model.int8.onnx``, docs/int8.md) gives features a little
+off the float32 model's, so its distances run a little longer: its test
+keeps the same neighbours (the float32 features in ``calibration.npz``) with
+a threshold of its own, set by the same rule on its features of the same
+validation photos, in ``calibration.int8.json``.
 """
 
 import json
@@ -26,9 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
+from inference import DEFAULT_PRECISION
+
 FILENAME = "calibration.json"
 ARRAYS_FILENAME = "calibration.npz"
 METHOD = "nearest_neighbour_features"
+
+
+def calibration_filename(precision: str = DEFAULT_PRECISION) -> str:
+    """The readable facts of the test of a precision (``inference.PRECISIONS``): ``calibration.json``
+    (float32) or ``calibration.int8.json``; both share the neighbours of ``ARRAYS_FILENAME``."""
+    return FILENAME if precision == DEFAULT_PRECISION else f"calibration.{precision}.json"
 
 
 def mode_key(views: Sequence[str]) -> str:
@@ -128,24 +142,27 @@ class Calibration:
             },
         }
 
-    def save(self, model_dir: Path | str) -> None:
-        """Write ``calibration.json`` (readable facts) and ``calibration.npz`` (the arrays) into ``model_dir``."""
+    def save(self, model_dir: Path | str, precision: str = DEFAULT_PRECISION) -> None:
+        """Write ``calibration.json`` (readable facts) and ``calibration.npz`` (the arrays) into ``model_dir``;
+        at int8, ``calibration.int8.json`` only (its neighbours are those of ``calibration.npz``)."""
         modes = {key: {"threshold": test.threshold, "report": test.report} for key, test in self.modes.items()}
-        arrays = {key: test.neighbours.astype(np.float16) for key, test in self.modes.items()}
         data = {"method": self.method, "quantile": self.quantile, "labels": self.labels, "modes": modes}
-        (Path(model_dir) / FILENAME).write_text(json.dumps(data, indent=2) + "\n")
-        # Compressed: a third smaller for the shipped model's 3,840 float16 features a photo.
-        np.savez_compressed(Path(model_dir) / ARRAYS_FILENAME, **arrays)
+        (Path(model_dir) / calibration_filename(precision)).write_text(json.dumps(data, indent=2) + "\n")
+        if precision == DEFAULT_PRECISION:
+            arrays = {key: test.neighbours.astype(np.float16) for key, test in self.modes.items()}
+            # Compressed: a third smaller for the shipped model's 3,840 float16 features a photo.
+            np.savez_compressed(Path(model_dir) / ARRAYS_FILENAME, **arrays)
 
     @classmethod
-    def load(cls, model_dir: Path | str) -> "Calibration | None":
-        """Read ``calibration.json`` and ``calibration.npz`` from ``model_dir``; ``None`` if there is none.
+    def load(cls, model_dir: Path | str, precision: str = DEFAULT_PRECISION) -> "Calibration | None":
+        """Read the test of ``precision`` from ``model_dir`` (``calibration_filename`` and
+        ``calibration.npz``); ``None`` if there is none.
 
         Raises:
             ValueError: a file is malformed or missing, or uses another method
                 (e.g. a calibration of the logits from an older release).
         """
-        path = Path(model_dir) / FILENAME
+        path = Path(model_dir) / calibration_filename(precision)
         if not path.is_file():
             return None
         try:

@@ -1,8 +1,11 @@
-"""The served model on ONNX Runtime (``onnxruntime``): its float32 ``model.onnx``, no TensorFlow.
+"""The served model on ONNX Runtime (``onnxruntime``): its float32 ``model.onnx``, or its int8
+conversion ``model.int8.onnx``, no TensorFlow.
 
 ``carclf convert`` writes ``model.onnx`` from ``model.tflite``
-(tf2onnx) and checks on real photos that it gives the SavedModel's answers.
-It has the ``.tflite``'s inputs and outputs: ``images`` ``uint8 (batch,
+(tf2onnx) and checks on real photos that it gives the SavedModel's answers;
+``carclf quantize`` writes ``model.int8.onnx`` from ``model.onnx`` (ONNX
+Runtime's static quantization: docs/int8.md) and checks that it agrees.
+Both have the ``.tflite``'s inputs and outputs: ``images`` ``uint8 (batch,
 height, width, 3)`` at the model's input size (the service resizes before the
 model) -> ``logits``, ``probabilities`` ``float32 (batch, num_classes)`` and
 ``features`` ``float32 (batch, F)``.
@@ -27,6 +30,7 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidGraph, InvalidProtobuf
 
+from inference import DEFAULT_PRECISION
 from inference.contract import INPUT, OUTPUTS
 from inference.passes import PooledPasses
 
@@ -77,18 +81,21 @@ class OnnxRuntimeClassifier(PooledPasses):
     once would only add activations, not speed, on the worker's cores.
 
     Args:
-        model_dir: the model folder: ``model.onnx``, ``metadata.json`` and,
-            optional, ``metrics.json`` and the calibration.
+        model_dir: the model folder: ``model.onnx`` (``model.int8.onnx`` at int8),
+            ``metadata.json`` and, optional, ``metrics.json`` and the calibration.
         passes: forward passes that may run side by side (each on its calling
             thread with ``threads=1``).
         threads: CPU threads of each pass.
+        precision: ``"float32"`` (``model.onnx``) or ``"int8"`` (``model.int8.onnx``,
+            with the known-model test's int8 threshold, ``calibration.int8.json``).
 
     Attributes and errors are ``inference.passes.PooledPasses``' (its
-    ``_open``), of the folder's ``model.onnx``.
+    ``_open``), of the folder's model file.
     """
 
-    def __init__(self, model_dir: Path | str, passes: int = 1, threads: int = 1) -> None:
-        self._open(Path(model_dir), "onnxruntime", lambda path: [load_session(path, threads)] * passes)
+    def __init__(self, model_dir: Path | str, passes: int = 1, threads: int = 1,
+                 precision: str = DEFAULT_PRECISION) -> None:
+        self._open(Path(model_dir), "onnxruntime", lambda path: [load_session(path, threads)] * passes, precision)
 
     def _run(self, runner: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         logits, probabilities, features = runner.run(list(OUTPUTS), {INPUT: images})

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from inference import DEFAULT_PRECISION
 from inference.calibration import Calibration
-from inference.model_folder import FIX, RUNTIME_FILES, ModelLoadError, read_beside, read_metadata, require_model
+from inference.model_folder import FIX, ModelLoadError, model_files, read_beside, read_metadata, require_files
 from inference.tta import SERVED_VIEWS
 
 
@@ -75,7 +76,8 @@ class PooledPasses:
 
     Attributes:
         labels, image_size, metadata, metrics, calibration: as
-            ``inference.predictor.Predictor``, read from the model folder by ``_open``.
+            ``inference.predictor.Predictor``, read from the model folder by ``_open``
+            (the calibration of its precision).
         resizes_input: ``False``: the runners take images of ``image_size`` only.
     """
 
@@ -89,26 +91,30 @@ class PooledPasses:
     _runners: int
     _side_by_side: ThreadPoolExecutor | None
 
-    def _open(self, model_dir: Path, runtime: str, runners: Callable[[Path], list[Any]]) -> None:
+    def _open(self, model_dir: Path, runtime: str, runners: Callable[[Path], list[Any]],
+              precision: str = DEFAULT_PRECISION) -> None:
         """Read ``model_dir``'s metadata, metrics and calibration, and lend the runners that
-        ``runners`` makes of its ``runtime`` model file (one per pass that may run at a time).
+        ``runners`` makes of its ``runtime`` model file at ``precision`` (one per pass that may run at a time).
 
         Raises:
-            inference.model_folder.ModelNotFoundError: no model file or ``metadata.json``.
+            inference.model_folder.ModelNotFoundError: no model file or ``metadata.json``
+                (``inference.model_folder.require_files``).
             inference.model_folder.ModelLoadError: either is unreadable, or ``runners`` raised
                 ``ValueError`` (not a model of this project: the message names the file and the fix).
-            ValueError: ``calibration.json`` is malformed or names other labels.
+            ValueError: the calibration is malformed or names other labels; ``precision`` is not
+                one that ``runtime`` serves.
         """
-        require_model(model_dir, runtime)
+        require_files(model_dir, runtime, precision)
         facts = read_metadata(model_dir)
         self.labels, self.image_size, self.metadata = facts.labels, facts.image_size, facts.metadata
-        self.metrics, self.calibration = read_beside(model_dir, self.labels)
-        path = model_dir / RUNTIME_FILES[runtime][0]
+        self.metrics, self.calibration = read_beside(model_dir, self.labels, precision)
+        path = model_dir / model_files(runtime, precision)[0]
         try:
             lent = runners(path)
         except ValueError as error:
+            command = "quantize" if precision == "int8" else "convert"
             raise ModelLoadError(f"{path} is not a model of this project ({error}); write it again with "
-                                 f"'carclf convert {model_dir}'. {FIX}") from None
+                                 f"'carclf {command} {model_dir}'. {FIX}") from None
         self._pool = FifoPool(lent)
         self._runners = len(lent)
         self._side_by_side = ThreadPoolExecutor(len(lent), "passes") if len(lent) > 1 else None
