@@ -14,7 +14,8 @@ from training.cli import NATIVE_LOG_LINE, _NativeLogFilter, cli, train, train_co
 from training.config import Stage
 
 CONFIGS = ROOT / "configs"
-SUBCOMMANDS = ("train", "evaluate", "predict", "calibrate", "suspects", "experiment", "report", "convert", "serve")
+SUBCOMMANDS = ("train", "evaluate", "predict", "calibrate", "suspects", "experiment", "report", "convert", "quantize",
+               "serve")
 
 
 def train_config_of(*args):

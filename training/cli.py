@@ -8,6 +8,7 @@
     carclf experiment --data DIR --variants FILE --out DIR [options]
     carclf report --model DIR
     carclf convert MODEL_DIR --data DIR [--limit N]
+    carclf quantize MODEL_DIR --data DIR [--other-models DIR ...]
     carclf serve [GUNICORN OPTIONS]
 
 Every subcommand imports what it runs inside its function, so that ``carclf
@@ -32,6 +33,7 @@ from typing import Any, NoReturn, TextIO
 import click
 from click.core import ParameterSource
 
+from inference import DEFAULT_PRECISION, PRECISIONS, RUNTIMES
 from training.config import TrainConfig
 
 # The C++ lines TensorFlow prints below error level: absl's records (severity I or W, e.g. "I0000
@@ -212,8 +214,10 @@ def train(ctx: click.Context, **_: Any) -> None:
     (per stage: epochs, learning rate, loss and accuracy curves),
     training_log.csv (one row per epoch), metrics.json (validation accuracy
     with and without TTA, measured on the exported SavedModel),
-    calibration.json (the known-model threshold), report/ (learning curves)
-    and, with --tensorboard, tensorboard/.
+    calibration.json (the known-model threshold), model.int8.onnx with
+    int8_parity.json and calibration.int8.json (see carclf quantize; a warning
+    instead when its check refuses it), report/ (learning curves) and, with
+    --tensorboard, tensorboard/.
     """
     _hide_native_logs()
     config = train_config(ctx)
@@ -339,15 +343,21 @@ DEFAULT_VIEW_SETS = ("flip", "crops", "scales", "all")
                    f"(e.g. original,hflip,zoom_out); default: {' '.join(DEFAULT_VIEW_SETS)}")
 @click.option("--out", default="runs/evaluation.json", show_default=True, help="where all figures go, as JSON")
 @click.option("--report", metavar="DIR", help="write PNG plots and report.md to DIR")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="tensorflow", show_default=True,
+              help="what runs the model: the SavedModel on TensorFlow, or a conversion")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True,
+              help="int8: model.int8.onnx (with --runtime onnxruntime)")
 def evaluate(model: tuple[str, ...], data: str, split: str, tta_views: tuple[str, ...], out: str,
-             report: str | None) -> None:
+             report: str | None, runtime: str, precision: str) -> None:
     """Evaluate exported SavedModels (one, or an ensemble) on labelled photos, without and with TTA.
 
     Prints a Markdown table of the key figures and writes all of them as JSON
     to --out: accuracy, top-2 accuracy, macro-F1, expected calibration error,
     per-class precision and recall, the most confident mistakes and the
     latency per image, for no TTA and for each TTA view set. Paths in it are
-    relative to the current directory.
+    relative to the current directory. --runtime and --precision measure a
+    conversion instead of the SavedModel (e.g. --runtime onnxruntime
+    --precision int8: model.int8.onnx).
     """
     _hide_native_logs()
     import json
@@ -362,7 +372,7 @@ def evaluate(model: tuple[str, ...], data: str, split: str, tta_views: tuple[str
     try:
         view_sets = {text: parse_views(text) for text in tta_views or DEFAULT_VIEW_SETS}
         samples = model_split(model[0], data)[1] if split == "validation" else load_samples(data)[0]
-        evaluation = run(list(model), samples, view_sets)
+        evaluation = run(list(model), samples, view_sets, runtime, precision)
         evaluation.metrics.update(data=shown_path(data), split=split)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(evaluation.metrics, indent=2) + "\n")
@@ -439,8 +449,10 @@ def _folder_label(text: str) -> tuple[str, str]:
                    "other angles; repeatable (measured apart, never fitted)")
 @click.option("--quantile", type=float, help="share of validation photos kept as known "
                                               "(default: training.evaluation.known_model.DEFAULT_QUANTILE)")
+@click.option("--int8-only", is_flag=True,
+              help="fit model.int8.onnx's test alone (calibration.int8.json), keeping calibration.json")
 def calibrate(model: str, data: str, unknown: tuple[str, ...], other_models: tuple[str, ...],
-              other_angle: tuple[tuple[str, str], ...], quantile: float | None) -> None:
+              other_angle: tuple[tuple[str, str], ...], quantile: float | None, int8_only: bool) -> None:
     """Calibrate the known-model test of an exported SavedModel: calibration.json.
 
     Re-creates the model's own group-aware train/validation split from its
@@ -452,24 +464,42 @@ def calibrate(model: str, data: str, unknown: tuple[str, ...], other_models: tup
     the class centres, the maximum softmax probability, the energy score and,
     with --other-models, the relative Mahalanobis distance. Nothing but the
     training and validation photos changes the test; carclf train runs it
-    after every export.
+    after every export. With model.int8.onnx in the folder, the validation
+    and measured photos also go through it, for its own threshold
+    (calibration.int8.json, docs/int8.md); --int8-only does that alone,
+    keeping calibration.json (its neighbours and quantile).
     """
     _hide_native_logs()
+    from inference.calibration import Calibration, calibration_filename
     from inference.model_folder import ModelNotFoundError
     from training.data.dataset import model_split
-    from training.evaluation.known_model import DEFAULT_QUANTILE, read_other_models, read_unknown, summary
+    from training.evaluation.known_model import (
+        DEFAULT_QUANTILE,
+        MeasuredPhotos,
+        calibrate_int8,
+        read_other_models,
+        read_unknown,
+        summary,
+    )
     from training.evaluation.known_model import calibrate as run
 
     try:
         train_samples, val_samples = model_split(model, data)
         unknown_photos, other_angle_photos = read_unknown(unknown, dict(other_angle))
         background, measured, more_angles = read_other_models(other_models, dict(other_angle))
-        calibration = run(model, train_samples, val_samples, unknown_photos + measured,
-                          DEFAULT_QUANTILE if quantile is None else quantile,
-                          other_angle_photos + more_angles, [*unknown, *other_models], background)
+        if int8_only:
+            calibrate_int8(model, MeasuredPhotos(val_samples, unknown_photos + measured, [*unknown, *other_models],
+                                                 other_angle_photos + more_angles))
+        else:
+            calibration = run(model, train_samples, val_samples, unknown_photos + measured,
+                              DEFAULT_QUANTILE if quantile is None else quantile, other_angle_photos + more_angles,
+                              [*unknown, *other_models], background)
+            print(f"{Path(model) / 'calibration.json'} written\n{summary(calibration)}")
+        int8 = Calibration.load(model, "int8")
     except (FileNotFoundError, ModelNotFoundError, ValueError) as error:
         _fail(error)
-    print(f"{Path(model) / 'calibration.json'} written\n{summary(calibration)}")
+    if int8 is not None:
+        print(f"{Path(model) / calibration_filename('int8')} (model.int8.onnx)\n{summary(int8)}")
 
 
 @cli.command()
@@ -520,6 +550,45 @@ def convert(model: str, data: tuple[str, ...], limit: int) -> None:
         print(summary(write_onnx(model, photos, reference), Path(model) / ONNX_FILENAME))
     except (FileNotFoundError, ModelNotFoundError, ValueError) as error:
         _fail(error)
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--data", required=True, help="the dataset the model was trained on (every photo is checked)")
+@click.option("--other-models", multiple=True,
+              help="folder of photos of car models the model does not know, searched recursively; repeatable "
+                   "(measured, not checked)")
+def quantize(model: str, data: str, other_models: tuple[str, ...]) -> None:
+    """Add the int8 model to the model folder MODEL, checked on real photos: model.int8.onnx.
+
+    Quantizes model.onnx with ONNX Runtime's static quantization, its
+    activation ranges taken on photos of the model's own training split
+    (re-created from training_config.json and --data, the dataset it was
+    trained on), and sets the known-model test's int8 threshold on its
+    validation photos (calibration.int8.json). The parity check runs the
+    SavedModel and the int8 model on every photo of both splits and refuses
+    the int8 model (not written, exit status 1) unless they agree within
+    training.export.int8.INT8_TOLERANCE; its figures go to int8_parity.json,
+    with those of the photos of --other-models (measured, not checked: photos
+    of car models it does not know, whose top class means nothing). Serve it
+    with CARCLF_PRECISION=int8 (docs/int8.md); carclf train runs the same
+    conversion after every export.
+    """
+    _hide_native_logs()
+    from inference.model_folder import INT8_ONNX_FILENAME, ModelNotFoundError
+    from training.data.dataset import model_split
+    from training.evaluation.known_model import read_unknown
+    from training.export.int8 import write_int8
+    from training.export.parity import summary
+
+    try:
+        train_samples, val_samples = model_split(model, data)
+        figures = write_int8(model, train_samples, val_samples, read_unknown(other_models, {})[0])
+    except (FileNotFoundError, ModelNotFoundError, ValueError) as error:
+        _fail(error)
+    print(summary(figures, Path(model) / INT8_ONNX_FILENAME))
+    if "other_models" in figures:
+        print(f"other car models: {summary(figures['other_models'], Path(model) / INT8_ONNX_FILENAME)}")
 
 
 # --- serving -----------------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""Fitting the known-model test of an exported SavedModel and writing calibration.json."""
+"""Fitting the known-model test of an exported SavedModel and writing calibration.json (and, for its
+int8 conversion, calibration.int8.json)."""
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +11,17 @@ from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
-from inference.calibration import ARRAYS_FILENAME, FILENAME, METHOD, Calibration, KnownModelTest, mode_key
+from inference.calibration import (
+    ARRAYS_FILENAME,
+    FILENAME,
+    METHOD,
+    Calibration,
+    KnownModelTest,
+    calibration_filename,
+    mode_key,
+)
+from inference.model_folder import INT8_ONNX_FILENAME
+from inference.predictor import Predictor
 from inference.savedmodel import TensorFlowClassifier
 from inference.tta import SERVED_VIEWS
 from training.data.dataset import IMAGE_SUFFIXES, Sample
@@ -26,7 +38,7 @@ DEFAULT_COMPONENTS = 256
 SERVED = tuple(dict.fromkeys(view for views in SERVED_VIEWS.values() for view in views))
 
 
-def view_outputs(classifier: TensorFlowClassifier, paths: Sequence[Path | str]) -> tuple[np.ndarray, ...]:
+def view_outputs(classifier: Predictor, paths: Sequence[Path | str]) -> tuple[np.ndarray, ...]:
     """Logits, probabilities and features of every view of ``SERVED`` of each photo
     (``training.evaluation.predictions.tta_outputs``, decoded as the service does).
 
@@ -106,7 +118,10 @@ def fit_gaussians(features: np.ndarray, classes: np.ndarray, components: int = D
     # Classes of one photo each leave no spread to estimate (a tiny dataset): a floor keeps distances finite.
     shrunk = np.maximum(shrunk, np.finfo(np.float32).eps * (eigenvalues.max() or 1.0))
     kept = min(components, pca.n_components_)
-    return Gaussians(means, pca.components_[:kept], shrunk[:kept], float(shrunk[kept:].mean()))
+    # Features of fewer dimensions than components (tiny models) leave no other direction: the
+    # smallest kept variance then only divides rounding errors.
+    noise = shrunk[kept:] if kept < len(shrunk) else shrunk[kept - 1:]
+    return Gaussians(means, pca.components_[:kept], shrunk[:kept], float(noise.mean()))
 
 
 def fit_test(train_features: np.ndarray, val_features: np.ndarray, quantile: float) -> KnownModelTest:
@@ -121,9 +136,15 @@ def fit_test(train_features: np.ndarray, val_features: np.ndarray, quantile: flo
         ``inference.calibration.KnownModelTest``.
     """
     test = KnownModelTest(train_features, threshold=0.0)
-    # Midway between two photos, so that rounding never moves a validation photo across it.
-    test.threshold = float(np.quantile(test.distances(val_features), quantile, method="midpoint"))
+    test.threshold = threshold(test, val_features, quantile)
     return test
+
+
+def threshold(test: KnownModelTest, val_features: np.ndarray, quantile: float) -> float:
+    """The rule of the threshold: the ``quantile`` of the distances of ``val_features`` ``(n_val, F)``
+    (held-out photos of the known models) to ``test``'s neighbours."""
+    # Midway between two photos, so that rounding never moves a validation photo across it.
+    return float(np.quantile(test.distances(val_features), quantile, method="midpoint"))
 
 
 def mean_outputs(outputs: Sequence[np.ndarray], views: Sequence[str], index: int) -> np.ndarray:
@@ -243,6 +264,74 @@ def turned_away_by_root(
     return table
 
 
+@dataclass
+class MeasuredPhotos:
+    """The photos a known-model test is measured on, and what it answers for them.
+
+    Attributes:
+        validation: ``training.data.dataset.Sample`` held-out photos of the known models (the threshold's).
+        unknown: photos of car models the model does not know.
+        unknown_roots: the folders ``unknown`` were read from (counted per folder).
+        other_angle: ``training.data.dataset.Sample`` photos of known models seen otherwise.
+    """
+
+    validation: Sequence[Sample]
+    unknown: Sequence[Path | str] = ()
+    unknown_roots: Sequence[Path | str] = ()
+    other_angle: Sequence[Sample] = ()
+
+    def outputs(self, predictor: Predictor) -> tuple[tuple[np.ndarray, ...], ...]:
+        """``predictor``'s ``view_outputs`` of the validation, unknown and other-angle photos."""
+        return (view_outputs(predictor, [sample.path for sample in self.validation]),
+                view_outputs(predictor, list(self.unknown)),
+                view_outputs(predictor, [sample.path for sample in self.other_angle]))
+
+    def report(self, test: KnownModelTest, views: Sequence[str], outputs: Sequence[Sequence[np.ndarray]],
+               labels: Sequence[str]) -> dict:
+        """What ``test`` turns away of each set (``KnownModelTest.report``'s ``validation``,
+        ``unknown`` and ``other_angle``), given ``outputs`` and the model's ``labels``."""
+        val, unknown, angles = outputs
+        turned_away = test.distances(mean_outputs(val, views, 2)) > test.threshold
+        report: dict = {"validation": {
+            "images": len(self.validation),
+            "turned_away": int(turned_away.sum()),
+            "files": [Path(s.path).name for s, out in zip(self.validation, turned_away) if out],
+        }}
+        if self.unknown:
+            by_root = turned_away_by_root(self.unknown, unknown, views, test, self.unknown_roots)
+            report["unknown"] = {"images": len(self.unknown),
+                                 "turned_away": sum(counts["turned_away"] for counts in by_root.values()),
+                                 "by_root": by_root}
+        if self.other_angle:
+            targets = np.array([labels.index(sample.label) for sample in self.other_angle], int)
+            report["other_angle"] = other_angle_outcomes(angles, views, test, targets)
+        return report
+
+
+def int8_calibration(calibration: Calibration, predictor: Predictor, photos: MeasuredPhotos) -> Calibration:
+    """The known-model test of the int8 model: ``calibration``'s neighbours (the float32 model's
+    features of the training photos) with thresholds set by the same rule on ``predictor``'s
+    features of the same validation photos, measured on ``photos`` as ``calibrate`` measures.
+
+    Args:
+        calibration: the float32 model's, as loaded from ``calibration.json`` (the neighbours the
+            service reads).
+        predictor: the int8 model (``model.int8.onnx`` on ONNX Runtime).
+        photos: the validation photos of ``calibration`` and, optional, photos it is measured on.
+
+    Returns:
+        the ``inference.calibration.Calibration`` for ``calibration.int8.json``.
+    """
+    outputs = photos.outputs(predictor)
+    modes = {}
+    for views in SERVED_VIEWS.values():
+        test = copy.copy(calibration.modes[mode_key(views)])  # the same neighbours, another threshold
+        test.threshold = threshold(test, mean_outputs(outputs[0], views, 2), calibration.quantile)
+        test.report = photos.report(test, views, outputs, calibration.labels)
+        modes[mode_key(views)] = test
+    return Calibration(METHOD, calibration.quantile, calibration.labels, modes)
+
+
 def calibrate(
     model_dir: Path | str,
     train_samples: list[Sample],
@@ -269,8 +358,11 @@ def calibrate(
             ``unknown_paths``) that the compared relative Mahalanobis score's
             background is fitted on; empty: no such comparison.
 
+    With ``model.int8.onnx`` in ``model_dir``, also fits and writes its own test,
+    ``calibration.int8.json`` (``int8_calibration``), measured on the same photos.
+
     Returns:
-        the ``inference.calibration.Calibration`` written.
+        the ``inference.calibration.Calibration`` written (the float32 model's).
 
     Raises:
         ModelNotFoundError: no SavedModel in ``model_dir``.
@@ -281,10 +373,10 @@ def calibrate(
     if not train_samples or not val_samples:
         raise ValueError("calibration needs photos in both the training and the validation split")
     # The old calibration goes first: one from an older release would stop the model loading.
-    for name in (FILENAME, ARRAYS_FILENAME):
+    for name in (FILENAME, ARRAYS_FILENAME, calibration_filename("int8")):
         (Path(model_dir) / name).unlink(missing_ok=True)
     classifier = TensorFlowClassifier(model_dir)
-    unknown_labels = {sample.label for sample in train_samples + val_samples} - set(classifier.labels)
+    unknown_labels = {sample.label for sample in [*train_samples, *val_samples, *other_angle]} - set(classifier.labels)
     if unknown_labels:
         raise ValueError(f"labels unknown to the model: {sorted(unknown_labels)}")
     untrained = set(classifier.labels) - {sample.label for sample in train_samples}
@@ -293,39 +385,54 @@ def calibrate(
     train_classes = np.array([classifier.labels.index(sample.label) for sample in train_samples])
     print(f"Features of {len(train_samples)} training, {len(val_samples)} validation, "
           f"{len(background_paths)} background and {len(unknown_paths)} unknown-model photos")
+    photos = MeasuredPhotos(val_samples, unknown_paths, unknown_roots, other_angle)
     train = view_outputs(classifier, [sample.path for sample in train_samples])
-    val = view_outputs(classifier, [sample.path for sample in val_samples])
-    unknown = view_outputs(classifier, list(unknown_paths))
     background = view_outputs(classifier, list(background_paths))
-    angles = view_outputs(classifier, [sample.path for sample in other_angle])
-    angle_targets = np.array([classifier.labels.index(sample.label) for sample in other_angle], int)
+    outputs = photos.outputs(classifier)
+    val, unknown, _ = outputs
     modes = {}
     for views in SERVED_VIEWS.values():
         test = fit_test(mean_outputs(train, views, 2), mean_outputs(val, views, 2), quantile)
         mahalanobis = fit_gaussians(mean_outputs(train, views, 2), train_classes)
         other_cars = fit_gaussians(mean_outputs(background, views, 2), np.zeros(len(background_paths), int)) \
             if background_paths else None
-        turned_away = test.distances(mean_outputs(val, views, 2)) > test.threshold
-        test.report["validation"] = {
-            "images": len(val_samples),
-            "turned_away": int(turned_away.sum()),
-            "files": [Path(s.path).name for s, out in zip(val_samples, turned_away) if out],
-        }
-        comparison = compare_scores(scores(val, views, test, mahalanobis, other_cars),
-                                    scores(unknown, views, test, mahalanobis, other_cars), quantile)
+        test.report = photos.report(test, views, outputs, classifier.labels)
         test.report["background"] = {"images": len(background_paths)}
-        test.report["comparison"] = comparison
-        if unknown_paths:
-            by_root = turned_away_by_root(unknown_paths, unknown, views, test, unknown_roots)
-            test.report["unknown"] = {"images": len(unknown_paths),
-                                      "turned_away": sum(counts["turned_away"] for counts in by_root.values()),
-                                      "by_root": by_root}
-        if other_angle:
-            test.report["other_angle"] = other_angle_outcomes(angles, views, test, angle_targets)
+        test.report["comparison"] = compare_scores(scores(val, views, test, mahalanobis, other_cars),
+                                                   scores(unknown, views, test, mahalanobis, other_cars), quantile)
         modes[mode_key(views)] = test
     calibration = Calibration(METHOD, quantile, classifier.labels, modes)
     calibration.save(model_dir)
+    if (Path(model_dir) / INT8_ONNX_FILENAME).is_file():
+        calibrate_int8(model_dir, photos)
     return calibration
+
+
+def calibrate_int8(model_dir: Path | str, photos: MeasuredPhotos) -> Calibration:
+    """Fit and write ``calibration.int8.json``, the known-model test of ``model_dir``'s
+    ``model.int8.onnx`` (``int8_calibration``, with the quantile of ``calibration.json``).
+
+    Args:
+        model_dir: a model folder with ``calibration.json`` and ``model.int8.onnx``.
+        photos: its validation photos and, optional, photos it is measured on.
+
+    Returns:
+        the ``inference.calibration.Calibration`` written.
+
+    Raises:
+        ValueError: no ``calibration.json`` (or a malformed one).
+        inference.model_folder.ModelNotFoundError: no ``model.int8.onnx``.
+    """
+    from inference.ort import OnnxRuntimeClassifier
+
+    calibration = Calibration.load(model_dir)  # the neighbours as the service reads them
+    if calibration is None:
+        raise ValueError(f"No {FILENAME} in '{model_dir}': the int8 test shares its neighbours; "
+                         "run carclf calibrate without --int8-only first")
+    print(f"The validation and measured photos through {INT8_ONNX_FILENAME}, for its own threshold")
+    int8 = int8_calibration(calibration, OnnxRuntimeClassifier(model_dir, precision="int8"), photos)
+    int8.save(model_dir, "int8")
+    return int8
 
 
 def summary(calibration: Calibration) -> str:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import keras
 import numpy as np
 
+from inference import DEFAULT_PRECISION
 from inference.contract import model_input
 from inference.images import ImageDecodeError
 from inference.loading import load_predictor
@@ -177,7 +178,8 @@ def mistakes(
 
 
 def evaluate(
-    model_dirs: Sequence[Path | str], samples: Sequence[Sample], view_sets: Mapping[str, Sequence[str]]
+    model_dirs: Sequence[Path | str], samples: Sequence[Sample], view_sets: Mapping[str, Sequence[str]],
+    runtime: str = "tensorflow", precision: str = DEFAULT_PRECISION,
 ) -> Evaluation:
     """Measure one SavedModel, or the ensemble of several, on ``samples``.
 
@@ -190,6 +192,8 @@ def evaluate(
         samples: ``list[training.data.dataset.Sample]`` whose labels the models know.
         view_sets: ``{name: tuple of view names}``; the no-TTA set
             ``none: ("original",)`` is always measured too.
+        runtime, precision: what runs the models (``inference.loading.load_predictor``):
+            the SavedModel on TensorFlow by default; ``onnxruntime`` and ``int8`` for ``model.int8.onnx``.
 
     Returns:
         ``Evaluation`` whose ``metrics`` are ``{"models", "images",
@@ -200,12 +204,12 @@ def evaluate(
         (``training.evaluation.metrics.look_alike_confusions``).
 
     Raises:
-        inference.model_folder.ModelNotFoundError: no SavedModel in a directory.
+        inference.model_folder.ModelNotFoundError: no SavedModel in a directory (or no file of ``runtime``).
         inference.ensemble.LabelMismatchError: the models' labels differ.
         inference.images.ImageDecodeError: an unreadable image.
-        ValueError: no samples, or a sample's label is unknown to the model.
+        ValueError: no samples, or a sample's label is unknown to the model; a precision ``runtime`` lacks.
     """
-    predictor = load_predictor(model_dirs, "tensorflow")
+    predictor = load_predictor(model_dirs, runtime, precision=precision)
     if not samples:
         raise ValueError("no images to evaluate")
     unknown = {sample.label for sample in samples} - set(predictor.labels)

@@ -1,22 +1,28 @@
 """The parity check: a conversion of the SavedModel is written only if it answers as the SavedModel does.
 
 ``write_checked`` writes a conversion's files into the model folder only
-if, on the same decoded real photos, every photo gets the same top class and
-the same known-model answer from both models, and no probability differs by
-more than ``MAX_PROBABILITY_DIFFERENCE``; otherwise nothing is written
-(``ParityError``). The figures (``parity``) go to a JSON file beside
-the model. ``training.export.litert`` and ``training.export.onnx`` run it.
+if, on the same decoded real photos, the two models answer within a
+``Tolerance``; otherwise nothing is written (``ParityError``). A
+float32 conversion must give every photo the same top class and the same
+known-model answer, and no probability may differ by more than
+``MAX_PROBABILITY_DIFFERENCE``; the int8 one (``training.export.int8``)
+must agree on shares of the photos. The figures (``parity``) go to a JSON
+file beside the model. ``training.export.litert``,
+``training.export.onnx`` and ``training.export.int8`` run it.
 """
 
 import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from inference import DEFAULT_PRECISION
+from inference.calibration import calibration_filename
 from inference.contract import model_input
 from inference.model_folder import METADATA_FILENAME, RUNTIME_NAMES, write_metadata
 from inference.predictor import Predictor
@@ -31,13 +37,31 @@ class ParityError(ValueError):
     """A conversion answers differently from the SavedModel on real photos."""
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a conversion may answer from the SavedModel on the parity photos.
+
+    Attributes:
+        max_probability_difference: the largest difference of any probability; ``None``: reported only.
+        min_top1_agreement: the least share of photos with the same top class, in ``[0, 1]``.
+        min_known_model_agreement: the least share of photos with the same known-model answer
+            (each model's own test: the candidate's calibration when it has one).
+    """
+
+    max_probability_difference: float | None
+    min_top1_agreement: float = 1.0
+    min_known_model_agreement: float = 1.0
+
+
 def parity(reference: Predictor, candidate: Predictor, photos: Sequence[str], batch_size: int = BATCH
            ) -> dict[str, Any]:
     """Both models' answers on ``photos``, compared.
 
     Args:
         reference, candidate: ``inference.predictor.Predictor`` objects
-            (the SavedModel's and a conversion's) of the same labels and size.
+            (the SavedModel's and a conversion's) of the same labels and size;
+            the candidate's known-model answers come from its own calibration
+            when it has one (the int8 threshold), else from the reference's.
         photos: paths of real photos.
         batch_size: photos per forward pass.
 
@@ -45,10 +69,15 @@ def parity(reference: Predictor, candidate: Predictor, photos: Sequence[str], ba
         ``dict``: ``photos``, ``max_probability_difference``,
         ``max_feature_difference`` (relative to the largest feature),
         ``top1_agreement`` and ``known_model_agreement`` (shares of photos;
-        ``None`` without a calibration), ``top1_disagreements`` (paths).
+        ``None`` without a calibration), ``top1_disagreements`` (paths, relative
+        to the current directory).
     """
+    from training.evaluation.predictions import shown_path
+
     differences, feature_differences, disagreements, known_same = [], [], [], []
     test = reference.calibration.test(("original",)) if reference.calibration else None
+    own = candidate.calibration.test(("original",)) if candidate.calibration else None
+    candidate_test = own or test
     for start in range(0, len(photos), batch_size):
         paths = photos[start : start + batch_size]
         images = np.stack([model_input(Path(path).read_bytes(), reference.image_size, max_pixels=40_000_000)
@@ -57,10 +86,11 @@ def parity(reference: Predictor, candidate: Predictor, photos: Sequence[str], ba
         _, probabilities, features = candidate.predict(images)
         differences.append(np.abs(probabilities - expected).max())
         feature_differences.append(np.abs(features - expected_features).max() / np.abs(expected_features).max())
-        disagreements += [str(path) for path, a, b in zip(paths, expected.argmax(1), probabilities.argmax(1)) if a != b]
-        if test is not None:
+        disagreements += [shown_path(path) for path, a, b in zip(paths, expected.argmax(1), probabilities.argmax(1))
+                          if a != b]
+        if test is not None and candidate_test is not None:
             known_same += list((test.distances(expected_features) <= test.threshold)
-                               == (test.distances(features) <= test.threshold))
+                               == (candidate_test.distances(features) <= candidate_test.threshold))
     return {
         "photos": len(photos),
         "max_probability_difference": float(max(differences)),
@@ -71,18 +101,24 @@ def parity(reference: Predictor, candidate: Predictor, photos: Sequence[str], ba
     }
 
 
-def check_parity(figures: Mapping[str, Any], runtime: str) -> None:
-    """Raise ``ParityError`` unless ``figures`` (``parity``) show the same answers
-    (``runtime``: the candidate's, a key of ``inference.model_folder.RUNTIME_NAMES``)."""
+def check_parity(figures: Mapping[str, Any], runtime: str, tolerance: Tolerance | None = None) -> None:
+    """Raise ``ParityError`` unless ``figures`` (``parity``) are within ``tolerance``
+    (default: a float32 conversion's, the same answers; ``runtime``: the candidate's, a key of
+    ``inference.model_folder.RUNTIME_NAMES``)."""
+    limits = tolerance or Tolerance(MAX_PROBABILITY_DIFFERENCE)
     problems = []
-    if figures["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE:
+    largest = limits.max_probability_difference
+    if largest is not None and figures["max_probability_difference"] > largest:
         problems.append(f"probabilities differ by up to {figures['max_probability_difference']:.2e} "
-                        f"(limit {MAX_PROBABILITY_DIFFERENCE:.0e})")
-    if figures["top1_disagreements"]:
-        problems.append(f"the top class differs on {len(figures['top1_disagreements'])} photo(s), e.g. "
-                        f"{figures['top1_disagreements'][0]}")
-    if figures["known_model_agreement"] not in (None, 1.0):
-        problems.append(f"the known-model answer agrees on only {figures['known_model_agreement']:.2%} of photos")
+                        f"(limit {largest:.0e})")
+    if figures["top1_agreement"] < limits.min_top1_agreement:
+        problems.append(f"the top class differs on {len(figures['top1_disagreements'])} photo(s) "
+                        f"({figures['top1_agreement']:.2%} agree, at least {limits.min_top1_agreement:.1%} needed), "
+                        f"e.g. {figures['top1_disagreements'][0]}")
+    known = figures["known_model_agreement"]
+    if known is not None and known < limits.min_known_model_agreement:
+        problems.append(f"the known-model answer agrees on only {known:.2%} of photos "
+                        f"(at least {limits.min_known_model_agreement:.1%} needed)")
     if problems:
         raise ParityError(f"{RUNTIME_NAMES[runtime]} does not answer as the SavedModel on {figures['photos']} real "
                           "photos: " + "; ".join(problems) + ". Nothing was written.")
@@ -90,7 +126,8 @@ def check_parity(figures: Mapping[str, Any], runtime: str) -> None:
 
 def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[Path], Predictor],
                   reference: Predictor, photos: Sequence[Path | str], runtime: str,
-                  parity_filename: str, batch_size: int = BATCH) -> dict[str, Any]:
+                  parity_filename: str, batch_size: int = BATCH, tolerance: Tolerance | None = None,
+                  precision: str = DEFAULT_PRECISION) -> dict[str, Any]:
     """Write ``files`` (name -> contents) into ``model_dir`` if the model they make answers as
     ``reference`` on ``photos``, and the figures into ``parity_filename``.
 
@@ -103,6 +140,10 @@ def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[P
         runtime: the candidate's, ``litert`` or ``onnxruntime`` (named in the messages).
         parity_filename: where the figures go, in ``model_dir``.
         batch_size: photos per forward pass of the check.
+        tolerance: see ``check_parity``.
+        precision: the candidate's; at another than float32 (int8), the candidate's own
+            known-model test (its ``calibration``, when it has one) is written with it
+            (``calibration.int8.json``).
 
     Returns:
         the parity figures (``parity``).
@@ -118,16 +159,22 @@ def write_checked(model_dir: Path, files: Mapping[str, bytes], load: Callable[[P
         for name, contents in files.items():
             (Path(scratch) / name).write_bytes(contents)
         write_metadata(scratch, reference.labels, reference.image_size, reference.metadata)
-        figures = parity(reference, load(Path(scratch)), [str(path) for path in photos], batch_size)
-        check_parity(figures, runtime)
-        for name in (*files, METADATA_FILENAME):
+        candidate = load(Path(scratch))
+        figures = parity(reference, candidate, [str(path) for path in photos], batch_size)
+        check_parity(figures, runtime, tolerance)
+        written = [*files, METADATA_FILENAME]
+        if precision != DEFAULT_PRECISION and candidate.calibration is not None:
+            candidate.calibration.save(scratch, precision)
+            written.append(calibration_filename(precision))
+        for name in written:
             os.replace(Path(scratch) / name, model_dir / name)
     (model_dir / parity_filename).write_text(json.dumps(figures, indent=2) + "\n")
     return figures
 
 
 def summary(figures: Mapping[str, Any], model_file: Path) -> str:
-    """One line: ``model_file`` (``model.tflite`` or ``model.onnx``), its size and the parity figures."""
+    """One line: ``model_file`` (``model.tflite``, ``model.onnx`` or ``model.int8.onnx``), its size and the
+    parity figures."""
     known = figures["known_model_agreement"]
     return (f"{model_file} ({model_file.stat().st_size / 1e6:.1f} MB): on {figures['photos']} real photos, "
             f"probabilities within {figures['max_probability_difference']:.1e} of the SavedModel's, top class "

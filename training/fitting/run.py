@@ -189,7 +189,6 @@ def _export(
     from training.export.parity import summary
     from training.export.savedmodel import export_savedmodel
     from training.fitting.distribute import is_chief
-    from training.memory import budget_bytes, feature_batch_size
 
     metadata = {
         "name": "car-model-classifier",
@@ -207,7 +206,7 @@ def _export(
     with memory.phase("SavedModel export"):
         export_savedmodel(model, labels, image_size, metadata, out)
     photos = [sample.path for sample in val_samples]
-    batch = feature_batch_size(budget_bytes(config.memory_budget_gb) // 2, [image_size, *config.multiscale_sides])
+    batch = _parity_batch(config)
     try:  # each conversion fails the export on disagreement (ParityError)
         reference = TensorFlowClassifier(out)
         with memory.phase("LiteRT conversion"):
@@ -235,9 +234,35 @@ def _export(
     return metrics
 
 
+def _parity_batch(config: "TrainConfig") -> int:
+    """Photos per forward pass of the conversions' parity checks: half the memory budget's
+    (``training.memory.feature_batch_size``)."""
+    from training.memory import budget_bytes, feature_batch_size
+
+    return feature_batch_size(budget_bytes(config.memory_budget_gb) // 2,
+                              [config.export_image_size(), *config.multiscale_sides])
+
+
+def _write_int8(config: "TrainConfig", train_samples: "list[Sample]", val_samples: "list[Sample]") -> None:
+    """The int8 conversion of ``config.out``'s ``model.onnx`` (``training.export.int8.write_int8``);
+    when refused, a warning: the float32 model stands."""
+    from inference.model_folder import INT8_ONNX_FILENAME, ONNX_FILENAME
+    from training.export.int8 import write_int8
+    from training.export.parity import ParityError, summary
+
+    out = Path(config.out)
+    if not (out / ONNX_FILENAME).is_file():  # the export warned already
+        return
+    try:
+        print(summary(write_int8(out, train_samples, val_samples, batch_size=_parity_batch(config)),
+                      out / INT8_ONNX_FILENAME))
+    except ParityError as error:
+        print(f"warning: no int8 model written ({error}); serve the float32 model (CARCLF_PRECISION=float32)")
+
+
 def train(config: "TrainConfig") -> dict[str, Any]:
     """Load the data roots, split by group, train, export and measure, then
-    write the known-model calibration and the training report.
+    write the known-model calibration, the int8 model and the training report.
 
     Returns:
         the metrics ``dict`` written to ``metrics.json``.
@@ -249,6 +274,7 @@ def train(config: "TrainConfig") -> dict[str, Any]:
     from training.data.dataset import load_samples, split_by_group
     from training.evaluation.known_model import calibrate
     from training.evaluation.reports import write_training_report
+    from training.export.int8 import remove_int8
     from training.fitting.distribute import is_chief, make_strategy
 
     strategy = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF ops
@@ -259,8 +285,11 @@ def train(config: "TrainConfig") -> dict[str, Any]:
     memory = MemoryLog()
     metrics = fit_and_export(config, train_samples, val_samples, labels, strategy, memory=memory)
     if is_chief(strategy):
+        remove_int8(config.out)  # an older model's, which the calibration would measure
         with memory.phase("known-model calibration"):
             calibrate(config.out, train_samples, val_samples)
+        with memory.phase("int8 conversion"):
+            _write_int8(config, train_samples, val_samples)
         with memory.phase("report"):
             print(f"Report: {write_training_report(config.out)}")
         write_metrics(Path(config.out), metrics, memory)
