@@ -4,6 +4,7 @@
 #   docker build -t car-classifier .
 #   docker build --build-arg RUNTIME=litert -t car-classifier:litert .
 #   docker build --build-arg RUNTIME=tensorflow -t car-classifier:tensorflow .
+#   docker build --build-arg PRECISION=int8 -t car-classifier:int8 .   (model.int8.onnx on ONNX Runtime: docs/int8.md)
 #   docker run -p 8000:8000 car-classifier
 # nginx (Debian's) listens on $PORT and hands whole requests to gunicorn on a
 # unix socket: slow clients never hold a gunicorn thread (deploy/, docs/reliability.md).
@@ -13,17 +14,22 @@
 # onnxruntime: requirements-serve.txt; litert: requirements-serve-litert.txt; tensorflow:
 # requirements-serve-tensorflow.txt (sizes: docs/deployment.md).
 ARG RUNTIME=onnxruntime
+# float32, or int8 (ONNX Runtime only): the image's CARCLF_PRECISION, and the one model file it carries.
+ARG PRECISION=float32
 
-# The model folder holds the model three times (SavedModel, model.onnx, model.tflite): this stage
-# keeps the runtime's copy only, so that the image's model layer holds one (docs/deployment.md).
+# The model folder holds the model four times (SavedModel, model.onnx, model.tflite, model.int8.onnx):
+# this stage keeps the runtime's copy at the precision only, so that the image's model layer holds
+# one (docs/deployment.md).
 FROM python:3.11.14-slim-bookworm AS model
 ARG RUNTIME
+ARG PRECISION
 COPY model/ /model/
 COPY deploy/slim-model.sh /usr/local/bin/
-RUN slim-model.sh "$RUNTIME" /model
+RUN slim-model.sh "$RUNTIME" /model "$PRECISION"
 
 FROM python:3.11.14-slim-bookworm
 ARG RUNTIME
+ARG PRECISION
 
 # MALLOC_ARENA_MAX: two glibc malloc arenas instead of one per thread, about
 # 35 MB less resident memory per worker (docs/performance.md).
@@ -35,6 +41,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MALLOC_ARENA_MAX=2 \
     PORT=8000 \
     CARCLF_RUNTIME=${RUNTIME} \
+    CARCLF_PRECISION=${PRECISION} \
     PROMETHEUS_MULTIPROC_DIR=/tmp/carclf-metrics
 
 WORKDIR /srv
