@@ -1,6 +1,7 @@
 """The bare model: forward time per image of the shipped model, no service.
 
     python -m benchmarks.bare_model [--model model] [--batch-sizes 1 2 4 8 16 32] [--runtime onnxruntime]
+                                    [--precision int8]
 
 For each batch size (in images) and with/without the TTA views, feeds real
 photos already resized to the model's input size (what the service feeds it)
@@ -15,6 +16,7 @@ pay) and the median of the following calls, per batch and per image:
   single-threaded interpreter per caller), with ``--runtime onnxruntime``,
   ``model.onnx`` on ONNX Runtime (``inference.ort.OnnxRuntimeClassifier``,
   one session, one single-threaded pass per caller), TensorFlow not imported;
+  with ``--precision int8`` too, ``model.int8.onnx`` (docs/int8.md);
 - ``predict``: the naive baseline, one Keras ``Model.predict`` call per batch on
   the same SavedModel wrapped in ``keras.layers.TFSMLayer`` (what a Keras
   upload demo does per request; each call builds a tf.data pipeline).
@@ -46,7 +48,7 @@ from benchmarks.harness import (  # noqa: E402
     table,
     time_calls,
 )
-from inference import RUNTIMES  # noqa: E402
+from inference import PRECISIONS, RUNTIMES  # noqa: E402
 from inference.calibration import Calibration  # noqa: E402
 from inference.contract import INPUT, SERVING_SIGNATURE, ModelFacts, model_input  # noqa: E402
 from inference.images import decode_image, resize  # noqa: E402
@@ -64,14 +66,14 @@ def load_signature(model_dir):
     return module.signatures[SERVING_SIGNATURE], ModelFacts.from_savedmodel(module).image_size
 
 
-def load_call(model_dir, runtime, callers):
-    """``(batch -> probabilities, (height, width))`` of the model on ``runtime``
+def load_call(model_dir, runtime, callers, precision="float32"):
+    """``(batch -> probabilities, (height, width))`` of the model on ``runtime`` at ``precision``
     (``tensorflow``: ``signature_call``; ``litert``: one interpreter per caller;
     ``onnxruntime``: one session, as many passes at once as callers)."""
-    if runtime == "tensorflow":
+    if runtime == "tensorflow" and precision == "float32":
         signature, image_size = load_signature(model_dir)
         return signature_call(signature), image_size
-    predictor = load_predictor(model_dir, runtime, passes=callers)
+    predictor = load_predictor(model_dir, runtime, passes=callers, precision=precision)
     return (lambda batch: predictor.predict(batch)[1]), predictor.image_size
 
 
@@ -176,11 +178,16 @@ def main(argv=None):
     parser.add_argument("--runtime", choices=RUNTIMES, default="tensorflow",
                         help="the SavedModel on TensorFlow, model.tflite on LiteRT or model.onnx on ONNX Runtime "
                              "(default: %(default)s)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="int8: model.int8.onnx (with --runtime onnxruntime); default: %(default)s")
     parser.add_argument("--json", action="store_true", help="print the results as JSON only (for service.py)")
     args = parser.parse_args(argv)
     photos = real_photos(args.photos)
     machine = machine_summary()
-    call, image_size = load_call(args.model, args.runtime, max(args.callers))
+    try:
+        call, image_size = load_call(args.model, args.runtime, max(args.callers), args.precision)
+    except (FileNotFoundError, ValueError) as error:  # no such file, or int8 on another runtime
+        parser.error(str(error))
     predict = None if args.no_predict or args.runtime != "tensorflow" else keras_predict_call(args.model)
     results = measure(call, model_inputs(photos, image_size), args.batch_sizes, args.min_seconds, args.callers,
                       predict)
@@ -190,7 +197,7 @@ def main(argv=None):
     print(machine)
     print(photo_summary(photos) + ", resized to the model's input size")
     print(f"runtime: {args.runtime}; " + threads_summary() if args.runtime == "tensorflow" else
-          f"runtime: {args.runtime}, one thread per pass, one pass per caller")
+          f"runtime: {args.runtime}, {args.precision}, one thread per pass, one pass per caller")
     headers = ["TTA", "images", "rows", "callers", "first ms", "ms/batch", "ms/image", "images/s"]
     if predict is not None:
         headers += ["predict first ms", "predict ms/batch", "predict images/s"]

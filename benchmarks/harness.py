@@ -60,8 +60,22 @@ def photo_summary(photos):
     return f"{len(photos)} real JPEGs from {CARS.name}, median {kb:.0f} KB, {width}x{height} px"
 
 
+# The CPU features int8 inference speeds up with (ONNX Runtime's integer kernels): AVX-512 VNNI or
+# AVX-VNNI (8-bit dot products), AMX (matrix tiles); AVX-512 BF16 beside them (docs/int8.md).
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
+
+
+def cpu_flags():
+    """Which of ``INT8_FLAGS`` this CPU has (``/proc/cpuinfo``; empty elsewhere): ``list[str]``."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+    return [flag for flag in INT8_FLAGS if flag in flags]
+
+
 def machine_summary():
-    """Date (UTC), CPU model, core count, Python, and the load average before the run."""
+    """Date (UTC), CPU model, core count, the CPU flags of ``INT8_FLAGS``, Python, and the load
+    average before the run."""
     model = platform.processor() or "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -70,6 +84,7 @@ def machine_summary():
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return (
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC | {model} | {os.cpu_count()} cores | "
+        f"flags: {' '.join(cpu_flags()) or 'none of ' + ' '.join(INT8_FLAGS)} | "
         f"Python {platform.python_version()} | load average before: {load}"
     )
 

@@ -1,6 +1,6 @@
 """Load test: many requests at 16 concurrent clients, no failure, no worker restart.
 
-    python -m benchmarks.load_test [--requests 1000] [--concurrency 16]
+    python -m benchmarks.load_test [--requests 1000] [--concurrency 16] [--precision int8]
 
 Starts ``gunicorn wsgi:app`` on 127.0.0.1 with ``gunicorn.conf.py`` as
 shipped, posts real ~100 KB JPEG photos from ../shared (TTA on, the default)
@@ -16,6 +16,7 @@ from collections import Counter
 import numpy as np
 
 from benchmarks.harness import PeakRss, Server, load, machine_summary, multipart, photo_summary, real_photos, table
+from inference import PRECISIONS
 
 
 def main(argv=None):
@@ -23,11 +24,13 @@ def main(argv=None):
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--photos", type=int, default=64, help="distinct real photos (about 100 KB) to cycle through")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="the server's CARCLF_PRECISION (int8: model.int8.onnx); default: %(default)s")
     args = parser.parse_args(argv)
     photos = real_photos(args.photos)
     print(machine_summary())
-    print(photo_summary(photos))
-    with Server() as server:
+    print(f"{photo_summary(photos)}; precision {args.precision}")
+    with Server(env={"CARCLF_PRECISION": args.precision}) as server:
         before = {worker.pid for worker in server.workers()}
         print(f"{len(before)} worker(s) ready after {server.cold_start_s:.1f} s; "
               f"{args.requests} requests, {args.concurrency} clients ...", file=sys.stderr, flush=True)

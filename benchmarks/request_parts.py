@@ -1,6 +1,6 @@
 """Where a request's time goes around the model: each part of ``POST /predict``, timed alone.
 
-    python -m benchmarks.request_parts [--photos 32] [--rounds 5] [--model model]
+    python -m benchmarks.request_parts [--photos 32] [--rounds 5] [--model model] [--precision int8]
 
 In one process, with the shipped model on the default runtime (ONNX Runtime, one
 thread): the whole request through Flask's test client (without TTA: one
@@ -33,6 +33,7 @@ from werkzeug.test import EnvironBuilder
 from app import create_app
 from app.logs import HANDLER_NAME, JsonFormatter
 from benchmarks.harness import ROOT, machine_summary, photo_summary, real_photos, table
+from inference import PRECISIONS
 from inference.contract import model_input
 from inference.images import decode_image
 from inference.tta import SERVED_VIEWS, tta_batch
@@ -67,10 +68,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--photos", type=int, default=32, help="real photos of about 100 KB (default: 32)")
     parser.add_argument("--rounds", type=int, default=5, help="timed passes over the photos (default: 5)")
     parser.add_argument("--model", default=str(ROOT / "model"), help="model folder (default: the shipped model)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="int8: model.int8.onnx (docs/int8.md); default: %(default)s")
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as gunicorn.conf.py sets it
     photos = real_photos(args.photos)
-    app = create_app({"MODEL_DIR": args.model, "INTERPRETERS": 1})
+    app = create_app({"MODEL_DIR": args.model, "INTERPRETERS": 1, "PRECISION": args.precision})
     if app.extensions["model"].wait(120) != "ready":
         sys.exit(f"error: the model in {args.model} did not load")
     for handler in logging.getLogger().handlers:
@@ -81,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     size = classifier.image_size
     client = app.test_client()
     print(machine_summary())
-    print(f"{photo_summary(photos)}; model input {size[1]}x{size[0]} px; runtime {app.config['RUNTIME']}")
+    print(f"{photo_summary(photos)}; model input {size[1]}x{size[0]} px; runtime {app.config['RUNTIME']}, "
+          f"{app.config['PRECISION']}")
 
     def request(photo: bytes) -> None:
         response = client.post("/predict?tta=0", data={"file": (io.BytesIO(photo), "car.jpg")})

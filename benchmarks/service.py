@@ -1,7 +1,7 @@
 """The service under load, against the bare model, measured in one run.
 
     python -m benchmarks.service [--requests 300] [--concurrency 1 4 8 16]
-                                 [--variants service tensorflow naive] [--rounds 1]
+                                 [--variants service tensorflow naive] [--rounds 1] [--precision float32 int8]
 
 Starts gunicorn on 127.0.0.1 (a free port) with ``gunicorn.conf.py`` and the
 shipped model, sends real ~100 KB JPEG photos from ../shared with
@@ -41,6 +41,12 @@ Variants: ``service`` (the real app as configured: ONNX Runtime), ``2 workers``
 (the real app on ``CARCLF_RUNTIME=tensorflow``) and ``naive``
 (``benchmarks/naive_app.py``: one Keras ``model.predict`` per request), all
 run by the same ``gunicorn.conf.py``.
+
+``--precision float32 int8`` runs the variants on ONNX Runtime (``service``,
+``2 workers``) once per precision (``CARCLF_PRECISION``; ``service, int8``...),
+each held against the bare model at its own precision (at int8:
+``model.int8.onnx`` on ONNX Runtime, the only runtime that has it), and
+prints the int8 service's figures over the float32 one's (docs/int8.md).
 """
 
 import argparse
@@ -66,9 +72,10 @@ from benchmarks.harness import (
     table,
     time_calls,
 )
+from inference import PRECISIONS
 from inference.contract import model_input
 from inference.loading import load_predictor
-from inference.model_folder import RUNTIME_FILES, TFLITE_FILENAME
+from inference.model_folder import RUNTIME_FILES, TFLITE_FILENAME, model_files
 from inference.tta import SERVED_VIEWS, tta_batch
 
 VARIANTS = {
@@ -77,14 +84,19 @@ VARIANTS = {
     "tensorflow": ("wsgi:app", {"CARCLF_RUNTIME": "tensorflow"}),
     "naive": ("benchmarks.naive_app:app", {}),
 }
+# The variants that serve on ONNX Runtime, the runtime with an int8 model (--precision).
+ONNX_RUNTIME_VARIANTS = ("service", "2 workers")
 TARGETS = "lone p50 <= 1.3x bare | 8 clients >= 0.9x bare throughput | cold start <= 2.5 s | RSS <= 250 MB"
+# issue 29's, for the int8 service against the float32 one in the same run (TTA on).
+INT8_TARGETS = "lone p50 <= 0.65x float32's | 8 clients >= 1.7x float32's throughput"
 
 
 class InterleavedBare:
     """The bare model on LiteRT and ONNX Runtime (the fastest runtimes in every
     run so far), in this process, timed between blocks of the service's
     requests: the fastest of two single-threaded passes side by side on each
-    runtime and one two-threaded LiteRT interpreter, each setup timed on its own.
+    runtime and one two-threaded LiteRT interpreter, each setup timed on its own;
+    at int8, ``model.int8.onnx`` on ONNX Runtime only.
 
     The host's speed drifts from one minute to the next (the bare forward of
     two views measured 53 to 76 ms within ten minutes): a reference measured
@@ -96,19 +108,25 @@ class InterleavedBare:
     8-client ratio: docs/performance.md).
 
     Args:
-        model_dir: the model folder; it must hold ``model.tflite`` (``model.onnx`` is used if there).
+        model_dir: the model folder; it must hold ``model.tflite`` (``model.onnx`` is used if there),
+            at int8 ``model.int8.onnx``.
         photos: the JPEG bytes the clients send, in their order.
+        precision: ``float32`` or ``int8``.
     """
 
-    def __init__(self, model_dir, photos):
+    def __init__(self, model_dir, photos, precision="float32"):
         from inference.litert import LiteRTClassifier
 
-        side_by_side = [load_predictor(model_dir, runtime, passes=2) for runtime, files in RUNTIME_FILES.items()
-                        if all((Path(model_dir) / name).is_file() for name in files)]
+        if precision == "int8":
+            side_by_side, threaded = [load_predictor(model_dir, "onnxruntime", passes=2, precision=precision)], []
+        else:
+            side_by_side = [load_predictor(model_dir, runtime, passes=2) for runtime, files in
+                            RUNTIME_FILES.items() if all((Path(model_dir) / name).is_file() for name in files)]
+            threaded = [LiteRTClassifier(model_dir, threads=2)]
         # (predictor, callers side by side): two single-threaded passes, or one of two threads.
         self._setups = [*((predictor, callers) for predictor in side_by_side for callers in (1, 2)),
-                        (LiteRTClassifier(model_dir, threads=2), 1)]
-        self._predictors = [*side_by_side, self._setups[-1][0]]
+                        *((predictor, 1) for predictor in threaded)]
+        self._predictors = [*side_by_side, *threaded]
         for predictor in self._predictors:
             predictor.warm_up()
         images = [model_input(data, self._predictors[0].image_size) for data in photos]
@@ -219,11 +237,14 @@ BARE_SETUPS = {  # name: (runtime, environment, callers side by side)
     "LiteRT, 1 thread per interpreter": ("litert", {}, [1, 2]),
     "ONNX Runtime, 1 thread per pass": ("onnxruntime", {}, [1, 2]),
 }
+INT8_BARE_SETUPS: dict[str, tuple[str, dict[str, str], list[int]]] = {
+    "ONNX Runtime int8, 1 thread per pass": ("onnxruntime", {}, [1, 2]),
+}
 
 
-def bare_reference(model_dir, concurrency, photos):
+def bare_reference(model_dir, concurrency, photos, precision="float32"):
     """The bare model's best figures, from ``benchmarks/bare_model.py`` run in a
-    subprocess per runtime and thread setup of ``BARE_SETUPS``.
+    subprocess per runtime and thread setup of ``BARE_SETUPS`` (at int8: ``INT8_BARE_SETUPS``).
 
     Returns:
         ``{(tta, images): (latency seconds, seconds per batch at best throughput)}``:
@@ -231,15 +252,16 @@ def bare_reference(model_dir, concurrency, photos):
         shortest wall time per call over setups and callers side by side.
     """
     best = {}
-    for name, (runtime, env, callers) in BARE_SETUPS.items():
-        missing = [file for file in RUNTIME_FILES.get(runtime, ()) if not (Path(model_dir) / file).is_file()]
+    for name, (runtime, env, callers) in (INT8_BARE_SETUPS if precision == "int8" else BARE_SETUPS).items():
+        missing = [file for file in model_files(runtime, precision) if not (Path(model_dir) / file).is_file()]
         if missing:
             print(f"bare model, {name}: skipped, {model_dir} has no {' or '.join(missing)} "
-                  f"(carclf convert {model_dir} --data DIR writes it)", file=sys.stderr, flush=True)
+                  f"(carclf convert or carclf quantize {model_dir} --data DIR writes it)",
+                  file=sys.stderr, flush=True)
             continue
         print(f"bare model, {name} ...", file=sys.stderr, flush=True)
         command = [sys.executable, "-m", "benchmarks.bare_model", "--json", "--no-predict", "--model", model_dir,
-                   "--runtime", runtime,
+                   "--runtime", runtime, "--precision", precision,
                    "--photos", str(photos), "--batch-sizes", *map(str, sorted(set(concurrency))),
                    "--callers", *map(str, callers)]
         output = subprocess.run(command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
@@ -277,11 +299,13 @@ def bare_figures(run, bare, tta, clients, best_window=False):
     return (figure, throughput, "bare ms") if clients == 1 else (latency, figure, "bare images/s")
 
 
-def report(results, bare):
+def report(results, bares):
     """Print the per-run table and the targets, against the interleaved bare
-    figures where measured and against the reference measured before them."""
+    figures where measured and against the reference measured before them
+    (``bares``: precision -> ``bare_reference``; each variant against its precision's)."""
     rows = []
     for name, result in results.items():
+        bare = bares[result["precision"]]
         for (tta, clients), run in result["runs"].items():
             latencies = run["latencies_s"] * 1e3
             p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if len(latencies) else (np.nan,) * 3
@@ -303,8 +327,8 @@ def report(results, bare):
         [[name, r["workers"], f"{r['cold_start_s']:.1f} ({r['ready_path']})", f"{r['peak_rss'] / 2**20:.0f}",
           r["restarts"]] for name, r in results.items()],
     ))
-    targets, windows = target_ratios(results, bare), target_ratios(results, bare, "best window")
-    before = target_ratios(results, bare, "before")
+    targets, windows = target_ratios(results, bares), target_ratios(results, bares, "best window")
+    before = target_ratios(results, bares, "before")
     if targets:
         print(f"\nTargets (TTA on): {TARGETS}")
     for name, (lone, eight) in targets.items():
@@ -312,18 +336,34 @@ def report(results, bare):
               f"cold start {results[name]['cold_start_s']:.1f} s | RSS {results[name]['peak_rss'] / 2**20:.0f} MB"
               f" (against each block's fastest setup: {windows[name][0]:.2f}x and {windows[name][1]:.2f}x; "
               f"against the reference measured before: {before[name][0]:.2f}x and {before[name][1]:.2f}x)")
+    int8_over_float32(results)
     return targets
 
 
-def target_ratios(results, bare, reference="interleaved"):
+def int8_over_float32(results):
+    """Print each int8 variant's lone p50 and 8-client throughput (TTA on) over its float32 variant's,
+    measured in the same round (``INT8_TARGETS``)."""
+    for name, result in results.items():
+        float32 = results.get(result["base"])
+        if result["precision"] != "int8" or float32 is None or not {(True, 1), (True, 8)} <= (
+                result["runs"].keys() & float32["runs"].keys()):
+            continue
+        lone = np.median(result["runs"][True, 1]["latencies_s"]) / np.median(float32["runs"][True, 1]["latencies_s"])
+        eight = result["runs"][True, 8]["throughput"] / float32["runs"][True, 8]["throughput"]
+        print(f"{name} over {result['base']} ({INT8_TARGETS}): lone p50 {lone:.2f}x | 8 clients {eight:.2f}x")
+
+
+def target_ratios(results, bares, reference="interleaved"):
     """The two target ratios (``TARGETS``) of each variant measured with TTA at 1 and 8 clients:
     ``{variant: (lone p50 over the bare forward of one request's views, 8-client requests/s over the
     bare best photos/s)}``, against ``bare_figures`` (``reference`` ``"interleaved"``, or
-    ``"best window"``: its ``best_window``) or the reference measured before the variants (``"before"``)."""
+    ``"best window"``: its ``best_window``) or the reference measured before the variants (``"before"``),
+    at the variant's precision (``bares``: as ``report``'s)."""
     ratios = {}
     for name, result in results.items():
         if not {(True, 1), (True, 8)} <= result["runs"].keys():
             continue
+        bare = bares[result["precision"]]
         lone, eight = result["runs"][True, 1], result["runs"][True, 8]
         if reference == "before":
             latency, throughput = bare[True, 1][0], best_throughput(bare, True)
@@ -357,6 +397,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the bare reference and every variant, one after the other, and print each "
                              "ratio's median over the rounds (the machine's speed drifts between minutes)")
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["float32"],
+                        help=f"run the variants on ONNX Runtime ({', '.join(ONNX_RUNTIME_VARIANTS)}) at each "
+                             "(CARCLF_PRECISION), the others at float32; default: %(default)s")
     args = parser.parse_args(argv)
     photos = real_photos(args.photos)
     bodies = [multipart(data) for data in photos]
@@ -365,16 +408,22 @@ def main(argv=None):
     if args.env:
         print("server environment: " + " ".join(args.env))
     tta_modes = [mode == "on" for mode in args.tta]
-    interleaved = InterleavedBare(args.model, photos) if (Path(args.model) / TFLITE_FILENAME).is_file() else None
+    interleaved = {precision: InterleavedBare(args.model, photos, precision) for precision in args.precision} \
+        if (Path(args.model) / TFLITE_FILENAME).is_file() else {}
+    runs = [(name, precision) for precision in args.precision for name in args.variants
+            if precision == "float32" or name in ONNX_RUNTIME_VARIANTS]
     rounds = []
     for number in range(1, args.rounds + 1):
         print(f"\nRound {number} of {args.rounds}: " + machine_summary())
-        bare = bare_reference(args.model, args.concurrency, args.photos)
-        results = {
-            name: run_variant(name, bodies, args.concurrency, args.requests, env, tta_modes, interleaved)
-            for name in args.variants
-        }
-        rounds.append(report(results, bare))
+        bares = {precision: bare_reference(args.model, args.concurrency, args.photos, precision)
+                 for precision in args.precision}
+        results = {}
+        for name, precision in runs:
+            label = name if precision == "float32" else f"{name}, {precision}"
+            results[label] = {"precision": precision, "base": name, **run_variant(
+                name, bodies, args.concurrency, args.requests, {**env, "CARCLF_PRECISION": precision}, tta_modes,
+                interleaved.get(precision))}
+        rounds.append(report(results, bares))
     if args.rounds > 1 and rounds[0]:
         summarize_rounds(rounds)
 
