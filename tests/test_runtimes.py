@@ -201,7 +201,7 @@ def test_the_onnx_conversion_keeps_the_contracts_names_and_the_committed_answers
 SERVE_WITHOUT_TENSORFLOW = """
 import sys
 from app import create_app
-app = create_app({"MODEL_DIR": sys.argv[1], "RUNTIME": sys.argv[3]})
+app = create_app({"MODEL_DIR": sys.argv[1], "RUNTIME": sys.argv[3], "PRECISION": sys.argv[4]})
 assert app.extensions["model"].wait(120) == "ready"
 with open(sys.argv[2], "rb") as photo:
     answer = app.test_client().post("/predict?tta=1", data={"file": (photo, "car.jpg")})
@@ -210,22 +210,24 @@ print(sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "kera
 """
 
 
-@pytest.mark.parametrize("runtime, imported", [("onnxruntime", ["onnxruntime"]), ("litert", ["ai_edge_litert"])])
-def test_serving_without_tensorflow_imports_its_runtime_only(tmp_path, runtime, imported):
-    """From the model folder as the Docker image ships it for that runtime (deploy/slim-model.sh):
-    the other runtimes' copies of the model are gone, and the service does not miss them. Nothing is
+@pytest.mark.parametrize("runtime, precision, imported", [("onnxruntime", "float32", ["onnxruntime"]),
+                                                         ("onnxruntime", "int8", ["onnxruntime"]),
+                                                         ("litert", "float32", ["ai_edge_litert"])])
+def test_serving_without_tensorflow_imports_its_runtime_only(tmp_path, runtime, precision, imported):
+    """From the model folder as the Docker image ships it for that runtime and precision (deploy/slim-model.sh):
+    the other copies of the model are gone, and the service does not miss them. Nothing is
     written in the home folder (ONNX Runtime's telemetry is off), which the image's read-only root
     does not allow."""
     folder, photo, home = tmp_path / "model", tmp_path / "car.jpg", tmp_path / "home"
     home.mkdir()
     shutil.copytree(SHIPPED_MODEL, folder)
-    subprocess.run([ROOT / "deploy" / "slim-model.sh", runtime, folder], check=True)
+    subprocess.run([ROOT / "deploy" / "slim-model.sh", runtime, folder, precision], check=True)
     assert not {"saved_model.pb", "variables"} & {path.name for path in folder.iterdir()}
     assert sum(path.stat().st_size for path in folder.iterdir()) < 0.5 * sum(
         path.stat().st_size for path in SHIPPED_MODEL.rglob("*"))
     photo.write_bytes(synthetic_photo(1))
-    result = subprocess.run([sys.executable, "-c", SERVE_WITHOUT_TENSORFLOW, str(folder), str(photo), runtime],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300,
+    result = subprocess.run([sys.executable, "-c", SERVE_WITHOUT_TENSORFLOW, str(folder), str(photo), runtime,
+                             precision], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "HOME": str(home)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == repr(imported)
