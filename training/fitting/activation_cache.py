@@ -217,11 +217,12 @@ class ActivationCache:
         """The activations of photo ``photos[i]`` in view ``views[i]``: ``float16 (len(photos), h, w, c)``."""
         if self.array is not None:
             return self.array[photos, views]
-        view_bytes = self.row_bytes // len(self.views)
-        shape = self.shape[2:]
+        # The shape is read from the metadata file once per batch, not once per row.
+        shape, row_bytes = self.shape, self.row_bytes
+        view_bytes = row_bytes // len(self.views)
         with open(self.data_path, "rb") as handle:
-            return np.stack([np.frombuffer(os.pread(handle.fileno(), view_bytes, int(p) * self.row_bytes
-                                                    + int(v) * view_bytes), CACHE_DTYPE).reshape(shape)
+            return np.stack([np.frombuffer(os.pread(handle.fileno(), view_bytes, int(p) * row_bytes
+                                                    + int(v) * view_bytes), CACHE_DTYPE).reshape(shape[2:])
                              for p, v in zip(photos, views)])
 
 
